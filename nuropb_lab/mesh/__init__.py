@@ -1,0 +1,54 @@
+"""The nuropb protocol on aio-pika: codec, errors, crypto, topology, transport, services, API.
+
+Nothing here imports IPython, ipywidgets or pandas.
+"""
+
+from .api import RMQAPI
+from .connect import MeshNotFound
+from .decorators import NuropbContextManager, nuropb_context, publish_to_mesh
+from .errors import (
+    NuropbAuthenticationError,
+    NuropbAuthorizationError,
+    NuropbCallAgain,
+    NuropbCallAgainReject,
+    NuropbDeprecatedError,
+    NuropbException,
+    NuropbHandlingError,
+    NuropbMessageError,
+    NuropbNotDeliveredError,
+    NuropbSuccess,
+    NuropbTimeoutError,
+    NuropbTransportError,
+    NuropbValidationError,
+)
+from .management import ManagementAPI, ManagementUnavailable
+from .topology import Topology, configure_mesh
+from .urls import AmqpTarget, mask_secrets, parse_amqp_url
+
+__all__ = [
+    "RMQAPI",
+    "AmqpTarget",
+    "ManagementAPI",
+    "ManagementUnavailable",
+    "MeshNotFound",
+    "NuropbAuthenticationError",
+    "NuropbAuthorizationError",
+    "NuropbCallAgain",
+    "NuropbCallAgainReject",
+    "NuropbContextManager",
+    "NuropbDeprecatedError",
+    "NuropbException",
+    "NuropbHandlingError",
+    "NuropbMessageError",
+    "NuropbNotDeliveredError",
+    "NuropbSuccess",
+    "NuropbTimeoutError",
+    "NuropbTransportError",
+    "NuropbValidationError",
+    "Topology",
+    "configure_mesh",
+    "mask_secrets",
+    "nuropb_context",
+    "parse_amqp_url",
+    "publish_to_mesh",
+]

@@ -1,0 +1,736 @@
+"""RMQAPI: the nuropb API on aio-pika, as a client and as a service.
+
+Interface and wire format follow nuropb 0.1.8 (see the project's PROTOCOL.md), without its
+defects: every request ends by its ttl, unroutable calls fail at once, unpaired and duplicate
+responses are counted and ignored, and a served object refuses plaintext calls to encrypted
+methods and calls whose token is refused.
+
+Connection loss: the API reconnects by itself and declares its queues and consumers again.
+A request waiting for its response keeps waiting, within its ttl, across the reconnection (its
+answer may still arrive). A call made while reconnecting waits for the connection within its
+ttl and fails with NuropbTransportError if the connection is not back by then. ``disconnect()``
+fails every waiting call at once with NuropbTransportError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import uuid
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Final, cast
+
+from aiormq import Channel
+from aiormq.abc import DeliveredMessage
+from cryptography.hazmat.primitives.asymmetric import rsa
+from pamqp import commands as spec
+
+from .._version import __version__
+from . import codec, crypto
+from .codec import DecodeLimits, MessageType
+from .describe import DESCRIBE_METHOD, public_methods
+from .errors import (
+    NuropbException,
+    NuropbMessageError,
+    NuropbNotDeliveredError,
+    NuropbTimeoutError,
+    NuropbTransportError,
+    error_dict,
+    remote_error,
+)
+from .service import Outcome, ServiceExecutor, event_body, response_body
+from .topology import Topology
+from .transport import Transport, TransportConfig, TransportState
+from .urls import AmqpTarget, parse_amqp_url
+
+__all__ = ["RMQAPI"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL_MS: Final = 60 * 60 * 1000  # nuropb's default: one hour
+DESCRIBE_TTL_MS: Final = 60 * 1000
+DEFAULT_PREFETCH: Final = 20
+_RECENT_RESPONSES: Final = 4096  # completed correlation ids kept to tell duplicates from strays
+
+
+class _Pending:
+    __slots__ = ("fernet_key", "future")
+
+    def __init__(self, future: asyncio.Future[dict[str, Any]], fernet_key: bytes | None) -> None:
+        self.future = future
+        self.fernet_key = fernet_key
+
+
+class RMQAPI:
+    """The nuropb API. Without ``service_name`` it is a client; with one it serves
+    ``service_instance`` on the mesh (and is a client too).
+
+    ``transport_settings``: rpc_bindings, event_bindings, prefetch_count, default_ttl (ms),
+    rpc_exchange, events_exchange, dl_exchange, dl_queue, service_queue, response_queue,
+    connect_timeout (s), reconnect (bool), private_key (RSAPrivateKey), max_body_bytes,
+    max_depth.
+    """
+
+    def __init__(
+        self,
+        amqp_url: str | Mapping[str, Any] | AmqpTarget,
+        service_name: str | None = None,
+        instance_id: str | None = None,
+        service_instance: object | None = None,
+        rpc_exchange: str | None = None,
+        events_exchange: str | None = None,
+        transport_settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._target = parse_amqp_url(amqp_url)
+        settings = dict(transport_settings or {})
+        self._mesh_name = self._target.vhost
+        self._instance_id = instance_id or uuid.uuid4().hex
+        self._client_only = service_name is None
+        if service_name is None:
+            service_name = f"{self._mesh_name}-client"
+        elif service_instance is None:
+            raise ValueError("a service_instance is needed to serve on the mesh")
+        self._service_name = service_name
+        self._service_instance = service_instance
+        self._topology = Topology.from_settings(
+            {
+                **settings,
+                "rpc_exchange": rpc_exchange or settings.get("rpc_exchange"),
+                "events_exchange": events_exchange or settings.get("events_exchange"),
+            }
+        )
+        self._default_ttl = int(settings.get("default_ttl") or DEFAULT_TTL_MS)
+        self._limits = DecodeLimits(
+            max_bytes=int(settings.get("max_body_bytes") or codec.DEFAULT_LIMITS.max_bytes),
+            max_depth=int(settings.get("max_depth") or codec.DEFAULT_LIMITS.max_depth),
+        )
+        self._private_key: rsa.RSAPrivateKey | None = None
+        self._executor: ServiceExecutor | None = None
+        service_queue = None
+        rpc_bindings: list[str] = []
+        event_bindings: list[str] = []
+        if not self._client_only:
+            self._private_key = settings.get("private_key") or getattr(
+                service_instance, "_private_key", None
+            )
+            if self._private_key is None and any(
+                marks.requires_encryption for _, _, marks in public_methods(service_instance)
+            ):
+                # Encrypted methods need a key; make one rather than serve them unusable.
+                self._private_key = crypto.new_private_key()
+                log.info("%s: generated an RSA key for its encrypted methods", service_name)
+            self._executor = ServiceExecutor(service_instance, service_name, self._public_pem)
+            service_queue = settings.get("service_queue") or Topology.service_queue(service_name)
+            rpc_bindings = list(dict.fromkeys([service_name, *settings.get("rpc_bindings", [])]))
+            event_bindings = list(dict.fromkeys(settings.get("event_bindings", [])))
+        config = TransportConfig(
+            topology=self._topology,
+            response_queue=settings.get("response_queue")
+            or Topology.response_queue(service_name, self._instance_id),
+            service_queue=service_queue,
+            rpc_bindings=rpc_bindings,
+            event_bindings=event_bindings,
+            prefetch_count=int(settings.get("prefetch_count") or DEFAULT_PREFETCH),
+            connection_name=f"{self._mesh_name}-{service_name}-{self._instance_id}",
+            connect_timeout=float(settings.get("connect_timeout") or 10.0),
+            reconnect=bool(settings.get("reconnect", True)),
+        )
+        self._transport = Transport(
+            self._target,
+            config,
+            on_response=self._on_response,
+            on_service=self._on_service if not self._client_only else None,
+            on_state=self._on_state,
+        )
+        self._pending: dict[str, _Pending] = {}
+        # finished correlation ids -> the stat a further response for it counts under
+        self._recent: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._describe_cache: dict[str, dict[str, Any]] = {}
+        self._public_keys: dict[str, rsa.RSAPublicKey] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._state_listeners: list[Callable[[TransportState], None]] = []
+        self.stats: collections.Counter[str] = collections.Counter()
+
+    # --- identity and state -------------------------------------------------------------
+
+    @property
+    def service_name(self) -> str:
+        return self._service_name
+
+    @property
+    def instance_id(self) -> str:
+        return self._instance_id
+
+    @property
+    def mesh_name(self) -> str:
+        return self._mesh_name
+
+    @property
+    def target(self) -> AmqpTarget:
+        return self._target
+
+    @property
+    def topology(self) -> Topology:
+        return self._topology
+
+    @property
+    def is_leader(self) -> bool:
+        return True  # no leader election: every instance may configure the mesh
+
+    @property
+    def client_only(self) -> bool:
+        return self._client_only
+
+    @property
+    def connected(self) -> bool:
+        return self._transport.connected
+
+    @property
+    def transport(self) -> Transport:
+        return self._transport
+
+    @property
+    def service_instance(self) -> object | None:
+        return self._service_instance
+
+    @property
+    def private_key(self) -> rsa.RSAPrivateKey | None:
+        return self._private_key
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def __repr__(self) -> str:
+        role = "client" if self._client_only else f"service {self._service_name!r}"
+        return f"<RMQAPI {role} on {self._target.masked} ({self._transport.state})>"
+
+    def add_state_listener(self, listener: Callable[[TransportState], None]) -> None:
+        """Call ``listener(state)`` on every transport state change (in the loop thread)."""
+        self._state_listeners.append(listener)
+
+    def _on_state(self, state: TransportState) -> None:
+        for listener in list(self._state_listeners):
+            try:
+                listener(state)
+            except Exception:
+                log.exception("state listener failed")
+
+    def _public_pem(self) -> str | None:
+        return crypto.public_pem(self._private_key) if self._private_key is not None else None
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        if self.connected:
+            log.debug("already connected")
+            return
+        await self._transport.start()
+
+    async def disconnect(self) -> None:
+        await self._transport.stop()
+        failure = NuropbTransportError("disconnected while waiting for a response")
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(failure)
+        self._pending.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def __aenter__(self) -> RMQAPI:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.disconnect()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("background send failed: %s", task.exception())
+
+    # --- properties of outgoing messages ------------------------------------------------
+
+    def _properties(
+        self,
+        nuropb_type: MessageType,
+        correlation_id: str,
+        trace_id: str | None,
+        encrypted: bool = False,
+        reply_to: str = "",
+        ttl: int | None = None,
+    ) -> spec.Basic.Properties:
+        return spec.Basic.Properties(
+            content_type=codec.CONTENT_TYPE,
+            correlation_id=correlation_id,
+            reply_to=reply_to,
+            expiration=str(ttl) if ttl else None,
+            headers=codec.headers_for(nuropb_type, trace_id, encrypted, __version__),
+            message_id=correlation_id,
+        )
+
+    # --- client: requests, commands, events --------------------------------------------
+
+    async def request(
+        self,
+        service: str,
+        method: str,
+        params: dict[str, Any],
+        context: dict[str, Any],
+        ttl: int | None = None,
+        trace_id: str | None = None,
+        rpc_response: bool = True,
+        encrypted: bool = False,
+    ) -> Any:
+        """Call ``service.method(**params)`` and wait for its response, at most ``ttl`` ms.
+
+        With ``rpc_response`` the result is returned and a remote error raised as its nuropb
+        class (also a NuropbMessageError); without it the response dict is returned.
+        """
+        ttl = self._default_ttl if ttl is None else int(ttl)
+        if ttl <= 0:
+            raise ValueError("ttl must be a positive number of milliseconds")
+        correlation_id = uuid.uuid4().hex
+        payload = {
+            "tag": "request",
+            "service": service,
+            "method": method,
+            "params": params,
+            "correlation_id": correlation_id,
+            "context": context,
+            "trace_id": trace_id,
+        }
+        self.stats["requests"] += 1
+        try:
+            try:
+                async with asyncio.timeout(ttl / 1000):
+                    response = await self._round_trip(payload, ttl, encrypted)
+            except TimeoutError:
+                self.stats["timeouts"] += 1
+                self._remember(correlation_id, "late_responses")
+                if not self.connected:
+                    raise NuropbTransportError(
+                        f"not connected to the mesh ({self._transport.state}) within {ttl} ms"
+                    ) from None
+                raise NuropbTimeoutError(
+                    f"no response from {service}.{method} within {ttl} ms", payload
+                ) from None
+        except NuropbException as exc:
+            if rpc_response:
+                raise
+            return response_body(correlation_id, context, trace_id, "", error=error_dict(exc))
+        error = response.get("error")
+        if error is not None:
+            if encrypted and "decrypt" in str(error):
+                self._forget_key(service)  # the service may have a new key: describe again
+            if rpc_response:
+                raise remote_error(error, response)
+            return response
+        return response.get("result") if rpc_response else response
+
+    async def _round_trip(
+        self, payload: dict[str, Any], ttl: int, encrypted: bool
+    ) -> dict[str, Any]:
+        service = payload["service"]
+        correlation_id = payload["correlation_id"]
+        body = codec.encode_json(payload)
+        fernet_key = None
+        if encrypted:
+            body, fernet_key = crypto.encrypt_request(body, await self._service_key(service))
+        if not self._transport.alive() and not await self._transport.wait_connected(None):
+            raise NuropbTransportError(f"not connected to the mesh ({self._transport.state})")
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = _Pending(future, fernet_key)
+        try:
+            await self._publish_rpc(payload, body, ttl, encrypted)
+            return await future
+        finally:
+            self._pending.pop(correlation_id, None)
+
+    async def _publish_rpc(
+        self, payload: dict[str, Any], body: bytes, ttl: int, encrypted: bool
+    ) -> None:
+        properties = self._properties(
+            payload["tag"],
+            payload["correlation_id"],
+            payload["trace_id"],
+            encrypted,
+            reply_to=self._transport.config.response_queue,
+            ttl=ttl,
+        )
+        try:
+            await self._transport.publish(
+                self._topology.rpc_exchange, payload["service"], body, properties, mandatory=True
+            )
+        except NuropbNotDeliveredError:
+            self.stats["not_delivered"] += 1
+            # nuropb clients see this as an error response, so it is a NuropbMessageError too.
+            raise remote_error(
+                {
+                    "error": "NuropbNotDeliveredError",
+                    "description": f"service {payload['service']!r} is not on the mesh"
+                    f" (no queue bound for it): cannot call {payload['method']}",
+                },
+                payload,
+            ) from None
+
+    def command(
+        self,
+        service: str,
+        method: str,
+        params: dict[str, Any],
+        context: dict[str, Any],
+        ttl: int | None = None,
+        trace_id: str | None = None,
+        encrypted: bool = False,
+    ) -> asyncio.Task[None]:
+        """Send a command (no response). Returns a task: await it to learn whether the
+        broker routed it (NuropbNotDeliveredError if no service is bound), or ignore it."""
+        payload = {
+            "tag": "command",
+            "service": service,
+            "method": method,
+            "params": params,
+            "correlation_id": uuid.uuid4().hex,
+            "context": context,
+            "trace_id": trace_id,
+        }
+        return self._spawn(
+            self._send_command(payload, self._default_ttl if ttl is None else ttl, encrypted)
+        )
+
+    async def _send_command(self, payload: dict[str, Any], ttl: int, encrypted: bool) -> None:
+        async with asyncio.timeout(ttl / 1000):
+            body = codec.encode_json(payload)
+            if encrypted:
+                body, _ = crypto.encrypt_request(body, await self._service_key(payload["service"]))
+            if not self._transport.alive() and not await self._transport.wait_connected(None):
+                raise NuropbTransportError(f"not connected to the mesh ({self._transport.state})")
+            await self._publish_rpc(payload, body, ttl, encrypted)
+        self.stats["commands"] += 1
+
+    def publish_event(
+        self,
+        topic: str,
+        event: Any,
+        context: dict[str, Any],
+        trace_id: str | None = None,
+        encrypted: bool = False,
+        target: list[Any] | None = None,
+    ) -> asyncio.Task[None]:
+        """Publish an event on ``topic``. Events travel in plaintext (as in nuropb), so
+        ``encrypted`` is accepted and ignored. Returns a task that may be awaited."""
+        body = event_body(topic, event, context, trace_id, uuid.uuid4().hex, target)
+        return self._spawn(self._publish_event(body))
+
+    async def _publish_event(self, body: dict[str, Any]) -> None:
+        raw = codec.encode_json(body)
+        properties = self._properties("event", body["correlation_id"], body["trace_id"])
+        await self._transport.publish(
+            self._topology.events_exchange, body["topic"], raw, properties
+        )
+        self.stats["events_published"] += 1
+
+    # --- client: discovery and keys -----------------------------------------------------
+
+    async def describe_service(
+        self, service_name: str, refresh: bool = False, ttl: int | None = None
+    ) -> dict[str, Any]:
+        """The service's ``nuropb_describe``, cached; ``refresh`` asks the service again."""
+        if not refresh:
+            cached = self._describe_cache.get(service_name)
+            if cached is not None:
+                return cached
+        info = await self.request(
+            service_name,
+            DESCRIBE_METHOD,
+            {},
+            {},
+            ttl=ttl or DESCRIBE_TTL_MS,
+            trace_id=uuid.uuid4().hex,
+        )
+        if not isinstance(info, dict) or not isinstance(info.get("methods", {}), dict):
+            raise NuropbMessageError(
+                f"{service_name} answered nuropb_describe with an invalid description"
+            )
+        pem = info.get("public_key")
+        if pem:
+            self._public_keys[service_name] = crypto.load_public_pem(pem)
+        else:
+            self._public_keys.pop(service_name, None)
+        self._describe_cache[service_name] = info
+        return info
+
+    def cached_description(self, service_name: str) -> dict[str, Any] | None:
+        return self._describe_cache.get(service_name)
+
+    def public_key(self, service_name: str) -> rsa.RSAPublicKey | None:
+        return self._public_keys.get(service_name)
+
+    def _forget_key(self, service_name: str) -> None:
+        self._describe_cache.pop(service_name, None)
+        self._public_keys.pop(service_name, None)
+
+    async def _service_key(self, service_name: str) -> rsa.RSAPublicKey:
+        key = self._public_keys.get(service_name)
+        if key is None:
+            await self.describe_service(service_name, refresh=True)
+            key = self._public_keys.get(service_name)
+        if key is None:
+            raise NuropbMessageError(
+                f"{service_name} publishes no public key: it cannot take encrypted calls"
+            )
+        return key
+
+    async def requires_encryption(self, service_name: str, method_name: str) -> bool:
+        info = await self.describe_service(service_name)
+        method = info.get("methods", {}).get(method_name)
+        if method is None:
+            raise ValueError(f"Method {method_name} not found on service {service_name}")
+        return bool(method.get("requires_encryption", False))
+
+    async def has_public_key(self, service_name: str) -> bool:
+        await self.describe_service(service_name)
+        return service_name in self._public_keys
+
+    # --- receiving ----------------------------------------------------------------------
+
+    async def _on_response(self, message: DeliveredMessage) -> None:
+        properties = message.header.properties
+        correlation_id = properties.correlation_id
+        pending = self._pending.pop(correlation_id, None) if correlation_id else None
+        if correlation_id is None or pending is None or pending.future.done():
+            kind = self._recent.get(correlation_id or "", "unpaired_responses")
+            self.stats[kind] += 1
+            log.debug("ignoring a response counted as %s: %s", kind, correlation_id)
+            return
+        self._remember(correlation_id, "duplicate_responses")
+        self.stats["responses"] += 1
+        try:
+            nuropb_type, encrypted = codec.check_headers(properties.headers)
+            if nuropb_type != "response":
+                raise NuropbMessageError(f"expected a response, got a {nuropb_type}")
+            body = message.body
+            if encrypted:
+                if pending.fernet_key is None:
+                    raise NuropbMessageError("encrypted response to a plaintext request")
+                body = crypto.decrypt_with_key(body, pending.fernet_key)
+            response = codec.check_body("response", codec.decode_json(body, self._limits))
+        except NuropbException as exc:
+            pending.future.set_exception(exc)
+            return
+        pending.future.set_result(response)
+
+    def _remember(self, correlation_id: str, kind: str) -> None:
+        recent = self._recent
+        recent[correlation_id] = kind
+        if len(recent) > _RECENT_RESPONSES:
+            recent.popitem(last=False)
+
+    async def _on_service(self, message: DeliveredMessage) -> None:
+        assert self._executor is not None
+        properties = message.header.properties
+        channel = cast(Channel, message.channel)
+        delivery = cast(spec.Basic.Deliver, message.delivery)
+        delivery_tag = delivery.delivery_tag
+        correlation_id = properties.correlation_id or ""
+        reply_to = properties.reply_to or ""
+        headers = properties.headers or {}
+        trace_id = headers.get("trace_id")
+        trace_id = trace_id if isinstance(trace_id, str) else None
+        fernet_key = wrapped_key = None
+        self.stats["service_messages"] += 1
+        try:
+            nuropb_type, encrypted = codec.check_headers(headers)
+            if nuropb_type == "response":
+                raise NuropbMessageError("a response was sent to a service queue")
+            body = message.body
+            if encrypted:
+                if self._private_key is None:
+                    raise NuropbMessageError(
+                        f"{self._service_name} has no private key to decrypt with"
+                    )
+                body, fernet_key, wrapped_key = crypto.decrypt_request(body, self._private_key)
+            payload = codec.check_body(nuropb_type, codec.decode_json(body, self._limits))
+        except NuropbException as exc:
+            self.stats["bad_messages"] += 1
+            log.info("rejecting a bad message on %s: %s", self._service_name, exc.description)
+            outcome = Outcome("reject", error=error_dict(exc), respond=True)
+            await self._complete(
+                channel, delivery_tag, outcome, correlation_id, reply_to, trace_id, {}, None, None
+            )
+            return
+        outcome = await self._executor.execute(
+            nuropb_type, payload, encrypted, bool(delivery.redelivered)
+        )
+        if outcome.ack == "reject":
+            self.stats["service_errors"] += 1
+        await self._complete(
+            channel,
+            delivery_tag,
+            outcome,
+            correlation_id,
+            reply_to,
+            trace_id,
+            payload.get("context") or {},
+            fernet_key,
+            wrapped_key,
+        )
+
+    async def _complete(
+        self,
+        channel: Channel,
+        delivery_tag: int | None,
+        outcome: Outcome,
+        correlation_id: str,
+        reply_to: str,
+        trace_id: str | None,
+        context: dict[str, Any],
+        fernet_key: bytes | None,
+        wrapped_key: bytes | None,
+    ) -> None:
+        """Answer, then acknowledge, then publish the outcome's events."""
+        ack = outcome.ack
+        try:
+            if outcome.respond and reply_to and correlation_id:
+                response = response_body(
+                    correlation_id, context, trace_id, reply_to, outcome.result, outcome.error
+                )
+                try:
+                    raw = codec.encode_json(response)
+                except NuropbMessageError as exc:
+                    response.update(result=None, error=exc.to_dict())
+                    raw, ack = codec.encode_json(response), "reject"
+                if fernet_key is not None and wrapped_key is not None:
+                    raw = crypto.encrypt_with_key(raw, fernet_key, wrapped_key)
+                await channel.basic_publish(
+                    raw,
+                    exchange="",
+                    routing_key=reply_to,
+                    properties=self._properties(
+                        "response", correlation_id, trace_id, fernet_key is not None
+                    ),
+                    wait=False,
+                )
+            if delivery_tag is not None:
+                if ack == "ack":
+                    await channel.basic_ack(delivery_tag, wait=False)
+                elif ack == "nack":
+                    await channel.basic_nack(delivery_tag, requeue=True, wait=False)
+                else:
+                    await channel.basic_reject(delivery_tag, requeue=False, wait=False)
+        except Exception as exc:  # the channel died: the broker redelivers the message
+            log.info("could not complete %s on a closed channel: %s", correlation_id, exc)
+            return
+        for event in outcome.events:
+            await self._publish_outcome_event(event, context, trace_id, correlation_id)
+
+    async def _publish_outcome_event(
+        self, event: Any, context: dict[str, Any], trace_id: str | None, correlation_id: str
+    ) -> None:
+        try:
+            body = event_body(
+                event["topic"],
+                event.get("event", event.get("payload")),
+                event.get("context") or context,
+                trace_id,
+                correlation_id,
+                event.get("target"),
+            )
+            await self._publish_event(body)
+        except Exception as exc:
+            log.warning("%s: could not publish event %r: %s", self._service_name, event, exc)
+
+    # --- nuropb's transport entry point ------------------------------------------------
+
+    def receive_transport_message(
+        self,
+        service_message: dict[str, Any],
+        message_complete_callback: Callable[[list[dict[str, Any]], str], None],
+        metadata: dict[str, Any],
+    ) -> None:
+        """nuropb's entry point for a decoded transport message (``TransportServicePayload``).
+
+        A response completes its waiting request. A service message runs on the served object;
+        ``message_complete_callback(responses, acknowledgement)`` gets the result.
+        """
+        nuropb_type = service_message.get("nuropb_type")
+        payload = service_message.get("nuropb_payload") or {}
+        correlation_id = service_message.get("correlation_id") or payload.get("correlation_id")
+        if nuropb_type == "response":
+            pending = self._pending.pop(correlation_id, None) if correlation_id else None
+            if pending is None or pending.future.done():
+                self.stats["unpaired_responses"] += 1
+            else:
+                pending.future.set_result(payload)
+            return
+        if self._executor is None:
+            error = {
+                "error": "NuropbHandlingError",
+                "description": "no service instance to handle it",
+            }
+            message_complete_callback(
+                self._transport_responses(service_message, Outcome("reject", error=error)), "reject"
+            )
+            return
+
+        async def run(executor: ServiceExecutor) -> None:
+            outcome = await executor.execute(
+                str(nuropb_type),
+                payload,
+                bool(metadata.get("encrypted")),
+                bool(metadata.get("redelivered")),
+            )
+            message_complete_callback(
+                self._transport_responses(service_message, outcome), outcome.ack
+            )
+
+        self._spawn(run(self._executor))
+
+    @staticmethod
+    def _transport_responses(
+        service_message: dict[str, Any], outcome: Outcome
+    ) -> list[dict[str, Any]]:
+        payload = service_message.get("nuropb_payload") or {}
+        correlation_id = service_message.get("correlation_id") or ""
+        trace_id = service_message.get("trace_id")
+        context = payload.get("context") or {}
+        messages: list[dict[str, Any]] = []
+
+        def wrap(nuropb_type: str, body: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "nuropb_protocol": codec.PROTOCOL_VERSION,
+                "correlation_id": correlation_id,
+                "trace_id": trace_id,
+                "ttl": None,
+                "nuropb_type": nuropb_type,
+                "nuropb_payload": body,
+            }
+
+        if outcome.respond and service_message.get("nuropb_type") == "request":
+            messages.append(
+                wrap(
+                    "response",
+                    response_body(
+                        correlation_id, context, trace_id, "", outcome.result, outcome.error
+                    ),
+                )
+            )
+        for event in outcome.events:
+            body = event_body(
+                event["topic"],
+                event.get("event", event.get("payload")),
+                context,
+                trace_id,
+                correlation_id,
+                event.get("target"),
+            )
+            messages.append(wrap("event", body))
+        return messages
