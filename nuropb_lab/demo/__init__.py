@@ -1,0 +1,1 @@
+"""Demo services, the demo mesh runner and the broker helper."""

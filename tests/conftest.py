@@ -1,0 +1,129 @@
+"""Shared fixtures: a real RabbitMQ, a fresh vhost per test module, the nuropb 0.1.8 peer."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nuropb_lab.mesh import ManagementAPI, configure_mesh, parse_amqp_url
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE_URL = os.environ.get("NUROPB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/").rstrip("/")
+NUROPB_VENV = ROOT / ".cache" / "nuropb-0.1.8"
+
+
+def mesh_url_for(vhost: str) -> str:
+    return f"{BASE_URL}/{vhost}"
+
+
+@pytest.fixture(scope="session")
+def management() -> ManagementAPI:
+    api = ManagementAPI.for_target(parse_amqp_url(mesh_url_for("x")))
+    try:
+        api._call("GET", "overview")
+    except Exception as exc:
+        pytest.fail(
+            f"the RabbitMQ management API is needed by the tests: {exc} (scripts/test sets it up)"
+        )
+    return api
+
+
+def _fresh_vhost(management: ManagementAPI, label: str) -> Iterator[str]:
+    vhost = f"test-{label}-{uuid.uuid4().hex[:8]}"
+    url = mesh_url_for(vhost)
+    asyncio.run(configure_mesh(url))
+    try:
+        yield url
+    finally:
+        management._call("DELETE", f"vhosts/{vhost}")
+
+
+@pytest.fixture(scope="module")
+def mesh_url(request: pytest.FixtureRequest, management: ManagementAPI) -> Iterator[str]:
+    """A configured mesh on a vhost of its own for this test module, deleted afterwards."""
+    label = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    yield from _fresh_vhost(management, label)
+
+
+@pytest.fixture
+def fresh_mesh_url(request: pytest.FixtureRequest, management: ManagementAPI) -> Iterator[str]:
+    """A mesh of its own for one test."""
+    yield from _fresh_vhost(management, request.node.name[:20].replace("_", "-").lower())
+
+
+@pytest.fixture(scope="session")
+def nuropb_python() -> Path:
+    """The interpreter of a virtualenv holding the published nuropb==0.1.8."""
+    python = NUROPB_VENV / "bin" / "python"
+    check = [str(python), "-c", "import nuropb.rmq_api"]
+    if not python.exists() or subprocess.run(check, capture_output=True).returncode != 0:
+        script = "source scripts/setup.sh && setup_nuropb_venv"
+        subprocess.run(["bash", "-c", script], cwd=ROOT, check=True)
+    return python
+
+
+async def wait_until(
+    predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition"
+) -> None:
+    """Poll ``predicate()`` (sync or async) until true; fail the test after ``timeout`` s."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def pytest_report_header() -> list[str]:
+    return [
+        f"broker: {parse_amqp_url(mesh_url_for('x')).masked.rsplit('/', 1)[0]}",
+        f"python: {sys.version.split()[0]}",
+    ]
+
+
+async def visible_connections(
+    management: ManagementAPI,
+    vhost: str,
+    expect: int,
+    name_contains: str = "",
+    timeout: float = 20.0,
+) -> list[str]:
+    """Names of the vhost's connections, once ``expect`` of them show (the management API
+    lists new connections a few seconds late)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        found = [
+            c["name"]
+            for c in await management.connections(vhost)
+            if name_contains in c.get("user_provided_name", c["name"])
+        ]
+        if len(found) >= expect:
+            return found
+        if loop.time() > deadline:
+            pytest.fail(f"only {len(found)} of {expect} connections showed in the management API")
+        await asyncio.sleep(0.25)
+
+
+async def close_connections(
+    management: ManagementAPI, vhost: str, expect: int, name_contains: str = ""
+) -> int:
+    """Force-close the vhost's connections, as a broker fault would."""
+    names = await visible_connections(management, vhost, expect, name_contains)
+    for name in names:
+        await management.close_connection(name, "test fault")
+    return len(names)
