@@ -21,6 +21,7 @@ from .errors import (
     NuropbTransportError,
     NuropbValidationError,
 )
+from .events import MeshEvent, Subscription
 from .management import ManagementAPI, ManagementUnavailable
 from .topology import Topology, configure_mesh
 from .urls import AmqpTarget, mask_secrets, parse_amqp_url
@@ -30,6 +31,7 @@ __all__ = [
     "AmqpTarget",
     "ManagementAPI",
     "ManagementUnavailable",
+    "MeshEvent",
     "MeshNotFound",
     "NuropbAuthenticationError",
     "NuropbAuthorizationError",
@@ -45,6 +47,7 @@ __all__ = [
     "NuropbTimeoutError",
     "NuropbTransportError",
     "NuropbValidationError",
+    "Subscription",
     "Topology",
     "configure_mesh",
     "mask_secrets",

@@ -39,6 +39,7 @@ from .errors import (
     error_dict,
     remote_error,
 )
+from .events import MeshEvent, Subscription
 from .service import Outcome, ServiceExecutor, event_body, response_body
 from .topology import Topology
 from .transport import Transport, TransportConfig, TransportState
@@ -288,16 +289,20 @@ class RMQAPI:
         trace_id: str | None = None,
         rpc_response: bool = True,
         encrypted: bool = False,
+        correlation_id: str | None = None,
     ) -> Any:
         """Call ``service.method(**params)`` and wait for its response, at most ``ttl`` ms.
 
         With ``rpc_response`` the result is returned and a remote error raised as its nuropb
         class (also a NuropbMessageError); without it the response dict is returned.
+        ``correlation_id`` (beyond nuropb's signature) fixes the id instead of a fresh one.
         """
         ttl = self._default_ttl if ttl is None else int(ttl)
         if ttl <= 0:
             raise ValueError("ttl must be a positive number of milliseconds")
-        correlation_id = uuid.uuid4().hex
+        correlation_id = correlation_id or uuid.uuid4().hex
+        if correlation_id in self._pending:
+            raise ValueError(f"correlation_id {correlation_id} is already waiting for a response")
         payload = {
             "tag": "request",
             "service": service,
@@ -437,6 +442,35 @@ class RMQAPI:
             self._topology.events_exchange, body["topic"], raw, properties
         )
         self.stats["events_published"] += 1
+
+    async def subscribe(
+        self,
+        patterns: list[str],
+        on_event: Callable[[MeshEvent], None],
+        max_length: int = 100_000,
+        expires_ms: int = 60_000,
+    ) -> Subscription:
+        """Receive events whose topic matches any of ``patterns`` (``*`` one word, ``#`` any)
+        in ``on_event`` (called in the loop), until :meth:`unsubscribe`; kept across
+        reconnections, with the gaps recorded on the subscription."""
+        if not patterns or not all(isinstance(p, str) and p for p in patterns):
+            raise ValueError("subscribe needs one or more non-empty topic patterns")
+        subscription = Subscription(
+            list(patterns),
+            on_event,
+            max_length=max_length,
+            expires_ms=expires_ms,
+            limits=self._limits,
+        )
+        await self._transport.subscribe(subscription)
+        return subscription
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        await self._transport.unsubscribe(subscription)
+
+    async def queue_info(self, queue: str) -> tuple[int, int] | None:
+        """(messages, consumers) of a queue on the mesh, or None when there is no such queue."""
+        return await self._transport.queue_info(queue)
 
     # --- client: discovery and keys -----------------------------------------------------
 

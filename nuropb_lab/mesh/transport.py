@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Literal, cast
 
 import aio_pika
@@ -22,6 +22,7 @@ from pamqp import commands as spec
 
 from .connect import connect_target
 from .errors import NuropbNotDeliveredError, NuropbTransportError
+from .events import Subscription
 from .topology import Topology, declare_exchanges
 from .urls import AmqpTarget
 
@@ -74,6 +75,7 @@ class Transport:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._subscriptions: list[Subscription] = []
 
     @property
     def connected(self) -> bool:
@@ -115,6 +117,8 @@ class Transport:
             self._reconnect_task = None
         connection, self._connection = self._connection, None
         self._channel = self._confirm_channel = None
+        for subscription in self._subscriptions:
+            subscription.active = False
         self._set_state("closed")
         if connection is not None:
             await self._close_quietly(connection)
@@ -186,6 +190,66 @@ class Transport:
         )
         if cfg.service_queue is not None and self._on_service is not None:
             await channel.basic_consume(cfg.service_queue, self._on_service, no_ack=False)
+        for subscription in self._subscriptions:
+            await self._declare_subscription(channel, subscription)
+
+    async def _declare_subscription(self, channel: Channel, subscription: Subscription) -> None:
+        await channel.queue_declare(
+            subscription.queue, exclusive=True, arguments=subscription.arguments
+        )
+        for pattern in subscription.patterns:
+            await channel.queue_bind(
+                subscription.queue, self.config.topology.events_exchange, routing_key=pattern
+            )
+        await channel.basic_consume(
+            subscription.queue, subscription.deliver, no_ack=True, consumer_tag=subscription.queue
+        )
+        subscription.resumed()
+
+    async def subscribe(self, subscription: Subscription) -> None:
+        """Consume events by ``subscription`` now and again after every reconnection."""
+        if not self.alive() or self._channel is None:
+            raise NuropbTransportError(f"not connected to {self.target.masked} ({self.state})")
+        self._subscriptions.append(subscription)
+        try:
+            await self._declare_subscription(self._channel, subscription)
+        except BaseException:
+            self._subscriptions.remove(subscription)
+            raise
+
+    async def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop consuming and delete the subscription's queue."""
+        if subscription in self._subscriptions:
+            self._subscriptions.remove(subscription)
+        subscription.active = False
+        if self.alive() and self._channel is not None:
+            with contextlib.suppress(aiormq.exceptions.AMQPError):
+                await self._channel.basic_cancel(subscription.queue)
+            async with self.temp_channel() as channel:
+                await channel.queue_delete(subscription.queue)
+
+    @contextlib.asynccontextmanager
+    async def temp_channel(self) -> AsyncIterator[Channel]:
+        """A short-lived channel, for operations that may close it (a passive declare)."""
+        connection = self._connection
+        if connection is None or not self.alive():
+            raise NuropbTransportError(f"not connected to {self.target.masked} ({self.state})")
+        channel = await connection.channel(publisher_confirms=False)
+        try:
+            yield cast(Channel, await channel.get_underlay_channel())
+        finally:
+            if not channel.is_closed:
+                with contextlib.suppress(Exception):
+                    await channel.close()
+
+    async def queue_info(self, queue: str) -> tuple[int, int] | None:
+        """(messages, consumers) of a queue, or None when it does not exist."""
+        try:
+            async with self.temp_channel() as channel:
+                ok = await channel.queue_declare(queue, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return None
+        return int(ok.message_count or 0), int(ok.consumer_count or 0)
 
     def _describe_setup_error(self, exc: BaseException) -> str:
         text = self.target.scrub(str(exc))
@@ -234,6 +298,8 @@ class Transport:
             return
         self.last_error = reason
         log.warning("connection to %s lost (%s)", self.target.masked, reason)
+        for subscription in self._subscriptions:
+            subscription.lost()
         self._connection = None
         self._channel = self._confirm_channel = None
         self._spawn(self._close_quietly(connection))

@@ -1,0 +1,108 @@
+"""Event subscriptions: a queue of one's own bound to the events exchange by topic patterns.
+
+The queue is exclusive (deleted with its connection), bounded by ``x-max-length``
+(oldest dropped) and ``x-expires``; after a reconnection it is declared again, and the time
+without a queue is recorded as a gap (events published then are not seen).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from aiormq.abc import DeliveredMessage
+
+from . import codec
+from .errors import NuropbException, NuropbMessageError
+
+__all__ = ["MeshEvent", "Subscription", "decode_event"]
+
+log = logging.getLogger(__name__)
+
+
+class MeshEvent(NamedTuple):
+    """An event as received: the body's fields plus where and when it arrived."""
+
+    received_at: float  # time.time()
+    topic: str
+    event: Any
+    context: dict[str, Any]
+    trace_id: str | None
+    correlation_id: str | None
+    target: list[Any] | None
+
+
+def decode_event(
+    message: DeliveredMessage, limits: codec.DecodeLimits = codec.DEFAULT_LIMITS
+) -> MeshEvent:
+    """Decode a delivered event; raises a NuropbException for anything else."""
+    nuropb_type, encrypted = codec.check_headers(message.header.properties.headers)
+    if nuropb_type != "event":
+        raise NuropbMessageError(f"expected an event, got a {nuropb_type}")
+    if encrypted:
+        raise NuropbMessageError("events are not encrypted in nuropb")
+    body = codec.check_body("event", codec.decode_json(message.body, limits))
+    context = body.get("context")
+    target = body.get("target")
+    trace_id = body.get("trace_id")
+    correlation_id = body.get("correlation_id")
+    return MeshEvent(
+        time.time(),
+        body["topic"],
+        body["event"],
+        context if isinstance(context, dict) else {},
+        trace_id if isinstance(trace_id, str) else None,
+        correlation_id if isinstance(correlation_id, str) else None,
+        target if isinstance(target, list) else None,
+    )
+
+
+@dataclasses.dataclass(eq=False)
+class Subscription:
+    """What a subscription asked for and what happened to it."""
+
+    patterns: list[str]
+    on_event: Callable[[MeshEvent], None]
+    max_length: int = 100_000
+    expires_ms: int = 60_000
+    queue: str = dataclasses.field(
+        default_factory=lambda: f"nuropb-lab-tail-{uuid.uuid4().hex[:12]}"
+    )
+    received: int = 0
+    undecodable: int = 0
+    #: (lost_at, resumed_at or None) for each time the queue was gone
+    gaps: list[tuple[float, float | None]] = dataclasses.field(default_factory=list)
+    active: bool = False
+    limits: codec.DecodeLimits = codec.DEFAULT_LIMITS
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        return {"x-max-length": int(self.max_length), "x-expires": int(self.expires_ms)}
+
+    async def deliver(self, message: DeliveredMessage) -> None:
+        """The consumer callback (aiormq calls it in a task per message)."""
+        try:
+            event = decode_event(message, self.limits)
+        except NuropbException as exc:
+            self.undecodable += 1
+            log.debug("%s: undecodable event: %s", self.queue, exc)
+            return
+        self.received += 1
+        try:
+            self.on_event(event)
+        except Exception:
+            log.exception("%s: event handler failed", self.queue)
+
+    def lost(self) -> None:
+        if self.active:
+            self.active = False
+            self.gaps.append((time.time(), None))
+
+    def resumed(self) -> None:
+        self.active = True
+        if self.gaps and self.gaps[-1][1] is None:
+            self.gaps[-1] = (self.gaps[-1][0], time.time())
