@@ -1,0 +1,117 @@
+"""Listing the services of a mesh.
+
+nuropb has no registry: names come from the broker's management API (the bindings of the RPC
+exchange and the ``nuropb-*-sq`` queues), exact instance and queue counts from passive queue
+declares, and what each offers from ``nuropb_describe``, asked of all at once with a short
+timeout. A service that does not answer is listed with its error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+from ..mesh import RMQAPI, ManagementAPI, ManagementUnavailable, Topology
+from ..mesh.errors import NuropbException
+
+__all__ = ["ServiceInfo", "discover", "service_names"]
+
+
+@dataclasses.dataclass
+class ServiceInfo:
+    service: str
+    queue: str
+    instances: int | None = None  # consumers on the service queue; None when unknown
+    queued: int | None = None  # messages waiting in it
+    description: dict[str, Any] | None = None  # the nuropb_describe answer
+    error: str | None = None
+
+    @property
+    def methods(self) -> list[str]:
+        return sorted((self.description or {}).get("methods", {}) or {})
+
+    @property
+    def encrypted(self) -> bool | None:
+        if self.description is None:
+            return None
+        return bool(self.description.get("encrypted_methods"))
+
+    @property
+    def version(self) -> str | None:
+        return (self.description or {}).get("service_version")
+
+    @property
+    def summary(self) -> str | None:
+        return (self.description or {}).get("description")
+
+
+async def service_names(management: ManagementAPI, api: RMQAPI) -> dict[str, str]:
+    """``{service: queue}`` from the RPC exchange's bindings and the service queues' names."""
+    vhost = api.mesh_name
+    bindings, queues = await asyncio.gather(
+        management.exchange_bindings(vhost, api.topology.rpc_exchange), management.queues(vhost)
+    )
+    names: dict[str, str] = {}
+    for binding in bindings:
+        if binding.get("destination_type") == "queue" and binding.get("routing_key"):
+            names.setdefault(binding["routing_key"], binding["destination"])
+    for queue in queues:
+        service = Topology.service_from_queue(queue["name"])
+        if service is not None:
+            names.setdefault(service, queue["name"])
+    return names
+
+
+async def _probe(
+    api: RMQAPI, info: ServiceInfo, describe_ttl_ms: int, refresh: bool
+) -> ServiceInfo:
+    try:
+        counts = await api.queue_info(info.queue)
+    except NuropbException as exc:
+        info.error = f"{type(exc).__name__}: {exc}"
+        return info
+    if counts is None:
+        info.error = "no such service on the mesh"
+        return info
+    info.queued, info.instances = counts
+    if info.instances == 0:
+        info.error = "no instances running"
+        cached = api.cached_description(info.service)
+        info.description = cached
+        return info
+    try:
+        info.description = await api.describe_service(
+            info.service, refresh=refresh, ttl=describe_ttl_ms
+        )
+    except NuropbException as exc:
+        name = getattr(exc, "remote_name", None) or type(exc).__name__
+        info.error = f"{name}: {exc}"
+    return info
+
+
+async def discover(
+    api: RMQAPI,
+    management: ManagementAPI | None,
+    known: set[str],
+    describe_ttl_ms: int = 2000,
+    refresh: bool = True,
+) -> tuple[list[ServiceInfo], str | None]:
+    """Every service of the mesh, described; and a notice when the management API is off
+    (then only ``known`` names are probed)."""
+    notice = None
+    names: dict[str, str] = {}
+    if management is not None:
+        try:
+            names = await service_names(management, api)
+        except ManagementUnavailable as exc:
+            notice = f"{exc.description}; listing only services named or called so far"
+    else:
+        notice = "no management API configured; listing only services named or called so far"
+    if notice is not None:
+        for name in known:
+            names.setdefault(name, Topology.service_queue(name))
+    names.pop(f"{api.mesh_name}-client", None)
+    infos = [ServiceInfo(service, queue) for service, queue in sorted(names.items())]
+    await asyncio.gather(*(_probe(api, info, describe_ttl_ms, refresh) for info in infos))
+    return infos, notice

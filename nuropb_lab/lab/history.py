@@ -1,0 +1,109 @@
+"""The session's call history: one row per call, bounded, as a DataFrame on demand."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime
+import json
+import operator
+import threading
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["CallRecord", "History"]
+
+PARAMS_WIDTH = 80
+
+
+def _short(value: Any, width: int = PARAMS_WIDTH) -> str:
+    try:
+        text = json.dumps(value, default=str, separators=(",", ":"))
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@dataclasses.dataclass(frozen=True)
+class CallRecord:
+    time: datetime.datetime
+    alias: str
+    kind: str  # "call" or "command"
+    service: str
+    method: str
+    params: str  # truncated JSON
+    ok: bool
+    error: str | None  # the nuropb error class name
+    description: str | None
+    latency_ms: float
+    encrypted: bool
+    trace_id: str | None
+    correlation_id: str | None
+
+    @classmethod
+    def make(
+        cls,
+        alias: str,
+        kind: str,
+        service: str,
+        method: str,
+        params: Any,
+        started: float,
+        finished: float,
+        error: BaseException | None,
+        encrypted: bool,
+        trace_id: str | None,
+        correlation_id: str | None,
+    ) -> CallRecord:
+        name = None
+        if error is not None:
+            name = getattr(error, "remote_name", None) or type(error).__name__
+        return cls(
+            time=datetime.datetime.now(datetime.UTC),
+            alias=alias,
+            kind=kind,
+            service=service,
+            method=method,
+            params=_short(params),
+            ok=error is None,
+            error=name,
+            description=None if error is None else str(error),
+            latency_ms=round((finished - started) * 1000, 3),
+            encrypted=encrypted,
+            trace_id=trace_id,
+            correlation_id=correlation_id,
+        )
+
+
+COLUMNS = [f.name for f in dataclasses.fields(CallRecord)]
+_as_row = operator.attrgetter(*COLUMNS)
+
+
+class History:
+    """The newest ``size`` calls; appended from any thread."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._rows: collections.deque[CallRecord] = collections.deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, record: CallRecord) -> None:
+        with self._lock:
+            self._rows.append(record)
+
+    def records(self) -> list[CallRecord]:
+        with self._lock:
+            return list(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def frame(self, n: int | None = None) -> pd.DataFrame:
+        rows = self.records()
+        if n is not None:
+            rows = rows[-n:] if n > 0 else []
+        return pd.DataFrame([_as_row(r) for r in rows], columns=COLUMNS)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()

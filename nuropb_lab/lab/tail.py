@@ -1,0 +1,197 @@
+"""A live tail of mesh events: a bounded ring buffer, per-topic rates, a DataFrame on demand.
+
+Events arrive in the Lab's loop thread; appending is O(1) (no DataFrame work per event).
+``.df`` and ``.rates()`` build their frames when asked, from a snapshot.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from ..mesh.events import MeshEvent, Subscription
+
+__all__ = ["RateCounter", "Tail", "events_frame"]
+
+BASE_COLUMNS = list(MeshEvent._fields)
+
+
+def events_frame(rows: list[MeshEvent]) -> pd.DataFrame:
+    """Events as a DataFrame; a dict event's top-level keys become columns too."""
+    frame = pd.DataFrame.from_records(rows, columns=BASE_COLUMNS)
+    frame["received_at"] = pd.to_datetime(frame["received_at"], unit="s", utc=True)
+    if not rows:
+        return frame
+    dicts = [e.event if isinstance(e.event, dict) else {} for e in rows]
+    if any(dicts):
+        expanded = pd.DataFrame.from_records(dicts)
+        expanded.columns = [f"event.{c}" if c in BASE_COLUMNS else str(c) for c in expanded.columns]
+        frame = pd.concat([frame, expanded], axis=1)
+    return frame
+
+
+class RateCounter:
+    """Events per topic in one-second buckets over a sliding window: O(1) per event."""
+
+    def __init__(self, window: int = 60) -> None:
+        self.window = window
+        self._buckets: collections.deque[tuple[int, collections.Counter[str]]] = collections.deque()
+        self.started = time.time()
+
+    def add(self, topic: str, at: float) -> None:
+        second = int(at)
+        buckets = self._buckets
+        if not buckets or buckets[-1][0] != second:
+            buckets.append((second, collections.Counter()))
+            while buckets[0][0] <= second - self.window:
+                buckets.popleft()
+        buckets[-1][1][topic] += 1
+
+    def rates(self, now: float | None = None) -> pd.DataFrame:
+        now = time.time() if now is None else now
+        totals: collections.Counter[str] = collections.Counter()
+        for second, counts in list(self._buckets):
+            if second > now - self.window:
+                totals.update(counts)
+        span = max(min(float(self.window), now - self.started), 1.0)
+        frame = pd.DataFrame(
+            [(topic, count, count / span) for topic, count in totals.most_common()],
+            columns=["topic", "events", "per_second"],
+        )
+        frame.attrs["window_s"] = span
+        return frame
+
+    def clear(self) -> None:
+        self._buckets.clear()
+        self.started = time.time()
+
+
+class Tail:
+    """Events matching ``patterns`` as they happen, newest ``max_rows`` kept.
+
+    ``.df`` (a DataFrame), ``.rates()`` (events/s per topic over the last minute),
+    ``.pause()`` / ``.resume()`` (stop / restart keeping events), ``.clear()``, ``.stop()``.
+    """
+
+    def __init__(
+        self,
+        patterns: list[str],
+        max_rows: int,
+        alias: str,
+        stopper: Callable[[Tail], None] | None = None,
+    ) -> None:
+        if max_rows < 1:
+            raise ValueError("max_rows must be at least 1")
+        self.patterns = list(patterns)
+        self.max_rows = max_rows
+        self.alias = alias
+        self.received = 0  # every event that arrived
+        self.skipped = 0  # arrived while paused
+        self.subscription: Subscription | None = None
+        self._rows: collections.deque[MeshEvent] = collections.deque(maxlen=max_rows)
+        self._rates = RateCounter()
+        self._lock = threading.Lock()
+        self._paused = False
+        self._stopped = False
+        self._stopper = stopper
+        self._listeners: list[Callable[[Tail], None]] = []
+
+    # called in the Lab loop thread, once per event
+    def on_event(self, event: MeshEvent) -> None:
+        with self._lock:
+            self.received += 1
+            if self._paused:
+                self.skipped += 1
+                return
+            self._rows.append(event)
+            self._rates.add(event.topic, event.received_at)
+        for listener in self._listeners:
+            listener(self)
+
+    def add_listener(self, listener: Callable[[Tail], None]) -> None:
+        """Call ``listener(tail)`` after each kept event (in the loop thread; keep it cheap)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[Tail], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def snapshot(self, last: int | None = None) -> list[MeshEvent]:
+        with self._lock:
+            if last is None or last >= len(self._rows):
+                return list(self._rows)
+            return [self._rows[i] for i in range(len(self._rows) - last, len(self._rows))]
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @property
+    def df(self) -> pd.DataFrame:
+        return events_frame(self.snapshot())
+
+    def rates(self) -> pd.DataFrame:
+        with self._lock:
+            return self._rates.rates()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    @property
+    def state(self) -> str:
+        if self._stopped:
+            return "stopped"
+        if self.subscription is not None and not self.subscription.active:
+            return "reconnecting"
+        return "paused" if self._paused else "live"
+
+    def pause(self) -> None:
+        self._paused = True
+
+    def resume(self) -> None:
+        self._paused = False
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+            self._rates.clear()
+
+    def stop(self) -> None:
+        """Stop receiving and delete the tail's queue; the rows stay readable."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._stopper is not None:
+            self._stopper(self)
+
+    @property
+    def gaps(self) -> list[tuple[float, float | None]]:
+        return list(self.subscription.gaps) if self.subscription is not None else []
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "patterns": " ".join(self.patterns),
+            "state": self.state,
+            "rows": len(self._rows),
+            "max_rows": self.max_rows,
+            "received": self.received,
+            "skipped": self.skipped,
+            "undecodable": self.subscription.undecodable if self.subscription else 0,
+            "gaps": len(self.gaps),
+            "alias": self.alias,
+        }
+
+    def __repr__(self) -> str:
+        s = self.status()
+        gaps = f", {s['gaps']} gap(s)" if s["gaps"] else ""
+        counts = f"{s['rows']}/{self.max_rows} rows, {s['received']} received{gaps}"
+        return f"<Tail {s['patterns']!r} on {self.alias}: {s['state']}, {counts}>"

@@ -1,0 +1,268 @@
+"""The Lab API directly (no IPython): connect, discover, describe, call, tail, keys, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import nuropb_lab as nl
+from nuropb_lab.lab import Lab, LabError
+
+
+class Inventory:
+    """Stock levels."""
+
+    _service_name = "inventory"
+    _version = "3.2"
+
+    def stock(self, sku: str, warehouse: str = "main") -> dict[str, Any]:
+        """Units of a SKU."""
+        return {"sku": sku, "warehouse": warehouse, "units": 7}
+
+    async def slow(self, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "done"
+
+    def fail(self) -> None:
+        raise nl.NuropbValidationError("bad sku")
+
+    @nl.publish_to_mesh(requires_encryption=True)
+    def secret(self, code: str) -> str:
+        return code.upper()
+
+    def ping(self) -> str:
+        return "pong"
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def lab(mesh_url: str) -> Iterator[Lab]:
+    lab = Lab(timeout=10, describe_timeout=2)
+    lab.connect(mesh_url, alias="m")
+    lab.serve(Inventory())
+    yield lab
+    lab.close()
+
+
+def test_connect_status_masks_the_password(lab: Lab, mesh_url: str) -> None:
+    status = lab.status()
+    assert list(status["alias"]) == ["m"]
+    row = status.iloc[0]
+    assert row["current"] and row["state"] == "connected" and row["served"] == "inventory"
+    assert "guest:***@" in row["url"] and ":guest@" not in row["url"]
+    assert "guest:guest" not in repr(lab.connection()) + repr(lab)
+
+
+def test_services_lists_and_describes(lab: Lab) -> None:
+    frame = lab.services()
+    assert list(frame.columns) == [
+        "service",
+        "instances",
+        "queued",
+        "methods",
+        "encrypted",
+        "version",
+        "description",
+        "error",
+    ]
+    row = frame.set_index("service").loc["inventory"]
+    assert row["instances"] == 1 and row["queued"] == 0 and row["methods"] == 5
+    assert row["encrypted"] and row["version"] == "3.2" and row["description"] == "Stock levels."
+    assert pd.isna(row["error"])
+    assert "inventory" in lab.service_names()
+    assert "stock" in lab.method_names("inventory")
+
+
+def test_describe_frame(lab: Lab) -> None:
+    frame = lab.describe("inventory", "stock")
+    assert frame.to_dict("records") == [
+        {
+            "method": "stock",
+            "parameter": "sku",
+            "type": "str",
+            "required": True,
+            "default": None,
+            "requires_encryption": False,
+            "description": "Units of a SKU.",
+        },
+        {
+            "method": "stock",
+            "parameter": "warehouse",
+            "type": "str",
+            "required": False,
+            "default": "main",
+            "requires_encryption": False,
+            "description": "Units of a SKU.",
+        },
+    ]
+    everything = lab.describe("inventory")
+    assert set(everything["method"]) == {"stock", "slow", "fail", "secret", "ping"}
+    assert bool(everything.set_index("method").loc["secret", "requires_encryption"])
+    with pytest.raises(LabError, match="has no method 'nope'"):
+        lab.describe("inventory", "nope")
+
+
+def test_calls_and_history(lab: Lab) -> None:
+    before = len(lab.history())
+    assert lab.call("inventory.stock", sku="A1") == {"sku": "A1", "warehouse": "main", "units": 7}
+    assert lab.call("inventory.stock", {"sku": "B"}, warehouse="x")["warehouse"] == "x"
+    with pytest.raises(nl.NuropbValidationError, match="bad sku"):
+        lab.call("inventory.fail")
+    with pytest.raises(nl.NuropbTimeoutError):
+        lab.call("inventory.slow", seconds=2, timeout=0.2)
+    raw = lab.call("inventory.ping", raw=True, trace_id="trace-7")
+    assert raw["result"] == "pong" and raw["trace_id"] == "trace-7"
+    history = lab.history()
+    assert len(history) == before + 5
+    last = history.tail(5)
+    assert list(last["ok"]) == [True, True, False, False, True]
+    assert list(last["error"])[2:4] == ["NuropbValidationError", "NuropbTimeoutError"]
+    assert last.iloc[-1]["trace_id"] == "trace-7"
+    assert last.iloc[-1]["correlation_id"] == raw["correlation_id"]
+    assert (last["latency_ms"] > 0).all() and set(last["service"]) == {"inventory"}
+    assert lab.history(2).shape[0] == 2
+
+
+def test_encryption_is_automatic_and_plain_is_refused(lab: Lab) -> None:
+    assert lab.call("inventory.secret", code="abc") == "ABC"
+    assert bool(lab.history(1).iloc[0]["encrypted"])
+    with pytest.raises(LabError, match="requires encryption"):
+        lab.call("inventory.secret", code="abc", encrypt=False)
+    assert lab.call("inventory.ping", encrypt=True) == "pong"
+    keys = lab.keys("inventory").iloc[0]
+    assert keys["public_key"] and keys["key_size"] == 2048 and len(keys["fingerprint"]) == 64
+    assert keys["encrypted_methods"] == ["secret"]
+    assert keys["encrypted_calls"] >= 2 and keys["encrypted_failed"] == 0
+
+
+def test_bad_targets_and_aliases(lab: Lab) -> None:
+    with pytest.raises(LabError, match=r"SERVICE\.METHOD"):
+        lab.call("nodot")
+    with pytest.raises(LabError, match="no connection named 'zz'"):
+        lab.call("inventory.ping", alias="zz")
+    with pytest.raises(nl.NuropbNotDeliveredError):
+        lab.call("ghost.ping")
+    with pytest.raises(LabError, match="exists"):
+        lab.connect(lab.connection().api.target, alias="m")
+
+
+def test_commands_and_publish(lab: Lab) -> None:
+    tail = lab.tail("lab.test.*", max_rows=50)
+    lab.publish("lab.test.a", {"n": 1, "topic": "shadowed"}, context={"c": 1}, trace_id="t")
+    lab.command("inventory.ping")
+    with pytest.raises(nl.NuropbNotDeliveredError):
+        lab.command("ghost.ping")
+    wait_for(lambda: len(tail) == 1, what="the event")
+    frame = tail.df
+    assert list(frame.columns[:7]) == [
+        "received_at",
+        "topic",
+        "event",
+        "context",
+        "trace_id",
+        "correlation_id",
+        "target",
+    ]
+    assert frame.iloc[0]["n"] == 1 and frame.iloc[0]["event.topic"] == "shadowed"
+    assert frame.iloc[0]["topic"] == "lab.test.a" and frame.iloc[0]["trace_id"] == "t"
+    assert str(frame["received_at"].dtype).startswith("datetime64")
+    assert list(lab.history(2)["kind"]) == ["command", "command"]
+    tail.stop()
+
+
+def test_tail_holds_exactly_the_newest_rows(lab: Lab) -> None:
+    tail = lab.tail("flood.#", max_rows=100)
+
+    async def flood() -> None:
+        api = lab.connection().api
+        for i in range(10_500):
+            api.publish_event("flood.x" if i % 2 else "flood.y", {"i": i}, {})
+        await asyncio.sleep(0)
+
+    lab.runner.run(flood(), 30)
+    wait_for(lambda: tail.received == 10_500, timeout=30, what="all flood events")
+    frame = tail.df
+    assert len(frame) == 100
+    assert list(frame["i"]) == list(range(10_400, 10_500))
+    rates = tail.rates().set_index("topic")
+    assert set(rates.index) == {"flood.x", "flood.y"}
+    assert rates["events"].sum() == 10_500 and (rates["per_second"] > 0).all()
+    tail.pause()
+    lab.publish("flood.z", {"i": -1})
+    wait_for(lambda: tail.skipped == 1, what="the skipped event")
+    assert len(tail) == 100 and tail.state == "paused"
+    tail.resume()
+    tail.clear()
+    assert len(tail) == 0 and tail.df.empty
+    tail.stop()
+    assert tail.state == "stopped" and tail not in lab.tails
+
+
+def test_tails_at_once_and_repr(lab: Lab) -> None:
+    a = lab.tail("multi.a")
+    b = lab.tail("multi.#")
+    lab.publish("multi.a", 1)
+    wait_for(lambda: len(a) == 1 and len(b) == 1, what="both tails")
+    assert "live" in repr(a) and "1/10000 rows" in repr(a)
+    a.stop()
+    b.stop()
+
+
+def test_async_twins(lab: Lab) -> None:
+    async def main() -> Any:
+        return await lab.acall("inventory.stock", sku="Z"), await lab.aservices()
+
+    result, frame = asyncio.run(main())
+    assert result["sku"] == "Z" and "inventory" in set(frame["service"])
+
+
+def test_serve_and_disconnect(mesh_url: str) -> None:
+    lab = Lab(timeout=5)
+    try:
+        lab.connect(mesh_url, alias="one")
+        lab.connect(mesh_url, alias="two")
+        assert lab.current == "two"
+
+        class Adder:
+            def add(self, a: int, b: int) -> int:
+                return a + b
+
+        lab.serve(Adder(), name="adder", alias="one")
+        assert lab.call("adder.add", a=1, b=2) == 3  # through "two"
+        with pytest.raises(LabError, match="already served"):
+            lab.serve(Adder(), name="adder", alias="one")
+        assert lab.disconnect("one") == ["one"]
+        with pytest.raises(nl.NuropbException):  # no one serves it any more
+            lab.call("adder.add", a=1, b=2, timeout=1)
+        assert list(lab.status()["alias"]) == ["two"]
+        lab.disconnect(all=True)
+        with pytest.raises(LabError, match="not connected"):
+            lab.call("adder.add")
+    finally:
+        lab.close()
+
+
+def test_interrupt_cancels_a_waiting_call(lab: Lab) -> None:
+    import _thread
+    import threading
+
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        lab.call("inventory.slow", seconds=5, timeout=10)
+    assert time.monotonic() - started < 3
+    wait_for(lambda: lab.connection().api.in_flight == 0, what="the call to be cancelled")
+    assert lab.history(1).iloc[0]["error"] == "CancelledError"
