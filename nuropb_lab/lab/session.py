@@ -7,6 +7,7 @@ Lab's background loop) and has an async twin prefixed with ``a`` for top-level `
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import logging
 import os
@@ -315,6 +316,17 @@ class Lab:
     ) -> pd.DataFrame:
         return await self._runner.run_async(self._aservices(alias, names))
 
+    def start_services(self, alias: str | None = None) -> concurrent.futures.Future[pd.DataFrame]:
+        """Like :meth:`services`, without waiting (for widgets)."""
+        return self._runner.submit(self._aservices(alias, None))
+
+    def cached_services(self, alias: str | None = None) -> dict[str, ServiceInfo]:
+        """The last discovery's services, without I/O."""
+        try:
+            return dict(self.connection(alias).services)
+        except LabError:
+            return {}
+
     def service_names(self, alias: str | None = None) -> list[str]:
         """Known service names, without I/O (for completion)."""
         try:
@@ -537,6 +549,24 @@ class Lab:
         coro = self._acall("call", target, merged, timeout, encrypt, context, trace_id, raw, alias)
         return await self._runner.run_async(coro)
 
+    def start_call(
+        self,
+        target: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        encrypt: bool | None = None,
+        context: dict[str, Any] | None = None,
+        trace_id: str | None = None,
+        raw: bool = False,
+        alias: str | None = None,
+    ) -> concurrent.futures.Future[Any]:
+        """Like :meth:`call`, without waiting: the future ends with the result (for widgets)."""
+        coro = self._acall(
+            "call", target, dict(params or {}), timeout, encrypt, context, trace_id, raw, alias
+        )
+        return self._runner.submit(coro)
+
     def command(
         self,
         target: str,
@@ -628,6 +658,7 @@ class Lab:
             max_rows or self.tail_max_rows,
             connection.alias,
             stopper=lambda t: self._stop_tail_soon(connection, t),
+            runner=self._runner,
         )
         tail.subscription = await connection.api.subscribe(
             tail.patterns, tail.on_event, max_length=max(tail.max_rows, 1000)
@@ -690,6 +721,12 @@ class Lab:
                 connection.fingerprints[name] = row["fingerprint"]
             rows.append(row)
         return keys_frame(rows)
+
+    def start_keys(
+        self, service: str | None = None, alias: str | None = None
+    ) -> concurrent.futures.Future[pd.DataFrame]:
+        """Like :meth:`keys`, without waiting (for widgets)."""
+        return self._runner.submit(self._akeys(service, alias))
 
     def keys(self, service: str | None = None, alias: str | None = None) -> pd.DataFrame:
         """Encryption status per service: key present, fingerprint (SHA-256 of the DER public

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from ..mesh.events import MeshEvent, Subscription
+from .runner import LoopRunner
 
 __all__ = ["RateCounter", "Tail", "events_frame"]
 
@@ -84,6 +85,7 @@ class Tail:
         max_rows: int,
         alias: str,
         stopper: Callable[[Tail], None] | None = None,
+        runner: LoopRunner | None = None,
     ) -> None:
         if max_rows < 1:
             raise ValueError("max_rows must be at least 1")
@@ -99,6 +101,7 @@ class Tail:
         self._paused = False
         self._stopped = False
         self._stopper = stopper
+        self.runner = runner  # the loop the events arrive in (views schedule redraws there)
         self._listeners: list[Callable[[Tail], None]] = []
 
     # called in the Lab loop thread, once per event
@@ -172,6 +175,12 @@ class Tail:
         self._stopped = True
         if self._stopper is not None:
             self._stopper(self)
+
+    def widget(self, rows: int = 20) -> Any:
+        """A live view of this tail (ipywidgets): table, topic filter, pause, clear, rates."""
+        from ..widgets import TailView  # the view lives in the widget layer, above this one
+
+        return TailView(self, rows=rows)
 
     @property
     def gaps(self) -> list[tuple[float, float | None]]:

@@ -1,0 +1,13 @@
+"""ipywidgets views over the Lab: service browser, call form, tail view, keys view, status.
+
+Callbacks never block the kernel: they schedule work on the Lab loop and set trait values
+when it is done; live views redraw a few times a second at most and show bounded rows.
+"""
+
+from .browser import ServiceBrowser
+from .call_form import CallForm
+from .keys_view import KeysView
+from .status import ConnectionStatus
+from .tail_view import TailView
+
+__all__ = ["CallForm", "ConnectionStatus", "KeysView", "ServiceBrowser", "TailView"]
