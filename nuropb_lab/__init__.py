@@ -1,11 +1,58 @@
 """nuropb-lab: work with a nuropb service mesh from a notebook.
 
 ``%load_ext nuropb_lab`` gives the ``%nuropb`` magic; :class:`RMQAPI` is a nuropb API on
-aio-pika, wire-compatible with the ``nuropb`` package, as a client and as a service.
+aio-pika, wire-compatible with the ``nuropb`` package, as a client and as a service;
+:class:`Lab` is the notebook session the magic and the widgets share.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .mesh import *  # noqa: F403
 from .mesh import __all__ as _mesh_all
 
-__all__ = ["__version__", *_mesh_all]
+if TYPE_CHECKING:
+    from .lab import Lab, LabError, Tail, get_lab
+
+__all__ = [
+    "Lab",
+    "LabError",
+    "Tail",
+    "__version__",
+    "get_lab",
+    "load_ipython_extension",
+    *_mesh_all,
+]
+
+_LAB_NAMES = ("Lab", "LabError", "Tail", "get_lab")
+
+
+def __getattr__(name: str) -> Any:
+    # The Lab (and pandas) load on first use, so serving with RMQAPI stays light.
+    if name in _LAB_NAMES:
+        from . import lab
+
+        return getattr(lab, name)
+    raise AttributeError(f"module 'nuropb_lab' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nuropb_lab``: register ``%nuropb`` with completion and settings."""
+    from .lab import get_lab
+    from .magics import NuropbMagics
+
+    magics = NuropbMagics(shell=ipython, lab=get_lab())
+    ipython.register_magics(magics)
+    for key in ("%nuropb", "%%nuropb"):
+        # hooks are called as methods of the shell: (shell, event)
+        ipython.set_hook(
+            "complete_command", lambda _shell, event: magics.complete(event), str_key=key
+        )
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .lab import get_lab
+
+    lab = get_lab()
+    if lab.connections:
+        lab.disconnect(all=True)

@@ -1,0 +1,448 @@
+"""``%nuropb`` / ``%%nuropb``: argument parsing and display over the Lab, nothing else.
+
+Every sub-command is one call on :class:`nuropb_lab.lab.Lab`. Expected failures (not
+delivered, timeout, authorization, bad arguments, unknown alias) print one line.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments
+from traitlets import Float, Int, TraitError, Unicode, observe, validate
+
+from .lab import Lab, LabError, get_lab
+from .mesh import ManagementUnavailable, NuropbException, mask_secrets
+
+__all__ = ["NuropbMagics", "parse_value", "split_args"]
+
+SUBCOMMANDS = (
+    "connect",
+    "status",
+    "services",
+    "describe",
+    "call",
+    "command",
+    "publish",
+    "tail",
+    "keys",
+    "history",
+    "browse",
+    "serve",
+    "disconnect",
+    "help",
+)
+EXPECTED_ERRORS = (
+    NuropbException,
+    LabError,
+    ManagementUnavailable,
+    TimeoutError,
+    ValueError,
+    TypeError,
+)
+
+
+def split_args(line: str) -> list[str]:
+    """Split on spaces outside quotes and brackets, so ``tags=["a", "b"]`` is one token."""
+    tokens: list[str] = []
+    current: list[str] = []
+    depth = 0
+    quote: str | None = None
+    for ch in line:
+        if quote:
+            current.append(ch)
+            if ch == quote:
+                quote = None
+            continue
+        if ch in "\"'":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth = max(depth - 1, 0)
+        elif ch.isspace() and depth == 0:
+            if current:
+                tokens.append("".join(current))
+                current = []
+            continue
+        current.append(ch)
+    if quote:
+        raise UsageError(f"unclosed {quote} quote in: {line.strip()}")
+    if current:
+        tokens.append("".join(current))
+    return tokens
+
+
+def _unquote(text: str) -> str:
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1]
+    return text
+
+
+def parse_value(text: str, namespace: dict[str, Any] | None = None) -> Any:
+    """A ``k=v`` value: JSON when it parses (``3``, ``true``, ``["a"]``), ``$name`` for a
+    variable of the notebook, else the string itself."""
+    if text.startswith("$") and text[1:].isidentifier() and namespace is not None:
+        if text[1:] not in namespace:
+            raise UsageError(f"no variable named {text[1:]!r} in the notebook")
+        return namespace[text[1:]]
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1]
+    try:
+        return json.loads(text)
+    except ValueError:
+        if text[:1] in ("[", "{", '"'):  # meant as JSON, so a typo must not pass as a string
+            raise UsageError(f"value is not valid JSON: {text[:80]}") from None
+        return text
+
+
+def parse_json_object(text: str, what: str) -> dict[str, Any]:
+    text = _unquote(text.strip())
+    try:
+        value = json.loads(text)
+    except ValueError:
+        try:  # a Python literal is forgiven: {'a': 1}
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise UsageError(f"{what} is not valid JSON: {text[:80]}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def parse_params(tokens: list[str], namespace: dict[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for token in tokens:
+        key, eq, value = token.partition("=")
+        if not eq or not key.isidentifier():
+            raise UsageError(f"parameters are written name=value, got {token!r}")
+        params[key] = parse_value(value, namespace)
+    return params
+
+
+def _parser(func: Callable[..., Any]) -> Any:
+    return func.parser  # type: ignore[attr-defined]
+
+
+def say(text: str, error: bool = False) -> None:
+    """One line to the notebook (errors to stderr)."""
+    print(mask_secrets(text), file=sys.stderr if error else sys.stdout)
+
+
+@magics_class
+class NuropbMagics(Magics):
+    """The ``%nuropb`` magic; settings: ``%config NuropbMagics.timeout = 10``."""
+
+    timeout = Float(30.0, help="Seconds a call waits for its answer.").tag(config=True)
+    describe_timeout = Float(2.0, help="Seconds discovery waits for each describe.").tag(
+        config=True
+    )
+    tail_max_rows = Int(10_000, help="Events a tail keeps (newest).").tag(config=True)
+    management_url = Unicode(
+        None, allow_none=True, help="Management API URL (default: the broker's host, port 15672)."
+    ).tag(config=True)
+
+    def __init__(self, shell: Any = None, lab: Lab | None = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.lab = lab or get_lab()
+        self._apply_settings()
+        self._commands: dict[str, Callable[[str, str | None], Any]] = {
+            name: getattr(self, f"_{name}") for name in SUBCOMMANDS
+        }
+
+    # --- settings ---------------------------------------------------------------------------
+
+    @validate("timeout", "describe_timeout")
+    def _positive_seconds(self, proposal: Any) -> float:
+        if proposal["value"] <= 0:
+            raise TraitError(f"{proposal['trait'].name} must be > 0 seconds")
+        return float(proposal["value"])
+
+    @validate("tail_max_rows")
+    def _positive_rows(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise TraitError("tail_max_rows must be at least 1")
+        return int(proposal["value"])
+
+    @observe("timeout", "describe_timeout", "tail_max_rows", "management_url")
+    def _settings_changed(self, _change: Any) -> None:
+        self._apply_settings()
+
+    def _apply_settings(self) -> None:
+        self.lab.timeout = self.timeout
+        self.lab.describe_timeout = self.describe_timeout
+        self.lab.tail_max_rows = self.tail_max_rows
+        self.lab.management_url = self.management_url
+
+    # --- dispatch -------------------------------------------------------------------------------
+
+    @no_var_expand
+    @line_cell_magic
+    def nuropb(self, line: str, cell: str | None = None) -> Any:
+        """Work with a nuropb mesh: ``%nuropb help`` lists the sub-commands."""
+        name, _, rest = line.strip().partition(" ")
+        handler = self._commands.get(name or "help")
+        if handler is None:
+            raise UsageError(f"unknown sub-command {name!r}; one of: {', '.join(SUBCOMMANDS)}")
+        if cell is not None and name not in ("call", "command", "publish"):
+            raise UsageError(f"%%nuropb {name} takes no cell body")
+        try:
+            return handler(rest, cell)
+        except EXPECTED_ERRORS as exc:
+            kind = getattr(exc, "remote_name", None) or type(exc).__name__
+            say(f"{kind}: {exc}", error=True)
+            return None
+
+    def _args(self, func: Callable[..., Any], rest: str) -> tuple[Any, list[str]]:
+        """Parse options anywhere in the line; the remaining tokens are returned."""
+        args, extra = _parser(func).parse_known_intermixed_args(split_args(rest))
+        bad = [t for t in extra if t.startswith("-") and "=" not in t]
+        if bad:
+            raise UsageError(f"unknown option {bad[0]}")
+        return args, extra
+
+    @property
+    def _namespace(self) -> dict[str, Any]:
+        return self.shell.user_ns if self.shell is not None else {}
+
+    def _store(self, name: str | None, value: Any) -> None:
+        if name:
+            if not name.isidentifier():
+                raise UsageError(f"-o needs a variable name, got {name!r}")
+            self._namespace[name] = value
+
+    # --- sub-commands ---------------------------------------------------------------------------
+
+    def _help(self, rest: str, cell: str | None) -> None:
+        say(
+            "%nuropb connect [URL] [--alias A] | status | services [--refresh] |"
+            " describe SERVICE [METHOD] | call SERVICE.METHOD k=v ... [--timeout S]"
+            " [--encrypt|--plain] [--context JSON] [--trace ID] [--raw] [-o VAR] |"
+            " command SERVICE.METHOD k=v ... | publish TOPIC JSON | tail [PATTERN ...] [--max N]"
+            " [-o VAR] | keys [SERVICE] | history [-n N] | browse | serve OBJECT [--name N] |"
+            " disconnect [ALIAS | --all]"
+        )
+
+    @magic_arguments()
+    @argument("url", nargs="?", help="AMQP URL with the mesh (vhost); default $NUROPB_AMQP_URL")
+    @argument("--alias", help="name of the connection (default: the mesh name)")
+    @argument("--configure", action="store_true", help="create the mesh when missing")
+    def _connect(self, rest: str, cell: str | None) -> None:
+        args, extra = self._args(self._connect, rest)
+        if extra:
+            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        connection = self.lab.connect(args.url, alias=args.alias, configure=args.configure)
+        say(f"connected to {connection.url} as {connection.alias!r}")
+
+    def _status(self, rest: str, cell: str | None) -> Any:
+        return self.lab.status()
+
+    @magic_arguments()
+    @argument("--refresh", action="store_true", help="(discovery always asks the broker afresh)")
+    @argument("--alias")
+    def _services(self, rest: str, cell: str | None) -> Any:
+        args, extra = self._args(self._services, rest)
+        frame = self.lab.services(alias=args.alias, names=extra or None)
+        notice = frame.attrs.get("notice")
+        if notice:
+            say(f"note: {notice}", error=True)
+        return frame
+
+    @magic_arguments()
+    @argument("service")
+    @argument("method", nargs="?")
+    @argument("--refresh", action="store_true")
+    @argument("--alias")
+    def _describe(self, rest: str, cell: str | None) -> Any:
+        args, extra = self._args(self._describe, rest)
+        if extra:
+            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        return self.lab.describe(args.service, args.method, refresh=args.refresh, alias=args.alias)
+
+    @magic_arguments()
+    @argument("target", help="SERVICE.METHOD")
+    @argument("--timeout", type=float, help="seconds to wait for the answer")
+    @argument(
+        "--encrypt", action="store_true", help="encrypt even if the method does not require it"
+    )
+    @argument("--plain", action="store_true", help="do not encrypt (refused for encrypted methods)")
+    @argument("--context", help="the request context, a JSON object")
+    @argument("--trace", help="trace id")
+    @argument("--raw", action="store_true", help="return the whole response")
+    @argument("-o", "--output", help="store the result in this variable")
+    @argument("--alias")
+    def _call(self, rest: str, cell: str | None, kind: str = "call") -> Any:
+        args, extra = self._args(self._call, rest)
+        if args.encrypt and args.plain:
+            raise UsageError("--encrypt and --plain contradict each other")
+        params = parse_params(extra, self._namespace)
+        if cell is not None and cell.strip():
+            params = {**parse_json_object(cell, "the cell (the params)"), **params}
+        context = parse_json_object(args.context, "--context") if args.context else None
+        encrypt = True if args.encrypt else (False if args.plain else None)
+        if kind == "command":
+            self.lab.command(
+                args.target,
+                params,
+                timeout=args.timeout,
+                encrypt=encrypt,
+                context=context,
+                trace_id=args.trace,
+                alias=args.alias,
+            )
+            say(f"command {args.target} sent")
+            return None
+        result = self.lab.call(
+            args.target,
+            params,
+            timeout=args.timeout,
+            encrypt=encrypt,
+            context=context,
+            trace_id=args.trace,
+            raw=args.raw,
+            alias=args.alias,
+        )
+        self._store(args.output, result)
+        return None if args.output else result
+
+    def _command(self, rest: str, cell: str | None) -> Any:
+        return self._call(rest, cell, kind="command")
+
+    def _publish(self, rest: str, cell: str | None) -> None:
+        options, _, body = rest.strip().partition(" ")
+        topic = options
+        if not topic or topic.startswith("-"):
+            raise UsageError("usage: %nuropb publish TOPIC JSON")
+        text = body.strip() if cell is None else cell
+        if not text:
+            raise UsageError("publish needs an event: %nuropb publish TOPIC JSON")
+        try:
+            event = json.loads(_unquote(text.strip()))
+        except ValueError:
+            raise UsageError(f"the event is not valid JSON: {text.strip()[:80]}") from None
+        self.lab.publish(topic, event)
+        say(f"published to {topic}")
+
+    @magic_arguments()
+    @argument("patterns", nargs="*", help="topic patterns (* one word, # any); default #")
+    @argument("--max", type=int, dest="max_rows", help="rows kept (newest)")
+    @argument("--widget", action="store_true", help="show the live tail view")
+    @argument("-o", "--output", help="store the tail in this variable")
+    @argument("--alias")
+    def _tail(self, rest: str, cell: str | None) -> Any:
+        args, extra = self._args(self._tail, rest)
+        if extra:
+            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        tail = self.lab.tail(*args.patterns, max_rows=args.max_rows, alias=args.alias)
+        self._store(args.output, tail)
+        if args.widget:
+            return tail.widget()
+        return tail
+
+    @magic_arguments()
+    @argument("service", nargs="?")
+    @argument("--widget", action="store_true", help="show the encryption inspector")
+    @argument("--alias")
+    def _keys(self, rest: str, cell: str | None) -> Any:
+        args, extra = self._args(self._keys, rest)
+        if extra:
+            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        if args.widget:
+            from .widgets import KeysView
+
+            return KeysView(self.lab, service=args.service, alias=args.alias)
+        return self.lab.keys(args.service, alias=args.alias)
+
+    @magic_arguments()
+    @argument("-n", type=int, dest="n", help="only the last N calls")
+    def _history(self, rest: str, cell: str | None) -> Any:
+        args, extra = self._args(self._history, rest)
+        if extra:
+            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        return self.lab.history(args.n)
+
+    @magic_arguments()
+    @argument("--alias")
+    def _browse(self, rest: str, cell: str | None) -> Any:
+        args, _ = self._args(self._browse, rest)
+        from .widgets import ServiceBrowser
+
+        return ServiceBrowser(self.lab, alias=args.alias)
+
+    @magic_arguments()
+    @argument("object", help="a variable of the notebook")
+    @argument("--name", help="service name (default: its _service_name or class name)")
+    @argument("--alias")
+    def _serve(self, rest: str, cell: str | None) -> None:
+        args, extra = self._args(self._serve, rest)
+        if extra:
+            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        if args.object not in self._namespace:
+            raise UsageError(f"no variable named {args.object!r} in the notebook")
+        api = self.lab.serve(self._namespace[args.object], name=args.name, alias=args.alias)
+        alias = self.lab.connection(args.alias).alias
+        say(f"serving {args.object} as {api.service_name!r} on {alias}")
+
+    @magic_arguments()
+    @argument("alias", nargs="?")
+    @argument("--all", action="store_true", help="close every connection")
+    def _disconnect(self, rest: str, cell: str | None) -> None:
+        args, extra = self._args(self._disconnect, rest)
+        if extra:
+            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        closed = self.lab.disconnect(args.alias, all=args.all)
+        say(f"disconnected {', '.join(closed) or 'nothing'}")
+
+    # --- completion -----------------------------------------------------------------------------
+
+    def complete(self, event: Any) -> list[str]:
+        """Sub-commands, services, SERVICE.METHOD and parameter names, from discovery."""
+        words = split_args(event.text_until_cursor) if event.text_until_cursor else []
+        ending = event.text_until_cursor.endswith(" ")
+        position = len(words) - (0 if ending else 1)
+        if position <= 1:
+            return list(SUBCOMMANDS)
+        command = words[1]
+        lab = self.lab
+        if command in ("call", "command"):
+            if position == 2:
+                symbol = "" if ending else words[-1]
+                if "." in symbol:
+                    service = symbol.rpartition(".")[0]
+                    return [f"{service}.{m}" for m in self._methods(service)]
+                return [f"{s}." for s in lab.service_names()]
+            service = words[2].rpartition(".")[0]
+            method = words[2].rpartition(".")[2]
+            return [f"{p}=" for p in self._parameters(service, method)]
+        if command in ("describe", "keys") and position == 2:
+            return lab.service_names()
+        if command == "describe" and position == 3:
+            return self._methods(words[2])
+        if command == "disconnect":
+            return [*lab.connections, "--all"]
+        return []
+
+    def _methods(self, service: str) -> list[str]:
+        methods = self.lab.method_names(service)
+        if not methods and service in self.lab.service_names():
+            try:  # one short describe, so the next TAB has the methods
+                self.lab.describe(service)
+            except EXPECTED_ERRORS:
+                return []
+            methods = self.lab.method_names(service)
+        return methods
+
+    def _parameters(self, service: str, method: str) -> list[str]:
+        try:
+            description = self.lab.connection().api.cached_description(service) or {}
+        except LabError:
+            return []
+        spec = (description.get("methods") or {}).get(method) or {}
+        properties = (spec.get("parameters") or {}).get("properties") or []
+        return [p[0] for p in properties if isinstance(p, (list, tuple)) and p]

@@ -1,0 +1,311 @@
+"""The %nuropb magic in a real InteractiveShell, against real services on RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+import nuropb_lab as nl
+from nuropb_lab.lab import get_lab
+from nuropb_lab.magics import parse_value, split_args
+from nuropb_lab.mesh import ManagementAPI
+
+PEERS = Path(__file__).parent / "peers"
+
+
+class Shop:
+    """A shop."""
+
+    def price(self, sku: str, qty: int = 1) -> float:
+        return 2.5 * qty
+
+    def echo(self, value: Any) -> Any:
+        return value
+
+    async def slow(self, seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "done"
+
+    @nl.publish_to_mesh(requires_encryption=True)
+    def vault(self, code: str) -> str:
+        return code[::-1]
+
+
+@pytest.fixture(scope="module")
+def ip(mesh_url: str) -> Iterator[InteractiveShell]:
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nuropb_lab")
+    shell.user_ns["shop"] = Shop()
+    yield shell
+    lab = get_lab()
+    if lab.connections:
+        lab.disconnect(all=True)
+
+
+def run(ip: InteractiveShell, line: str, cell: str | None = None) -> tuple[Any, str, str]:
+    """(value, stdout, stderr) of one magic call."""
+    with capture_output() as captured:
+        if cell is None:
+            value = ip.run_line_magic("nuropb", line)
+        else:
+            value = ip.run_cell_magic("nuropb", line, cell)
+    return value, captured.stdout, captured.stderr
+
+
+@pytest.fixture(scope="module")
+def connected(ip: InteractiveShell, mesh_url: str) -> InteractiveShell:
+    value, out, err = run(ip, f"connect {mesh_url} --alias main")
+    assert value is None and err == ""
+    assert out.strip() == f"connected to {mesh_url.replace(':guest@', ':***@')} as 'main'"
+    _, out, _ = run(ip, "serve shop")
+    assert out.strip() == "serving shop as 'shop' on main"
+    return ip
+
+
+def test_help_and_unknown_subcommand(ip: InteractiveShell) -> None:
+    _, out, _ = run(ip, "help")
+    assert "%nuropb connect [URL]" in out and "disconnect [ALIAS | --all]" in out
+    result = ip.run_cell("%nuropb frobnicate")
+    assert isinstance(
+        result.error_in_exec, Exception
+    ) and "unknown sub-command 'frobnicate'" in str(result.error_in_exec)
+
+
+def test_status_and_services(connected: InteractiveShell) -> None:
+    status, _, _ = run(connected, "status")
+    assert isinstance(status, pd.DataFrame) and status.iloc[0]["alias"] == "main"
+    assert status.iloc[0]["served"] == "shop" and status.iloc[0]["state"] == "connected"
+    services, _, err = run(connected, "services")
+    assert err == ""
+    row = services.set_index("service").loc["shop"]
+    assert (row["instances"], row["methods"], bool(row["encrypted"])) == (1, 4, True)
+    assert row["description"] == "A shop."
+
+
+def test_describe(connected: InteractiveShell) -> None:
+    frame, _, _ = run(connected, "describe shop price")
+    assert list(frame["parameter"]) == ["sku", "qty"]
+    assert list(frame["required"]) == [True, False] and list(frame["default"]) == [None, 1]
+    everything, _, _ = run(connected, "describe shop")
+    assert bool(everything.set_index("method").loc["vault", "requires_encryption"])
+
+
+def test_call_values_parse_as_json(connected: InteractiveShell) -> None:
+    assert run(connected, "call shop.price sku=A qty=4")[0] == 10.0
+    assert run(connected, 'call shop.echo value=["a", "b c"]')[0] == ["a", "b c"]
+    assert run(connected, 'call shop.echo value={"k": [1, 2]}')[0] == {"k": [1, 2]}
+    assert run(connected, "call shop.echo value=true")[0] is True
+    assert run(connected, "call shop.echo value=null")[0] is None
+    assert run(connected, "call shop.echo value=hello")[0] == "hello"
+    assert run(connected, "call shop.echo value='two words'")[0] == "two words"
+    assert run(connected, 'call shop.echo value="007"')[0] == "007"
+    connected.user_ns["payload"] = {"from": "notebook"}
+    assert run(connected, "call shop.echo value=$payload")[0] == {"from": "notebook"}
+
+
+def test_call_options(connected: InteractiveShell) -> None:
+    raw, _, _ = run(connected, 'call shop.price sku=A --trace t-42 --raw --context {"user": "me"}')
+    assert raw["result"] == 2.5 and raw["trace_id"] == "t-42" and raw["context"] == {"user": "me"}
+    value, _, _ = run(connected, "call shop.price sku=A -o price_result")
+    assert value is None and connected.user_ns["price_result"] == 2.5
+    assert run(connected, "call shop.vault code=abc")[0] == "cba"  # encrypted automatically
+    assert run(connected, "call shop.price sku=A --encrypt")[0] == 2.5
+    history, _, _ = run(connected, "history -n 2")
+    assert list(history["encrypted"]) == [True, True]
+
+
+def test_cell_body_is_the_params(connected: InteractiveShell) -> None:
+    value, _, _ = run(connected, "call shop.price", '{"sku": "B", "qty": 2}')
+    assert value == 5.0
+    value, _, _ = run(connected, "call shop.echo", '{"value": "$not_expanded {x}"}')
+    assert value == "$not_expanded {x}"
+
+
+def test_expected_failures_print_one_line(connected: InteractiveShell) -> None:
+    cases = {
+        "call ghost.price sku=A": "NuropbNotDeliveredError: service 'ghost' is not on the mesh",
+        "call shop.slow seconds=3 --timeout 0.2": "NuropbTimeoutError: no response from shop.slow",
+        "call shop.vault code=x --plain": "LabError: shop.vault requires encryption",
+        "call shop.price qty=1": "NuropbValidationError: invalid parameters for price",
+        "call shop.price --alias nope": "LabError: no connection named 'nope'",
+        "describe shop nope": "LabError: shop has no method 'nope'",
+    }
+    for line, expected in cases.items():
+        value, out, err = run(connected, line)
+        assert value is None and out == ""
+        assert err.startswith(expected), (line, err)
+        assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_arguments_are_usage_errors_and_change_nothing(connected: InteractiveShell) -> None:
+    before = len(get_lab().history())
+    for line in (
+        "call shop.price sku=[1,",
+        "call shop.price 42",
+        'call shop.price --context {"a":',
+        "call shop.price --context [1]",
+        "call shop.price --encrypt --plain",
+        "call shop.price --bogus",
+        "call shop.price value=$missing_variable",
+        "publish topic {not json}",
+        "connect --nope",
+    ):
+        result = connected.run_cell(f"%nuropb {line}")
+        assert result.error_in_exec is not None, line
+        assert type(result.error_in_exec).__name__ == "UsageError", (line, result.error_in_exec)
+    result = connected.run_cell("%%nuropb call shop.price\n{not: json")
+    assert type(result.error_in_exec).__name__ == "UsageError"
+    assert len(get_lab().history()) == before
+
+
+def test_command_publish_tail(connected: InteractiveShell) -> None:
+    tail, _, _ = run(connected, "tail magic.# --max 10 -o events")
+    assert connected.user_ns["events"] is tail and tail.max_rows == 10
+    _, out, _ = run(connected, 'publish magic.one {"n": 1}')
+    assert out.strip() == "published to magic.one"
+    run(connected, "publish magic.two", '{"n": 2}')
+    _, out, _ = run(connected, "command shop.price sku=A")
+    assert out.strip() == "command shop.price sent"
+    loop = asyncio.new_event_loop()
+    try:
+        deadline = loop.time() + 10
+        while len(tail) < 2 and loop.time() < deadline:
+            loop.run_until_complete(asyncio.sleep(0.02))
+    finally:
+        loop.close()
+    assert list(tail.df["n"]) == [1, 2]
+    tail.stop()
+
+
+def test_keys(connected: InteractiveShell) -> None:
+    frame, _, _ = run(connected, "keys shop")
+    row = frame.iloc[0]
+    assert row["public_key"] and row["key_size"] == 2048 and row["encrypted_methods"] == ["vault"]
+
+
+def test_settings_are_validated_traitlets(
+    connected: InteractiveShell, caplog: pytest.LogCaptureFixture
+) -> None:
+    connected.run_cell("%config NuropbMagics.timeout = 7")
+    assert get_lab().timeout == 7.0
+    connected.run_cell("%config NuropbMagics.timeout = -1")  # %config logs the refusal
+    assert get_lab().timeout == 7.0
+    assert "timeout must be > 0 seconds" in caplog.text
+    connected.run_cell("%config NuropbMagics.tail_max_rows = 500")
+    assert get_lab().tail_max_rows == 500
+    connected.run_cell("%config NuropbMagics.timeout = 30")
+
+
+def test_completion(connected: InteractiveShell) -> None:
+    run(connected, "services")
+
+    def complete(line: str) -> list[str]:
+        return list(connected.Completer.complete(line_buffer=line, cursor_pos=len(line))[1])
+
+    assert "call" in complete("%nuropb ca")
+    assert "shop." in complete("%nuropb call sh")
+    assert set(complete("%nuropb call shop.")) >= {"shop.price", "shop.echo", "shop.vault"}
+    assert complete("%nuropb call shop.price ") == ["sku=", "qty="]
+    assert "price" in complete("%nuropb describe shop ")
+    assert "main" in complete("%nuropb disconnect ")
+
+
+def test_magic_against_a_nuropb_service(
+    connected: InteractiveShell, mesh_url: str, nuropb_python: Path
+) -> None:
+    name = f"ref-{uuid.uuid4().hex[:6]}"
+
+    async def with_peer() -> list[Any]:
+        peer = await asyncio.create_subprocess_exec(
+            str(nuropb_python),
+            str(PEERS / "nuropb_service.py"),
+            mesh_url,
+            name,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert peer.stdout is not None
+            line = await asyncio.wait_for(peer.stdout.readline(), 30)
+            assert line.strip() == b"READY"
+            results = []
+            for command in (
+                f"describe {name} add",
+                f"call {name}.add a=2 b=3",
+                f"call {name}.secret text=abc",
+            ):
+                results.append(await asyncio.to_thread(run, connected, command))
+            services = await asyncio.to_thread(run, connected, "services")
+            results.append(services)
+            return results
+        finally:
+            if peer.returncode is None:
+                peer.kill()
+                await peer.wait()
+
+    describe, add, secret, services = asyncio.run(with_peer())
+    assert list(describe[0]["parameter"]) == ["a", "b"]
+    assert add[0] == 5
+    assert secret[0] is not None and secret[2] == ""
+    assert name in set(services[0]["service"])
+
+
+def test_no_password_in_anything_displayed(mesh_url: str, management: ManagementAPI) -> None:
+    """A whole session with a distinctive password: no output, repr or row shows it."""
+    password = f"pw-{uuid.uuid4().hex}"
+    user = f"lab-{uuid.uuid4().hex[:6]}"
+    vhost = mesh_url.rsplit("/", 1)[1]
+    management._call("PUT", f"users/{user}", {"password": password, "tags": ""})
+    management._call(
+        "PUT", f"permissions/{vhost}/{user}", {"configure": ".*", "write": ".*", "read": ".*"}
+    )
+    url = f"amqp://{user}:{password}@127.0.0.1:5672/{vhost}"
+    shell = InteractiveShell.instance()
+    seen: list[str] = []
+    try:
+        for line in (
+            f"connect {url} --alias secret",
+            "status",
+            "services --alias secret",
+            "describe shop --alias secret",
+            "call shop.price sku=A --alias secret",
+            "call shop.slow seconds=2 --timeout 0.1 --alias secret",
+            "call ghost.x --alias secret",
+            "keys shop --alias secret",
+            "history",
+            f"connect {url} --alias secret",
+            "connect amqp://bad:wrong-secret@127.0.0.1:5672/x --alias other",
+            "disconnect secret",
+        ):
+            value, out, err = run(shell, line)
+            seen += [out, err, repr(value)]
+            if isinstance(value, pd.DataFrame):
+                seen.append(value.to_string())
+                seen.append(value.to_html())
+        seen.append(repr(get_lab()))
+    finally:
+        management._call("DELETE", f"users/{user}")
+    text = "\n".join(seen)
+    assert password not in text and "wrong-secret" not in text
+    assert f"{user}:***@" in text  # the URL was shown, masked
+
+
+def test_split_and_parse_helpers() -> None:
+    assert split_args('a=1 b=["x", "y"] c={"k": [1, 2]} --t 5') == [
+        "a=1",
+        'b=["x", "y"]',
+        'c={"k": [1, 2]}',
+        "--t",
+        "5",
+    ]
+    assert parse_value("3") == 3 and parse_value("1.5") == 1.5 and parse_value("abc") == "abc"
+    assert sys.maxsize and parse_value("'x y'") == "x y"
