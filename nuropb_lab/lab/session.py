@@ -124,6 +124,9 @@ class Lab:
         self.tail_max_rows = tail_max_rows
         self.management_url = management_url
         self._history = History(history_size)
+        # The transport reports a lost connection in one line; aiormq's own record of it
+        # (an error with a traceback) would fill the notebook during every broker restart.
+        logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
         self._runner = LoopRunner()
         self._connections: dict[str, Connection] = {}
         self._current: str | None = None

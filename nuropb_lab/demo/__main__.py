@@ -1,0 +1,67 @@
+"""``python -m nuropb_lab.demo``: serve the demo mesh (or ``wait`` until one answers)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from ..lab.session import DEFAULT_URL
+from ..mesh import parse_amqp_url
+from .broker import BrokerError, ensure_broker
+from .run import DemoMesh, run_demo, wait_for_demo
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="nuropb-lab-demo", description="The nuropb-lab demo mesh."
+    )
+    parser.add_argument("action", nargs="?", choices=("run", "wait"), default="run")
+    parser.add_argument(
+        "--url", default=os.environ.get("NUROPB_AMQP_URL") or DEFAULT_URL, help="mesh URL"
+    )
+    parser.add_argument("--for", dest="seconds", type=float, help="stop after this many seconds")
+    parser.add_argument("--rate", type=float, default=8.0, help="sensor readings per second")
+    parser.add_argument("--timeout", type=float, default=60.0, help="wait: give up after this")
+    parser.add_argument("--no-broker", action="store_true", help="do not check or start a broker")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # the transport reports a lost connection itself, in one line
+    logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
+    masked = parse_amqp_url(args.url).masked
+    if args.action == "wait":
+        try:
+            took = asyncio.run(wait_for_demo(args.url, args.timeout))
+        except TimeoutError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"demo mesh answers on {masked} (after {took:.1f} s)")
+        return 0
+    if not args.no_broker:
+        try:
+            ensure_broker(args.url)
+        except BrokerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        def ready(demo: DemoMesh) -> None:
+            names = ", ".join(demo.apis)
+            print(f"demo mesh ready on {masked}: {names} (Ctrl-C stops)", flush=True)
+
+        await run_demo(args.url, args.seconds, args.rate, stop, ready)
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Run the demo mesh: configure it, serve the demo services, publish sensor readings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..mesh import RMQAPI, NuropbException, configure_mesh, parse_amqp_url
+from .services import Inventory, Orders, Sensors, Vault, publish_readings
+
+__all__ = ["DemoMesh", "run_demo", "wait_for_demo"]
+
+log = logging.getLogger(__name__)
+
+
+class DemoMesh:
+    """The demo services, served on one mesh."""
+
+    def __init__(self, url: str, rate: float = 8.0) -> None:
+        self.url = url
+        self.inventory = Inventory()
+        self.orders = Orders(self.inventory)
+        self.vault = Vault()
+        self.sensors = Sensors(rate)
+        objects: dict[str, Any] = {
+            "orders": self.orders,
+            "inventory": self.inventory,
+            "vault": self.vault,
+            "sensors": self.sensors,
+        }
+        self.apis = {name: RMQAPI(url, name, service_instance=obj) for name, obj in objects.items()}
+
+    async def start(self) -> None:
+        await configure_mesh(self.url)
+        for api in self.apis.values():
+            await api.connect()
+
+    async def stop(self) -> None:
+        for api in self.apis.values():
+            with contextlib.suppress(Exception):
+                await api.disconnect()
+
+
+async def run_demo(
+    url: str,
+    seconds: float | None = None,
+    rate: float = 8.0,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[DemoMesh], None] | None = None,
+) -> DemoMesh:
+    """Serve the demo until ``stop`` is set or ``seconds`` pass."""
+    stop = stop or asyncio.Event()
+    demo = DemoMesh(url, rate)
+    await demo.start()
+    publisher = asyncio.create_task(publish_readings(demo.sensors, demo.apis["sensors"], stop))
+    if on_ready is not None:
+        on_ready(demo)
+    try:
+        if seconds is None:
+            await stop.wait()
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), seconds)
+    finally:
+        stop.set()
+        await publisher
+        await demo.stop()
+    return demo
+
+
+async def wait_for_demo(url: str, timeout: float = 60.0) -> float:
+    """Wait until the demo mesh answers a call; returns the seconds it took."""
+    started = time.monotonic()
+    parse_amqp_url(url)  # a bad URL fails at once
+    last: Exception | None = None
+    while time.monotonic() - started < timeout:
+        try:
+            async with RMQAPI(
+                url, transport_settings={"reconnect": False, "connect_timeout": 3}
+            ) as api:
+                await api.request("orders", "list_orders", {"limit": 1}, {}, ttl=2000)
+                await api.request("sensors", "rooms", {}, {}, ttl=2000)
+                return time.monotonic() - started
+        except NuropbException as exc:
+            last = exc
+        await asyncio.sleep(0.5)
+    raise TimeoutError(f"the demo mesh did not answer within {timeout:.0f} s: {last}")
