@@ -266,3 +266,58 @@ def test_interrupt_cancels_a_waiting_call(lab: Lab) -> None:
     assert time.monotonic() - started < 3
     wait_for(lambda: lab.connection().api.in_flight == 0, what="the call to be cancelled")
     assert lab.history(1).iloc[0]["error"] == "CancelledError"
+
+
+def test_a_service_that_does_not_answer_still_appears(lab: Lab, mesh_url: str) -> None:
+    async def mute_service() -> Any:
+        import aio_pika
+
+        connection = await aio_pika.connect(mesh_url)
+        channel = await connection.channel()
+        queue = await channel.declare_queue(
+            "nuropb-mute-sq",
+            durable=True,
+            arguments={"x-dead-letter-exchange": "nuropb-dl-exchange"},
+        )
+        await queue.bind("nuropb-rpc-exchange", routing_key="mute")
+
+        async def never_answer(message: Any) -> None:
+            pass
+
+        await queue.consume(never_answer)  # takes messages, never answers
+        return connection, queue
+
+    connection, queue = lab.runner.run(mute_service(), 10)
+    try:
+        lab.describe_timeout = 0.5
+        started = time.monotonic()
+        frame = lab.services().set_index("service")
+        assert time.monotonic() - started < 5
+        assert frame.loc["mute", "instances"] == 1
+        assert str(frame.loc["mute", "error"]).startswith("NuropbTimeoutError")
+        assert pd.isna(frame.loc["inventory", "error"])  # the others are described as usual
+    finally:
+        lab.describe_timeout = 2
+
+        async def close() -> None:
+            await queue.delete(if_unused=False, if_empty=False)
+            await connection.close()
+
+        lab.runner.run(close(), 10)
+
+
+def test_without_the_management_api_known_names_are_probed(mesh_url: str) -> None:
+    lab = Lab(timeout=5, management_url="http://127.0.0.1:1")  # nothing listens there
+    try:
+        lab.connect(mesh_url)
+        first = lab.services(names=["inventory", "nobody"])
+        assert "management API at http://127.0.0.1:1 is unreachable" in first.attrs["notice"]
+        rows = first.set_index("service")
+        assert rows.loc["inventory", "instances"] == 1 and rows.loc["inventory", "methods"] == 5
+        assert rows.loc["nobody", "error"] == "no such service on the mesh"
+        lab.call("inventory.ping")  # a called service is known from now on
+        second = lab.services()
+        assert "notice" not in second.attrs  # said once
+        assert set(second["service"]) == {"inventory", "nobody"}
+    finally:
+        lab.close()
