@@ -36,6 +36,7 @@ SUBCOMMANDS = (
     "browse",
     "serve",
     "disconnect",
+    "dlq",
     "help",
 )
 EXPECTED_ERRORS = (
@@ -226,7 +227,7 @@ class NuropbMagics(Magics):
             " [--encrypt|--plain] [--context JSON] [--trace ID] [--raw] [-o VAR] |"
             " command SERVICE.METHOD k=v ... | publish TOPIC JSON | tail [PATTERN ...] [--max N]"
             " [-o VAR] | keys [SERVICE] | history [-n N] | browse | serve OBJECT [--name N] |"
-            " disconnect [ALIAS | --all]"
+            " disconnect [ALIAS | --all] | dlq [--limit N] [--consume]"
         )
 
     @magic_arguments()
@@ -398,6 +399,16 @@ class NuropbMagics(Magics):
             raise UsageError(f"unexpected arguments: {' '.join(extra)}")
         closed = self.lab.disconnect(args.alias, all=args.all)
         say(f"disconnected {', '.join(closed) or 'nothing'}")
+
+    @magic_arguments()
+    @argument("--limit", type=int, default=50, help="at most this many messages")
+    @argument("--consume", action="store_true", help="remove the messages shown from the queue")
+    @argument("--alias")
+    def _dlq(self, rest: str, cell: str | None) -> Any:
+        args, extra = self._args(self._dlq, rest)
+        if extra:
+            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        return self.lab.dead_letters(args.limit, consume=args.consume, alias=args.alias)
 
     # --- completion -----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import pandas as pd
 from ..mesh import RMQAPI, ManagementAPI, configure_mesh, parse_amqp_url
 from ..mesh.errors import NuropbException
 from ..mesh.urls import AmqpTarget
+from .dead_letters import dead_letter_rows, read_dead_letters
 from .discovery import ServiceInfo, discover
 from .history import CallRecord, History
 from .keys import key_row, keys_frame
@@ -32,6 +33,7 @@ __all__ = ["DEFAULT_URL", "Connection", "Lab", "LabError", "get_lab"]
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/nuropb-demo"
+DESCRIBE_RETRY_S = 30.0
 T = TypeVar("T")
 
 SERVICE_COLUMNS = [
@@ -83,6 +85,8 @@ class Connection:
     known: set[str] = dataclasses.field(default_factory=set)  # services named or called
     services: dict[str, ServiceInfo] = dataclasses.field(default_factory=dict)
     fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)
+    # services whose describe failed -> when to ask again (time.monotonic())
+    undescribable: dict[str, float] = dataclasses.field(default_factory=dict)
     notice_shown: bool = False
 
     @property
@@ -425,14 +429,22 @@ class Lab:
     # --- calls ------------------------------------------------------------------------------
 
     async def _requires_encryption(
-        self, connection: Connection, service: str, method: str
+        self, connection: Connection, service: str, method: str, timeout: float
     ) -> bool | None:
-        try:
-            description = await connection.api.describe_service(
-                service, ttl=int(self.describe_timeout * 1000)
-            )
-        except NuropbException:
-            return None  # a service that cannot describe itself is called as asked
+        """Whether the method needs encryption, from its (cached) description; None when the
+        service cannot say. A failed describe is not asked again for a while, so calls to a
+        service that cannot describe itself do not each wait for it first."""
+        description = connection.api.cached_description(service)
+        if description is None:
+            if time.monotonic() < connection.undescribable.get(service, 0.0):
+                return None
+            try:
+                description = await connection.api.describe_service(
+                    service, ttl=int(min(self.describe_timeout, timeout) * 1000)
+                )
+            except NuropbException:
+                connection.undescribable[service] = time.monotonic() + DESCRIBE_RETRY_S
+                return None
         spec = (description.get("methods") or {}).get(method)
         return None if spec is None else bool(spec.get("requires_encryption"))
 
@@ -456,7 +468,9 @@ class Lab:
             raise LabError(f"context must be a JSON object (dict), not {type(context).__name__}")
         encrypted = bool(encrypt)
         if not encrypt:
-            needs = await self._requires_encryption(connection, service, method)
+            needs = await self._requires_encryption(
+                connection, service, method, timeout or self.timeout
+            )
             if needs and encrypt is False:
                 raise LabError(
                     f"{service}.{method} requires encryption; a plaintext call is refused"
@@ -698,6 +712,24 @@ class Lab:
     @property
     def tails(self) -> list[Tail]:
         return [t for c in self._connections.values() for t in c.tails]
+
+    # --- dead letters ---------------------------------------------------------------------
+
+    async def _adead_letters(self, limit: int, consume: bool, alias: str | None) -> pd.DataFrame:
+        messages = await read_dead_letters(self.connection(alias).api, limit, consume)
+        return dead_letter_rows(messages, self._history.records())
+
+    def dead_letters(
+        self, limit: int = 50, consume: bool = False, alias: str | None = None
+    ) -> pd.DataFrame:
+        """What was rejected to the mesh's dead-letter queue, and why (the broker's reason;
+        the error, for a call of this session). Read without consuming unless ``consume``."""
+        return self._wait(self._adead_letters(limit, consume, alias))
+
+    async def adead_letters(
+        self, limit: int = 50, consume: bool = False, alias: str | None = None
+    ) -> pd.DataFrame:
+        return await self._runner.run_async(self._adead_letters(limit, consume, alias))
 
     # --- keys -------------------------------------------------------------------------------
 

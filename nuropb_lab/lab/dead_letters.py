@@ -1,0 +1,112 @@
+"""The dead-letter queue, read without consuming it (unless asked).
+
+Messages are fetched with basic.get and put back with one ``nack(multiple, requeue)``, so the
+queue is left as it was (the messages are marked redelivered). Why each one is there comes
+from the broker's ``x-death`` header (rejected, expired, maxlen) and, for a call this session
+made, from the error in its history.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Mapping
+from typing import Any, cast
+
+import pandas as pd
+from aiormq.abc import DeliveredMessage
+from pamqp import commands as spec
+
+from ..mesh import RMQAPI, Topology
+from .history import CallRecord
+
+__all__ = ["DLQ_COLUMNS", "dead_letter_rows", "read_dead_letters"]
+
+DLQ_COLUMNS = [
+    "dead_at",
+    "reason",
+    "queue",
+    "service",
+    "nuropb_type",
+    "method",
+    "correlation_id",
+    "trace_id",
+    "encrypted",
+    "error",
+    "body",
+]
+
+
+BODY_WIDTH = 200
+
+
+def _text(value: Any) -> Any:
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+async def read_dead_letters(api: RMQAPI, limit: int, consume: bool) -> list[DeliveredMessage]:
+    """Up to ``limit`` messages of the mesh's DLQ; left in place unless ``consume``."""
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    messages: list[DeliveredMessage] = []
+    async with api.transport.temp_channel() as channel:
+        for _ in range(limit):
+            message = await channel.basic_get(api.topology.dl_queue, no_ack=False)
+            if not isinstance(message.delivery, spec.Basic.GetOk):
+                break
+            messages.append(message)
+        if messages:
+            last = cast(spec.Basic.GetOk, messages[-1].delivery).delivery_tag or 0
+            if consume:
+                await channel.basic_ack(last, multiple=True)
+            else:
+                await channel.basic_nack(last, multiple=True, requeue=True)
+    return messages
+
+
+def _first_death(headers: Mapping[str, Any]) -> dict[str, Any]:
+    deaths = headers.get("x-death") or []
+    return dict(deaths[0]) if deaths and isinstance(deaths[0], Mapping) else {}
+
+
+def dead_letter_rows(messages: list[DeliveredMessage], history: list[CallRecord]) -> pd.DataFrame:
+    errors = {
+        r.correlation_id: f"{r.error}: {r.description}"
+        for r in history
+        if r.correlation_id and not r.ok
+    }
+    rows = []
+    for message in messages:
+        properties = message.header.properties
+        headers = dict(properties.headers or {})
+        death = _first_death(headers)
+        encrypted = _text(headers.get("encrypted")) == "yes"
+        method, shown = None, "(encrypted)"
+        if not encrypted:
+            try:
+                decoded = json.loads(message.body)
+            except ValueError:
+                shown = repr(message.body[:BODY_WIDTH])
+            else:
+                method = decoded.get("method") if isinstance(decoded, dict) else None
+                shown = json.dumps(decoded, default=str)[:BODY_WIDTH]
+        dead_at = death.get("time")
+        if isinstance(dead_at, (int, float)):
+            dead_at = datetime.datetime.fromtimestamp(dead_at, datetime.UTC)
+        queue = _text(death.get("queue"))
+        rows.append(
+            [
+                dead_at,
+                _text(death.get("reason")),
+                queue,
+                Topology.service_from_queue(queue) if isinstance(queue, str) else None,
+                _text(headers.get("nuropb_type")),
+                method,
+                properties.correlation_id,
+                _text(headers.get("trace_id")),
+                encrypted,
+                errors.get(properties.correlation_id or ""),
+                shown,
+            ]
+        )
+    return pd.DataFrame(rows, columns=DLQ_COLUMNS)

@@ -1,0 +1,110 @@
+"""The dead-letter viewer: what was rejected or expired, and why, read without consuming."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import aio_pika
+import pandas as pd
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+
+import nuropb_lab as nl
+from nuropb_lab.lab import Lab
+
+
+class Picky:
+    def accept(self, item: str) -> str:
+        if item != "good":
+            raise nl.NuropbValidationError(f"{item} is not good")
+        return "ok"
+
+
+def dlq_size(lab: Lab) -> int:
+    info = lab.runner.run(lab.connection().api.queue_info("nuropb-dl-queue"), 10)
+    assert info is not None
+    return info[0]
+
+
+def wait_size(lab: Lab, size: int) -> None:
+    deadline = time.monotonic() + 15
+    while dlq_size(lab) != size:
+        assert time.monotonic() < deadline, f"the DLQ never held {size} messages"
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def lab(mesh_url: str) -> Iterator[Lab]:
+    lab = Lab(timeout=5)
+    lab.connect(mesh_url)
+    lab.serve(Picky(), name="picky")
+    yield lab
+    lab.close()
+
+
+def test_rejected_and_expired_messages_with_their_reasons(lab: Lab, mesh_url: str) -> None:
+    with pytest.raises(nl.NuropbValidationError):
+        lab.call("picky.accept", item="bad", trace_id="trace-dlq")
+    failed = lab.history(1).iloc[0]
+
+    async def junk_and_idle() -> None:
+        connection = await aio_pika.connect(mesh_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.default_exchange.publish(
+                aio_pika.Message(b"\x00junk"), routing_key="nuropb-picky-sq"
+            )
+            idle = await channel.declare_queue(
+                "nuropb-idle-sq",
+                durable=True,
+                arguments={"x-dead-letter-exchange": "nuropb-dl-exchange"},
+            )
+            await idle.bind("nuropb-rpc-exchange", routing_key="idle")
+
+    lab.runner.run(junk_and_idle(), 10)
+    with pytest.raises(nl.NuropbTimeoutError):  # nobody consumes: it expires into the DLQ
+        lab.runner.run(lab.connection().api.request("idle", "anything", {}, {}, ttl=200), 10)
+    wait_size(lab, 3)
+    frame = lab.dead_letters()
+    assert len(frame) == 3 and dlq_size(lab) == 3  # shown, not consumed
+    rows = {row["reason"] + ":" + str(row["service"]): row for row in frame.to_dict("records")}
+    rejected = [r for r in frame.to_dict("records") if r["reason"] == "rejected"]
+    assert len(rejected) == 2
+    accept = next(r for r in rejected if r["method"] == "accept")
+    junk = next(r for r in rejected if r is not accept)
+    assert (
+        accept["correlation_id"] == failed["correlation_id"] and accept["trace_id"] == "trace-dlq"
+    )
+    assert accept["error"] == "NuropbValidationError: bad is not good"
+    assert accept["nuropb_type"] == "request" and accept["queue"] == "nuropb-picky-sq"
+    assert "junk" in junk["body"] and pd.isna(junk["method"]) and pd.isna(junk["correlation_id"])
+    expired: dict[str, Any] = rows["expired:idle"]
+    assert expired["method"] == "anything" and expired["queue"] == "nuropb-idle-sq"
+    assert expired["dead_at"] is not None
+
+
+def test_limit_and_consume(lab: Lab) -> None:
+    size = dlq_size(lab)
+    assert size >= 1
+    assert len(lab.dead_letters(limit=1)) == 1 and dlq_size(lab) == size
+    taken = lab.dead_letters(consume=True)
+    assert len(taken) == size and dlq_size(lab) == 0
+    assert lab.dead_letters().empty
+    with pytest.raises(ValueError, match="limit must be at least 1"):
+        lab.dead_letters(limit=0)
+
+
+def test_the_magic_shows_the_dlq(lab: Lab, mesh_url: str) -> None:
+    with pytest.raises(nl.NuropbValidationError):
+        lab.call("picky.accept", item="worse")
+    wait_size(lab, 1)
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nuropb_lab")
+    shell.run_line_magic("nuropb", f"connect {mesh_url} --alias dlq-test")
+    try:
+        frame = shell.run_line_magic("nuropb", "dlq --limit 5 --alias dlq-test")
+    finally:
+        shell.run_line_magic("nuropb", "disconnect dlq-test")
+    assert list(frame["method"]) == ["accept"] and dlq_size(lab) == 1
