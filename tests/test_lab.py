@@ -9,9 +9,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from conftest import close_connections
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab, LabError
+from nuropb_lab.mesh import ManagementAPI
 
 
 class Inventory:
@@ -192,7 +194,7 @@ def test_tail_holds_exactly_the_newest_rows(lab: Lab) -> None:
         await asyncio.sleep(0)
 
     lab.runner.run(flood(), 30)
-    wait_for(lambda: tail.received == 10_500, timeout=30, what="all flood events")
+    wait_for(lambda: tail.received == 10_500, timeout=90, what="all flood events")
     frame = tail.df
     assert len(frame) == 100
     assert list(frame["i"]) == list(range(10_400, 10_500))
@@ -319,5 +321,31 @@ def test_without_the_management_api_known_names_are_probed(mesh_url: str) -> Non
         second = lab.services()
         assert "notice" not in second.attrs  # said once
         assert set(second["service"]) == {"inventory", "nobody"}
+    finally:
+        lab.close()
+
+
+def test_tail_survives_a_connection_drop_and_shows_the_gap(
+    fresh_mesh_url: str, management: ManagementAPI
+) -> None:
+    lab = Lab(timeout=5)
+    try:
+        lab.connect(fresh_mesh_url)
+        tail = lab.tail("gap.#")
+        lab.publish("gap.before", 1)
+        wait_for(lambda: len(tail) == 1, what="the first event")
+        vhost = fresh_mesh_url.rsplit("/", 1)[1]
+        asyncio.run(close_connections(management, vhost, expect=1))
+        wait_for(
+            lambda: lab.connection().api.transport.reconnects == 1, timeout=20, what="reconnection"
+        )
+        wait_for(lambda: tail.state == "live", what="the tail to resume")
+        status = tail.status()
+        assert status["gaps"] == 1 and "1 gap(s)" in repr(tail)
+        lost_at, resumed_at = tail.gaps[0]
+        assert resumed_at is not None and resumed_at >= lost_at
+        lab.publish("gap.after", 2)
+        wait_for(lambda: len(tail) == 2, what="an event after the gap")
+        assert [e.topic for e in tail.snapshot()] == ["gap.before", "gap.after"]
     finally:
         lab.close()

@@ -138,6 +138,8 @@ def test_expected_failures_print_one_line(connected: InteractiveShell) -> None:
         "call shop.price qty=1": "NuropbValidationError: invalid parameters for price",
         "call shop.price --alias nope": "LabError: no connection named 'nope'",
         "describe shop nope": "LabError: shop has no method 'nope'",
+        "call shop.nope": "NuropbHandlingError: Unknown method nope",
+        "describe ghost": "NuropbNotDeliveredError: service 'ghost' is not on the mesh",
     }
     for line, expected in cases.items():
         value, out, err = run(connected, line)
