@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import logging
 import os
 import time
 import uuid
-from collections.abc import Coroutine, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pandas as pd
 
 from ..mesh import RMQAPI, ManagementAPI, configure_mesh, parse_amqp_url
-from ..mesh.errors import NuropbException
-from ..mesh.urls import AmqpTarget
+from ..mesh.errors import NuropbException, remote_error
 from .dead_letters import dead_letter_rows, read_dead_letters
 from .discovery import ServiceInfo, discover
 from .history import CallRecord, History
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/nuropb-demo"
 DESCRIBE_RETRY_S = 30.0
 T = TypeVar("T")
+P = ParamSpec("P")
+L = TypeVar("L", bound="Lab")
 
 SERVICE_COLUMNS = [
     "service",
@@ -111,8 +113,53 @@ def split_target(target: str, method: str | None = None) -> tuple[str, str]:
     return service, name
 
 
+def _blocking(
+    coro_fn: Callable[Concatenate[L, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[L, P], T]:
+    """The blocking face of a Lab coroutine: run it on the Lab loop and wait (at most the
+    call's ``timeout``, if it takes one, plus a backstop; Ctrl-C cancels)."""
+
+    def wait(self: L, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        timeout = kwargs.get("timeout")
+        return self._wait(
+            coro_fn(self, *args, **kwargs), timeout if isinstance(timeout, (int, float)) else None
+        )
+
+    functools.update_wrapper(wait, coro_fn)
+    return wait
+
+
+def _awaitable(
+    coro_fn: Callable[Concatenate[L, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[L, P], Coroutine[Any, Any, T]]:
+    """The async twin: await it from any loop (a notebook's top-level ``await``)."""
+
+    async def run(self: L, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._runner.run_async(coro_fn(self, *args, **kwargs))
+
+    functools.update_wrapper(run, coro_fn)
+    return run
+
+
+def _background(
+    coro_fn: Callable[Concatenate[L, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[L, P], concurrent.futures.Future[T]]:
+    """The non-blocking face, for widgets: start it and return a future at once."""
+
+    def start(self: L, /, *args: P.args, **kwargs: P.kwargs) -> concurrent.futures.Future[T]:
+        return self._runner.submit(coro_fn(self, *args, **kwargs))
+
+    functools.update_wrapper(start, coro_fn)
+    return start
+
+
 class Lab:
-    """A notebook's session on one or more nuropb meshes."""
+    """A notebook's session on one or more nuropb meshes.
+
+    Every operation is one coroutine run on the Lab's own loop, with a blocking face
+    (``lab.call``), an async twin (``await lab.acall``) and, where widgets need it, a
+    non-blocking one returning a future (``lab.start_call``).
+    """
 
     def __init__(
         self,
@@ -138,8 +185,6 @@ class Lab:
     def __repr__(self) -> str:
         aliases = ", ".join(f"{a}{'*' if a == self._current else ''}" for a in self._connections)
         return f"<Lab connections=[{aliases}]>"
-
-    # --- running work on the Lab loop -----------------------------------------------------
 
     @property
     def runner(self) -> LoopRunner:
@@ -176,30 +221,7 @@ class Lab:
         self._current = alias
         return connection
 
-    async def _aconnect(
-        self,
-        url: str | Mapping[str, Any] | None,
-        alias: str | None,
-        configure: bool,
-        management_url: str | None,
-    ) -> Connection:
-        target = parse_amqp_url(url or os.environ.get("NUROPB_AMQP_URL") or DEFAULT_URL)
-        alias = alias or target.vhost
-        if alias in self._connections:
-            raise LabError(
-                f"connection {alias!r} exists; disconnect it first or pass another --alias"
-            )
-        if configure:
-            await configure_mesh(target, management_url=management_url or self.management_url)
-        api = RMQAPI(target, transport_settings={"default_ttl": int(self.timeout * 1000)})
-        await api.connect()
-        management = ManagementAPI.for_target(target, management_url or self.management_url)
-        connection = Connection(alias, api, management)
-        self._connections[alias] = connection
-        self._current = alias
-        return connection
-
-    def connect(
+    async def _connect(
         self,
         url: str | Mapping[str, Any] | None = None,
         alias: str | None = None,
@@ -209,51 +231,43 @@ class Lab:
     ) -> Connection:
         """Connect to a mesh (URL default: $NUROPB_AMQP_URL, else the demo mesh) as ``alias``
         (default: the mesh name), and make it current. ``configure`` creates the mesh."""
-        return self._wait(self._aconnect(url, alias, configure, management_url))
+        target = parse_amqp_url(url or os.environ.get("NUROPB_AMQP_URL") or DEFAULT_URL)
+        alias = alias or target.vhost
+        if alias in self._connections:
+            raise LabError(
+                f"connection {alias!r} exists; disconnect it first or pass another --alias"
+            )
+        management_url = management_url or self.management_url
+        if configure:
+            await configure_mesh(target, management_url=management_url)
+        api = RMQAPI(target, transport_settings={"default_ttl": int(self.timeout * 1000)})
+        await api.connect()
+        connection = Connection(alias, api, ManagementAPI.for_target(target, management_url))
+        self._connections[alias] = connection
+        self._current = alias
+        return connection
 
-    async def aconnect(
-        self,
-        url: str | Mapping[str, Any] | None = None,
-        alias: str | None = None,
-        *,
-        configure: bool = False,
-        management_url: str | None = None,
-    ) -> Connection:
-        return await self._runner.run_async(self._aconnect(url, alias, configure, management_url))
+    connect = _blocking(_connect)
+    aconnect = _awaitable(_connect)
 
-    async def _adisconnect(self, connection: Connection) -> None:
-        for tail in list(connection.tails):
-            await self._astop_tail(connection, tail)
-        for api in list(connection.served.values()):
-            await api.disconnect()
-        connection.served.clear()
-        await connection.api.disconnect()
-
-    def _forget(self, aliases: list[str]) -> None:
-        for alias in aliases:
-            self._connections.pop(alias, None)
-        if self._current not in self._connections:
-            self._current = next(reversed(self._connections), None) if self._connections else None
-
-    def disconnect(self, alias: str | None = None, all: bool = False) -> list[str]:
+    async def _disconnect(self, alias: str | None = None, all: bool = False) -> list[str]:
         """Close a connection (default: the current one) or ``all``, with their tails and
         served objects. Returns the aliases closed."""
         targets = list(self._connections.values()) if all else [self.connection(alias)]
-
-        async def close_all() -> None:
-            for connection in targets:
-                await self._adisconnect(connection)
-
-        self._wait(close_all())
-        self._forget([c.alias for c in targets])
-        return [c.alias for c in targets]
-
-    async def adisconnect(self, alias: str | None = None, all: bool = False) -> list[str]:
-        targets = list(self._connections.values()) if all else [self.connection(alias)]
         for connection in targets:
-            await self._runner.run_async(self._adisconnect(connection))
-        self._forget([c.alias for c in targets])
+            for tail in list(connection.tails):
+                await self._stop_tail(connection, tail)
+            for api in list(connection.served.values()):
+                await api.disconnect()
+            connection.served.clear()
+            await connection.api.disconnect()
+            self._connections.pop(connection.alias, None)
+        if self._current not in self._connections:
+            self._current = next(reversed(self._connections), None) if self._connections else None
         return [c.alias for c in targets]
+
+    disconnect = _blocking(_disconnect)
+    adisconnect = _awaitable(_disconnect)
 
     def close(self) -> None:
         """Disconnect everything and stop the Lab's loop."""
@@ -262,6 +276,8 @@ class Lab:
         self._runner.stop()
 
     def status(self) -> pd.DataFrame:
+        """Connections: alias, URL (password masked), mesh, state, reconnects, calls in flight,
+        served services, tails, the last connection error."""
         rows = []
         for alias, c in self._connections.items():
             transport = c.api.transport
@@ -283,7 +299,12 @@ class Lab:
 
     # --- discovery ------------------------------------------------------------------------
 
-    async def _aservices(self, alias: str | None, names: list[str] | None) -> pd.DataFrame:
+    async def _services(
+        self, alias: str | None = None, names: list[str] | None = None
+    ) -> pd.DataFrame:
+        """Every service on the mesh: instances, queued messages, methods, encrypted, version,
+        description, and the error of one that did not answer. ``names`` adds services to
+        probe when the management API is off."""
         connection = self.connection(alias)
         connection.known.update(names or [])
         infos, notice = await discover(
@@ -312,20 +333,8 @@ class Lab:
             frame.attrs["notice"] = notice
         return frame
 
-    def services(self, alias: str | None = None, names: list[str] | None = None) -> pd.DataFrame:
-        """Every service on the mesh: instances, queued messages, methods, encrypted, version,
-        description, and the error of one that did not answer. ``names`` adds services to
-        probe when the management API is off."""
-        return self._wait(self._aservices(alias, names))
-
-    async def aservices(
-        self, alias: str | None = None, names: list[str] | None = None
-    ) -> pd.DataFrame:
-        return await self._runner.run_async(self._aservices(alias, names))
-
-    def start_services(self, alias: str | None = None) -> concurrent.futures.Future[pd.DataFrame]:
-        """Like :meth:`services`, without waiting (for widgets)."""
-        return self._runner.submit(self._aservices(alias, None))
+    services = _blocking(_services)
+    aservices = _awaitable(_services)
 
     def cached_services(self, alias: str | None = None) -> dict[str, ServiceInfo]:
         """The last discovery's services, without I/O."""
@@ -351,17 +360,28 @@ class Lab:
         description = connection.api.cached_description(service) or {}
         return sorted(description.get("methods") or {})
 
-    async def _adescription(self, service: str, refresh: bool, alias: str | None) -> dict[str, Any]:
+    async def _description(
+        self, service: str, refresh: bool = False, alias: str | None = None
+    ) -> dict[str, Any]:
+        """The raw ``nuropb_describe`` answer of a service."""
         connection = self.connection(alias)
         connection.known.add(service)
         return await connection.api.describe_service(
             service, refresh=refresh, ttl=int(self.describe_timeout * 1000)
         )
 
-    async def _adescribe(
-        self, service: str, method: str | None, refresh: bool, alias: str | None
+    description = _blocking(_description)
+    adescription = _awaitable(_description)
+
+    async def _describe(
+        self,
+        service: str,
+        method: str | None = None,
+        refresh: bool = False,
+        alias: str | None = None,
     ) -> pd.DataFrame:
-        description = await self._adescription(service, refresh, alias)
+        """A service's methods and parameters (one row per parameter), with encryption."""
+        description = await self._description(service, refresh, alias)
         methods = description.get("methods") or {}
         if method is not None and method not in methods:
             raise LabError(
@@ -380,17 +400,9 @@ class Lab:
                 rows.append([name, None, None, None, None, encrypted, spec.get("description")])
             for param, pspec in properties:
                 pspec = pspec or {}
-                rows.append(
-                    [
-                        name,
-                        param,
-                        pspec.get("type") or "",
-                        param in required,
-                        None if param in required else pspec.get("default"),
-                        encrypted,
-                        spec.get("description"),
-                    ]
-                )
+                default = None if param in required else pspec.get("default")
+                row = [name, param, pspec.get("type") or "", param in required, default]
+                rows.append([*row, encrypted, spec.get("description")])
         frame = pd.DataFrame(rows, columns=DESCRIBE_COLUMNS)
         # defaults keep their JSON types (2 is not "2"; None is not NaN)
         frame["default"] = pd.Series([r[4] for r in rows], dtype=object)
@@ -401,30 +413,8 @@ class Lab:
         )
         return frame
 
-    def describe(
-        self,
-        service: str,
-        method: str | None = None,
-        refresh: bool = False,
-        alias: str | None = None,
-    ) -> pd.DataFrame:
-        """A service's methods and parameters (one row per parameter), with encryption."""
-        return self._wait(self._adescribe(service, method, refresh, alias))
-
-    async def adescribe(
-        self,
-        service: str,
-        method: str | None = None,
-        refresh: bool = False,
-        alias: str | None = None,
-    ) -> pd.DataFrame:
-        return await self._runner.run_async(self._adescribe(service, method, refresh, alias))
-
-    def description(
-        self, service: str, refresh: bool = False, alias: str | None = None
-    ) -> dict[str, Any]:
-        """The raw ``nuropb_describe`` answer."""
-        return self._wait(self._adescription(service, refresh, alias))
+    describe = _blocking(_describe)
+    adescribe = _awaitable(_describe)
 
     # --- calls ------------------------------------------------------------------------------
 
@@ -448,7 +438,7 @@ class Lab:
         spec = (description.get("methods") or {}).get(method)
         return None if spec is None else bool(spec.get("requires_encryption"))
 
-    async def _acall(
+    async def _send(
         self,
         kind: str,
         target: str,
@@ -460,25 +450,25 @@ class Lab:
         raw: bool,
         alias: str | None,
     ) -> Any:
+        """A request (``kind`` "call") or a command, recorded in the history."""
         connection = self.connection(alias)
         service, method = split_target(target)
         if not isinstance(params, dict):
             raise LabError(f"params must be a JSON object (dict), not {type(params).__name__}")
         if context is not None and not isinstance(context, dict):
             raise LabError(f"context must be a JSON object (dict), not {type(context).__name__}")
+        timeout = timeout or self.timeout
         encrypted = bool(encrypt)
         if not encrypt:
-            needs = await self._requires_encryption(
-                connection, service, method, timeout or self.timeout
-            )
+            needs = await self._requires_encryption(connection, service, method, timeout)
             if needs and encrypt is False:
                 raise LabError(
                     f"{service}.{method} requires encryption; a plaintext call is refused"
                 )
             encrypted = bool(needs)
         connection.known.add(service)
-        ttl = int((timeout or self.timeout) * 1000)
-        correlation_id = uuid.uuid4().hex
+        ttl = int(timeout * 1000)
+        correlation_id = uuid.uuid4().hex if kind == "call" else None
         started = time.perf_counter()
         error: BaseException | None = None
         result: Any = None
@@ -506,13 +496,13 @@ class Lab:
                     correlation_id=correlation_id,
                 )
                 if raw and isinstance(result, dict) and result.get("error"):
-                    error = NuropbException(str((result["error"] or {}).get("description")))
-                    error.remote_name = (result["error"] or {}).get("error")
+                    error = remote_error(result["error"])
             return result
         except BaseException as exc:
             error = exc
             raise
         finally:  # every call lands in the history, interrupted ones too
+            finished = time.perf_counter()
             self._history.add(
                 CallRecord.make(
                     connection.alias,
@@ -521,16 +511,17 @@ class Lab:
                     method,
                     params,
                     started,
-                    time.perf_counter(),
+                    finished,
                     error,
                     encrypted,
                     trace_id,
-                    correlation_id if kind == "call" else None,
+                    correlation_id,
                 )
             )
 
-    def call(
+    async def _call(
         self,
+        /,
         target: str,
         params: dict[str, Any] | None = None,
         *,
@@ -546,46 +537,17 @@ class Lab:
         ``timeout`` s. Encrypts when the method requires it (``encrypt=True`` always,
         ``encrypt=False`` refuses such a method). ``raw`` returns the whole response."""
         merged = {**(params or {}), **kwparams}
-        coro = self._acall("call", target, merged, timeout, encrypt, context, trace_id, raw, alias)
-        return self._wait(coro, timeout)
-
-    async def acall(
-        self,
-        target: str,
-        params: dict[str, Any] | None = None,
-        *,
-        timeout: float | None = None,
-        encrypt: bool | None = None,
-        context: dict[str, Any] | None = None,
-        trace_id: str | None = None,
-        raw: bool = False,
-        alias: str | None = None,
-        **kwparams: Any,
-    ) -> Any:
-        merged = {**(params or {}), **kwparams}
-        coro = self._acall("call", target, merged, timeout, encrypt, context, trace_id, raw, alias)
-        return await self._runner.run_async(coro)
-
-    def start_call(
-        self,
-        target: str,
-        params: dict[str, Any] | None = None,
-        *,
-        timeout: float | None = None,
-        encrypt: bool | None = None,
-        context: dict[str, Any] | None = None,
-        trace_id: str | None = None,
-        raw: bool = False,
-        alias: str | None = None,
-    ) -> concurrent.futures.Future[Any]:
-        """Like :meth:`call`, without waiting: the future ends with the result (for widgets)."""
-        coro = self._acall(
-            "call", target, dict(params or {}), timeout, encrypt, context, trace_id, raw, alias
+        return await self._send(
+            "call", target, merged, timeout, encrypt, context, trace_id, raw, alias
         )
-        return self._runner.submit(coro)
 
-    def command(
+    call = _blocking(_call)
+    acall = _awaitable(_call)
+    start_call = _background(_call)
+
+    async def _command(
         self,
+        /,
         target: str,
         params: dict[str, Any] | None = None,
         *,
@@ -598,44 +560,14 @@ class Lab:
     ) -> None:
         """Send a command (no response); returns once the broker has routed it."""
         merged = {**(params or {}), **kwparams}
-        coro = self._acall(
+        await self._send(
             "command", target, merged, timeout, encrypt, context, trace_id, False, alias
         )
-        self._wait(coro, timeout)
 
-    async def acommand(
-        self,
-        target: str,
-        params: dict[str, Any] | None = None,
-        *,
-        timeout: float | None = None,
-        encrypt: bool | None = None,
-        context: dict[str, Any] | None = None,
-        trace_id: str | None = None,
-        alias: str | None = None,
-        **kwparams: Any,
-    ) -> None:
-        merged = {**(params or {}), **kwparams}
-        coro = self._acall(
-            "command", target, merged, timeout, encrypt, context, trace_id, False, alias
-        )
-        await self._runner.run_async(coro)
+    command = _blocking(_command)
+    acommand = _awaitable(_command)
 
-    async def _apublish(
-        self,
-        topic: str,
-        event: Any,
-        context: dict[str, Any] | None,
-        trace_id: str | None,
-        alias: str | None,
-    ) -> None:
-        if not topic:
-            raise LabError("publish needs a topic")
-        await self.connection(alias).api.publish_event(
-            topic, event, context or {}, trace_id=trace_id
-        )
-
-    def publish(
+    async def _publish(
         self,
         topic: str,
         event: Any,
@@ -644,17 +576,14 @@ class Lab:
         alias: str | None = None,
     ) -> None:
         """Publish an event on ``topic``."""
-        self._wait(self._apublish(topic, event, context, trace_id, alias))
+        if not topic:
+            raise LabError("publish needs a topic")
+        await self.connection(alias).api.publish_event(
+            topic, event, context or {}, trace_id=trace_id
+        )
 
-    async def apublish(
-        self,
-        topic: str,
-        event: Any,
-        context: dict[str, Any] | None = None,
-        trace_id: str | None = None,
-        alias: str | None = None,
-    ) -> None:
-        await self._runner.run_async(self._apublish(topic, event, context, trace_id, alias))
+    publish = _blocking(_publish)
+    apublish = _awaitable(_publish)
 
     def history(self, n: int | None = None) -> pd.DataFrame:
         """The calls made in this session (newest last)."""
@@ -666,9 +595,10 @@ class Lab:
 
     # --- tails ------------------------------------------------------------------------------
 
-    async def _atail(
-        self, patterns: tuple[str, ...], max_rows: int | None, alias: str | None
+    async def _tail(
+        self, *patterns: str, max_rows: int | None = None, alias: str | None = None
     ) -> Tail:
+        """Start a live tail of events matching ``patterns`` (default ``#``: all)."""
         connection = self.connection(alias)
         tail = Tail(
             list(patterns) or ["#"],
@@ -683,16 +613,10 @@ class Lab:
         connection.tails.append(tail)
         return tail
 
-    def tail(self, *patterns: str, max_rows: int | None = None, alias: str | None = None) -> Tail:
-        """Start a live tail of events matching ``patterns`` (default ``#``: all)."""
-        return self._wait(self._atail(patterns, max_rows, alias))
+    tail = _blocking(_tail)
+    atail = _awaitable(_tail)
 
-    async def atail(
-        self, *patterns: str, max_rows: int | None = None, alias: str | None = None
-    ) -> Tail:
-        return await self._runner.run_async(self._atail(patterns, max_rows, alias))
-
-    async def _astop_tail(self, connection: Connection, tail: Tail) -> None:
+    async def _stop_tail(self, connection: Connection, tail: Tail) -> None:
         if tail in connection.tails:
             connection.tails.remove(tail)
         tail._stopped = True
@@ -703,7 +627,7 @@ class Lab:
                 log.info("could not delete the tail's queue: %s", exc)
 
     def _stop_tail_soon(self, connection: Connection, tail: Tail) -> None:
-        coro = self._astop_tail(connection, tail)
+        coro = self._stop_tail(connection, tail)
         if self._runner.in_loop_thread():
             self._runner.loop.create_task(coro)
         else:
@@ -715,37 +639,34 @@ class Lab:
 
     # --- dead letters ---------------------------------------------------------------------
 
-    async def _adead_letters(self, limit: int, consume: bool, alias: str | None) -> pd.DataFrame:
-        messages = await read_dead_letters(self.connection(alias).api, limit, consume)
-        return dead_letter_rows(messages, self._history.records())
-
-    def dead_letters(
+    async def _dead_letters(
         self, limit: int = 50, consume: bool = False, alias: str | None = None
     ) -> pd.DataFrame:
         """What was rejected to the mesh's dead-letter queue, and why (the broker's reason;
         the error, for a call of this session). Read without consuming unless ``consume``."""
-        return self._wait(self._adead_letters(limit, consume, alias))
+        messages = await read_dead_letters(self.connection(alias).api, limit, consume)
+        return dead_letter_rows(messages, self._history.records())
 
-    async def adead_letters(
-        self, limit: int = 50, consume: bool = False, alias: str | None = None
-    ) -> pd.DataFrame:
-        return await self._runner.run_async(self._adead_letters(limit, consume, alias))
+    dead_letters = _blocking(_dead_letters)
+    adead_letters = _awaitable(_dead_letters)
 
     # --- keys -------------------------------------------------------------------------------
 
-    async def _akeys(self, service: str | None, alias: str | None) -> pd.DataFrame:
+    async def _keys(self, service: str | None = None, alias: str | None = None) -> pd.DataFrame:
+        """Encryption status per service: key present, fingerprint (SHA-256 of the DER public
+        key), key size, methods that require encryption, encrypted calls made and failed."""
         connection = self.connection(alias)
         if service is not None:
             services = [service]
         else:
             if not connection.services:
-                await self._aservices(alias, None)
+                await self._services(alias)
             services = sorted(connection.services)
         records = self._history.records()
         rows = []
         for name in services:
             try:
-                description = await self._adescription(name, refresh=True, alias=alias)
+                description = await self._description(name, refresh=True, alias=alias)
             except NuropbException as exc:
                 row = key_row(name, None, records)
                 row["warnings"] = [f"no description: {type(exc).__name__}: {exc}"]
@@ -757,41 +678,13 @@ class Lab:
             rows.append(row)
         return keys_frame(rows)
 
-    def start_keys(
-        self, service: str | None = None, alias: str | None = None
-    ) -> concurrent.futures.Future[pd.DataFrame]:
-        """Like :meth:`keys`, without waiting (for widgets)."""
-        return self._runner.submit(self._akeys(service, alias))
-
-    def keys(self, service: str | None = None, alias: str | None = None) -> pd.DataFrame:
-        """Encryption status per service: key present, fingerprint (SHA-256 of the DER public
-        key), key size, methods that require encryption, encrypted calls made and failed."""
-        return self._wait(self._akeys(service, alias))
-
-    async def akeys(self, service: str | None = None, alias: str | None = None) -> pd.DataFrame:
-        return await self._runner.run_async(self._akeys(service, alias))
+    keys = _blocking(_keys)
+    akeys = _awaitable(_keys)
+    start_keys = _background(_keys)
 
     # --- serving ----------------------------------------------------------------------------
 
-    async def _aserve(
-        self, obj: object, name: str | None, alias: str | None, settings: Mapping[str, Any] | None
-    ) -> RMQAPI:
-        connection = self.connection(alias)
-        name = name or service_name_of(obj)
-        if name in connection.served:
-            raise LabError(
-                f"{name!r} is already served on {connection.alias}; disconnect to stop it"
-            )
-        target: AmqpTarget = connection.api.target
-        api = RMQAPI(
-            target, service_name=name, service_instance=obj, transport_settings=dict(settings or {})
-        )
-        await api.connect()
-        connection.served[name] = api
-        connection.known.add(name)
-        return api
-
-    def serve(
+    async def _serve(
         self,
         obj: object,
         name: str | None = None,
@@ -800,16 +693,25 @@ class Lab:
     ) -> RMQAPI:
         """Serve ``obj``'s public methods on the mesh as service ``name`` (default: its
         ``_service_name`` or class name). Stopped by ``disconnect``."""
-        return self._wait(self._aserve(obj, name, alias, settings))
+        connection = self.connection(alias)
+        name = name or service_name_of(obj)
+        if name in connection.served:
+            raise LabError(
+                f"{name!r} is already served on {connection.alias}; disconnect to stop it"
+            )
+        api = RMQAPI(
+            connection.api.target,
+            service_name=name,
+            service_instance=obj,
+            transport_settings=dict(settings or {}),
+        )
+        await api.connect()
+        connection.served[name] = api
+        connection.known.add(name)
+        return api
 
-    async def aserve(
-        self,
-        obj: object,
-        name: str | None = None,
-        alias: str | None = None,
-        settings: Mapping[str, Any] | None = None,
-    ) -> RMQAPI:
-        return await self._runner.run_async(self._aserve(obj, name, alias, settings))
+    serve = _blocking(_serve)
+    aserve = _awaitable(_serve)
 
 
 def service_name_of(obj: object) -> str:
