@@ -349,3 +349,15 @@ def test_tail_survives_a_connection_drop_and_shows_the_gap(
         assert [e.topic for e in tail.snapshot()] == ["gap.before", "gap.after"]
     finally:
         lab.close()
+
+
+def test_tail_shows_itself_in_a_notebook(lab: Lab) -> None:
+    tail = lab.tail("html.#")
+    try:
+        assert "0 received" in tail._repr_html_() and "<table" not in tail._repr_html_()
+        lab.publish("html.x", {"<b>": "&"})
+        wait_for(lambda: len(tail) == 1, what="the event")
+        shown = tail._repr_html_()
+        assert "html.x" in shown and "<table" in shown and "<b>" not in shown  # escaped
+    finally:
+        tail.stop()

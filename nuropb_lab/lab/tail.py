@@ -7,6 +7,7 @@ Events arrive in the Lab's loop thread; appending is O(1) (no DataFrame work per
 from __future__ import annotations
 
 import collections
+import html
 import threading
 import time
 from collections.abc import Callable
@@ -198,6 +199,12 @@ class Tail:
             "gaps": len(self.gaps),
             "alias": self.alias,
         }
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the status line and the newest few events."""
+        latest = events_frame(self.snapshot(last=5))
+        table = latest[["received_at", "topic", "event", "trace_id"]].to_html(index=False, border=0)
+        return f"<div><code>{html.escape(repr(self))}</code></div>{table if len(latest) else ''}"
 
     def __repr__(self) -> str:
         s = self.status()
