@@ -207,6 +207,7 @@ def test_settings_are_validated_traitlets(
     connected.run_cell("%config NuropbMagics.timeout = 30")
 
 
+@pytest.mark.filterwarnings("ignore:`Completer.complete` is pending deprecation")
 def test_completion(connected: InteractiveShell) -> None:
     run(connected, "services")
 
