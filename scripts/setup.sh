@@ -57,7 +57,7 @@ setup_chromium() {
     fi
     echo "installing chromium with apt-get ..." >&2
     local apt=(apt-get -o DPkg::Lock::Timeout=120 -y -qq --no-install-recommends)
-    local packages=(chromium fonts-liberation)
+    local packages=(chromium fonts-liberation fonts-noto-color-emoji) # text and emoji glyphs
     if ! DEBIAN_FRONTEND=noninteractive timeout 900 "${apt[@]}" install "${packages[@]}" </dev/null >/dev/null; then
         # a fresh machine's package lists may be empty or stale
         DEBIAN_FRONTEND=noninteractive timeout 600 apt-get -qq update </dev/null >/dev/null || true
