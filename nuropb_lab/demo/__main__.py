@@ -11,7 +11,7 @@ import sys
 
 from ..lab.session import DEFAULT_URL
 from ..mesh import parse_amqp_url
-from .broker import BrokerError, ensure_broker
+from .broker import BrokerError, BrokerInfo, ensure_broker, stop_broker
 from .run import DemoMesh, run_demo, wait_for_demo
 
 
@@ -40,9 +40,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"demo mesh answers on {masked} (after {took:.1f} s)")
         return 0
+    broker: BrokerInfo | None = None
     if not args.no_broker:
         try:
-            ensure_broker(args.url)
+            broker = ensure_broker(args.url)
         except BrokerError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -59,7 +60,12 @@ def main(argv: list[str] | None = None) -> int:
 
         await run_demo(args.url, args.seconds, args.rate, stop, ready)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    finally:
+        if broker is not None and broker.started:  # only a broker this run started
+            print("stopping the broker this run started ...", file=sys.stderr, flush=True)
+            stop_broker(broker)
     return 0
 
 

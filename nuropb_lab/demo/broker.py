@@ -1,16 +1,24 @@
 """Make sure a RabbitMQ broker (with its management API) answers; start one if it can.
 
-Shared by the demo, the test suite and Binder. In order:
+Shared by the demo, the test suite, ``scripts/lab`` and Binder. In order:
 
-1. ``$NUROPB_AMQP_URL``'s host, or 127.0.0.1:5672, answers: use it.
-2. ``rabbitmq-server`` is installed: as root, start the system broker
-   (``rabbitmq-server -detached``); otherwise start a project-local one with its data, logs,
-   config and enabled-plugins files under ``.cache/rabbitmq`` (or ``$NUROPB_BROKER_HOME``).
-3. On Debian/Ubuntu as root: ``apt-get install rabbitmq-server``, then as in 2.
-4. Else say exactly what to install, and stop.
+1. ``$NUROPB_AMQP_URL``'s host and port (default 127.0.0.1:5672) answer: use that broker.
+2. A RabbitMQ node of this machine is registered for that port but not answering yet (it is
+   booting or restarting): wait for it rather than start a second one.
+3. ``rabbitmq-server`` is installed: start a project-local broker, run as the current user,
+   with its data, logs, config and enabled-plugins files (management on) under
+   ``$NUROPB_BROKER_HOME``, else ``.cache/rabbitmq`` of the project (``~/.cache/nuropb-lab/
+   rabbitmq`` for an installed package).
+4. On Debian/Ubuntu as root: ``apt-get install rabbitmq-server``, then as in 1 or 3.
+5. Else say exactly what to install, and stop.
 
 It enables the management plugin when it can, waits until the broker answers, and stops only
-what it started. Standard library only.
+what it started. A local broker on port P has its management API on P + 10000 and its Erlang
+distribution port on P + 20000 (as the system broker has on 5672); point
+``$NUROPB_MANAGEMENT_URL`` at ``http://127.0.0.1:<P + 10000>`` when P is not 5672.
+Standard library only.
+
+``python -m nuropb_lab.demo.broker [ensure|prepare|stop] [--url URL]``.
 """
 
 from __future__ import annotations
@@ -21,20 +29,43 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-__all__ = ["BrokerError", "BrokerInfo", "ensure_broker", "stop_broker"]
+__all__ = [
+    "BrokerError",
+    "BrokerInfo",
+    "default_home",
+    "ensure_broker",
+    "epmd_names",
+    "local_node_running",
+    "prepare_home",
+    "stop_broker",
+    "stop_local_broker",
+]
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 ROOT = Path(__file__).resolve().parents[2]
-SBIN = ("/usr/sbin", "/usr/lib/rabbitmq/bin", "/usr/local/sbin")
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+# Debian/Ubuntu put the real scripts here; /usr/sbin has wrappers that switch to the rabbitmq
+# user (as root) or refuse to run (as anyone else), which a broker of our own must avoid.
+REAL_BIN = ("/usr/lib/rabbitmq/bin",)
+SBIN = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin")
+EPMD_PORT = 4369
+INSTALL_HINT = (
+    "Install RabbitMQ (Debian/Ubuntu: `sudo apt-get install rabbitmq-server`; Fedora: `sudo dnf"
+    " install rabbitmq-server`; macOS: `brew install rabbitmq`), or point NUROPB_AMQP_URL at a"
+    " running broker, then run this again."
+)
 
 
 class BrokerError(RuntimeError):
@@ -47,7 +78,26 @@ class BrokerInfo:
     port: int
     management_port: int
     started: bool  # True when this helper started it (and so may stop it)
-    local_home: Path | None = None  # the project-local broker's folder, when local
+    home: Path | None = None  # the project-local broker's folder, when it is one of ours
+    process: subprocess.Popen[bytes] | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def node(self) -> str:
+        return node_name(self.port)
+
+
+def node_name(port: int) -> str:
+    return f"nuropb-lab-{port}@localhost"
+
+
+def default_home() -> Path:
+    """Where a project-local broker keeps its files (the folder is gitignored)."""
+    env = os.environ.get("NUROPB_BROKER_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    if (ROOT / "pyproject.toml").exists():  # a source checkout (editable install)
+        return ROOT / ".cache" / "rabbitmq"
+    return Path.home() / ".cache" / "nuropb-lab" / "rabbitmq"
 
 
 def _answers(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -71,20 +121,35 @@ def _management_answers(host: str, port: int, user: str = "guest", password: str
         return False
 
 
-def _wait(check: object, timeout: float, what: str) -> None:
+def _wait(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    failed: Callable[[], str | None] | None = None,
+) -> None:
+    """Poll ``check`` until true; ``failed`` returns a reason to give up early (a dead process)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
+        if check():
             return
-        time.sleep(0.5)
+        reason = failed() if failed is not None else None
+        if reason:
+            raise BrokerError(f"{what} did not come up: {reason}")
+        time.sleep(0.25)
     raise BrokerError(f"{what} did not answer within {timeout:.0f} s")
 
 
-def _tool(name: str) -> str | None:
+def _tool(name: str, real: bool = False) -> str | None:
+    """A RabbitMQ command; ``real`` prefers the unwrapped script (for a broker of our own)."""
+    folders = REAL_BIN if real else ()
+    for folder in folders:
+        candidate = Path(folder) / name
+        if candidate.exists():
+            return str(candidate)
     found = shutil.which(name)
     if found:
         return found
-    for folder in SBIN:
+    for folder in (*SBIN, *REAL_BIN):
         candidate = Path(folder) / name
         if candidate.exists():
             return str(candidate)
@@ -95,122 +160,282 @@ def _is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def _local_env(home: Path, port: int) -> dict[str, str]:
-    """Environment for a broker whose every file lives under ``home``."""
+def epmd_names(timeout: float = 1.0) -> dict[str, int]:
+    """Erlang nodes registered on this machine: short name -> distribution port ({} if none)."""
+    try:
+        with socket.create_connection(("127.0.0.1", EPMD_PORT), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">H", 1) + b"n")  # NAMES_REQ
+            data = b""
+            while chunk := sock.recv(4096):
+                data += chunk
+    except OSError:
+        return {}
+    names: dict[str, int] = {}
+    for line in data[4:].decode(errors="replace").splitlines():
+        parts = line.split()  # "name rabbit at port 25672"
+        if len(parts) == 5 and parts[0] == "name" and parts[4].isdigit():
+            names[parts[1]] = int(parts[4])
+    return names
+
+
+def _dist_port(port: int) -> int | None:
+    return port + 20000 if port + 20000 <= 65535 else None
+
+
+def _node_for_port(port: int) -> str | None:
+    """A registered node that serves ``port`` by RabbitMQ's convention (dist = port + 20000)."""
+    dist = _dist_port(port)
+    return next((n for n, p in epmd_names().items() if dist is not None and p == dist), None)
+
+
+def prepare_home(home: Path, port: int) -> dict[str, str]:
+    """Write a local broker's files under ``home``; returns the environment that runs it."""
     for sub in ("mnesia", "log", "home"):
         (home / sub).mkdir(parents=True, exist_ok=True)
     (home / "rabbitmq.conf").write_text(
         f"listeners.tcp.local = 127.0.0.1:{port}\n"
         f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {port + 10000}\n"
-        "loopback_users = none\n"
     )
     (home / "enabled_plugins").write_text("[rabbitmq_management].\n")
+    (home / "rabbitmq-env.conf").touch()  # so /etc/rabbitmq/rabbitmq-env.conf is not read
     env = dict(os.environ)
     env.update(
         HOME=str(home / "home"),  # the Erlang cookie lives here
-        RABBITMQ_NODENAME=f"nuropb-lab-{port}@localhost",
+        RABBITMQ_NODENAME=node_name(port),
+        RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+        RABBITMQ_NODE_PORT=str(port),
         RABBITMQ_MNESIA_BASE=str(home / "mnesia"),
         RABBITMQ_LOG_BASE=str(home / "log"),
-        RABBITMQ_CONFIG_FILE=str(home / "rabbitmq"),
+        RABBITMQ_CONFIG_FILE=str(home / "rabbitmq"),  # rabbitmq.conf
         RABBITMQ_ENABLED_PLUGINS_FILE=str(home / "enabled_plugins"),
         RABBITMQ_PID_FILE=str(home / "rabbitmq.pid"),
         RABBITMQ_CONF_ENV_FILE=str(home / "rabbitmq-env.conf"),
         ERL_EPMD_ADDRESS="127.0.0.1",
+        # the Erlang distribution listens on loopback only, as the system broker's does
+        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
     )
-    (home / "rabbitmq-env.conf").touch()
+    dist = _dist_port(port)
+    if dist is not None:
+        env["RABBITMQ_DIST_PORT"] = str(dist)
     return env
+
+
+def _log_tail(home: Path, lines: int = 15) -> str:
+    try:
+        text = (home / "log" / "server.out").read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _start_local(server: str, home: Path, port: int) -> subprocess.Popen[bytes]:
+    env = prepare_home(home, port)
+    with (home / "log" / "server.out").open("ab") as log:
+        # a session of its own: the broker outlives this process and ignores its Ctrl-C
+        return subprocess.Popen(
+            [server],
+            env=env,
+            cwd=home,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def _install_with_apt() -> None:
     if not (_is_root() and shutil.which("apt-get") and Path("/etc/debian_version").exists()):
-        raise BrokerError(
-            "RabbitMQ is not installed and not reachable at 127.0.0.1:5672. Install it"
-            " (Debian/Ubuntu: `sudo apt-get install rabbitmq-server`; macOS: `brew install"
-            " rabbitmq`) or point NUROPB_AMQP_URL at a broker, then run this again."
-        )
+        raise BrokerError(f"RabbitMQ is not installed and no broker answers. {INSTALL_HINT}")
     print("installing rabbitmq-server with apt-get ...", file=sys.stderr, flush=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "rabbitmq-server"], check=True, env=env)
+    apt = ["apt-get", "-o", "DPkg::Lock::Timeout=120"]
+    install = [*apt, "install", "-y", "-qq", "--no-install-recommends", "rabbitmq-server"]
+    try:
+        done = subprocess.run(install, env=env, stdin=subprocess.DEVNULL, timeout=900)
+        if done.returncode != 0:  # a fresh machine's package lists may be empty or stale
+            subprocess.run([*apt, "update", "-qq"], env=env, check=True, timeout=600)
+            subprocess.run(install, env=env, stdin=subprocess.DEVNULL, check=True, timeout=900)
+    except (subprocess.SubprocessError, OSError) as exc:
+        raise BrokerError(f"could not install rabbitmq-server ({exc}). {INSTALL_HINT}") from None
 
 
-def _enable_management(host: str, port: int, mgmt_port: int) -> None:
+def _enable_management(host: str, mgmt_port: int, timeout: float) -> None:
     if _management_answers(host, mgmt_port):
         return
     plugins = _tool("rabbitmq-plugins")
-    if plugins is None or host not in ("127.0.0.1", "localhost"):
+    if plugins is None or host not in LOCAL_HOSTS:
         print(
             f"warning: the management API at {host}:{mgmt_port} is off; enable it with"
             " `rabbitmq-plugins enable rabbitmq_management`",
             file=sys.stderr,
         )
         return
-    subprocess.run([plugins, "enable", "rabbitmq_management"], check=False, capture_output=True)
-    _wait(lambda: _management_answers(host, mgmt_port), 60, "the management API")
+    done = subprocess.run(
+        [plugins, "enable", "rabbitmq_management"], capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0:
+        print(
+            f"warning: could not enable the management plugin: {done.stderr.strip()[-300:]}",
+            file=sys.stderr,
+        )
+        return
+    _wait(lambda: _management_answers(host, mgmt_port), timeout, "the management API")
 
 
 def ensure_broker(
-    url: str | None = None, management: bool = True, timeout: float = 120
+    url: str | None = None,
+    management: bool = True,
+    timeout: float = 120,
+    home: Path | None = None,
 ) -> BrokerInfo:
-    """Make a broker answer at ``url`` (default ``$NUROPB_AMQP_URL`` or 127.0.0.1:5672)."""
+    """Make a broker answer at ``url`` (default ``$NUROPB_AMQP_URL``, else 127.0.0.1:5672);
+    the result says whether this call started it."""
     parts = urlsplit(url or os.environ.get("NUROPB_AMQP_URL") or DEFAULT_URL)
     host, port = parts.hostname or "127.0.0.1", parts.port or 5672
     mgmt_port = port + 10000
-    if _answers(host, port):
+    local = host in LOCAL_HOSTS
+
+    def found() -> BrokerInfo:
         if management:
-            _enable_management(host, port, mgmt_port)
+            _enable_management(host, mgmt_port, timeout)
         return BrokerInfo(host, port, mgmt_port, started=False)
-    if host not in ("127.0.0.1", "localhost"):
-        raise BrokerError(f"no broker answers at {host}:{port} and it is not local to start")
-    server = _tool("rabbitmq-server")
+
+    if _answers(host, port):
+        return found()
+    if not local:
+        raise BrokerError(f"no broker answers at {host}:{port} (and it is not local to start)")
+    booting = _node_for_port(port)
+    if booting is not None:  # e.g. a broker restarting: starting another would take its port
+        print(f"waiting for RabbitMQ node {booting!r} to answer on {port} ...", file=sys.stderr)
+        _wait(lambda: _answers(host, port), timeout, f"RabbitMQ node {booting!r}")
+        return found()
+    server = _tool("rabbitmq-server", real=True)
     if server is None:
         _install_with_apt()
-        server = _tool("rabbitmq-server")
+        if _answers(host, port):  # the package may have started the system broker
+            return found()
+        server = _tool("rabbitmq-server", real=True)
         if server is None:
-            raise BrokerError("rabbitmq-server is still missing after installing it")
-    local_home: Path | None = None
-    if _is_root() and port == 5672 and not os.environ.get("NUROPB_BROKER_HOME"):
-        subprocess.run([server, "-detached"], check=False, capture_output=True)
-    else:
-        local_home = Path(os.environ.get("NUROPB_BROKER_HOME") or ROOT / ".cache" / "rabbitmq")
-        env = _local_env(local_home, port)
-        log = (local_home / "log" / "server.out").open("ab")
-        subprocess.Popen(
-            [server], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    _wait(lambda: _answers(host, port), timeout, f"RabbitMQ at {host}:{port}")
+            raise BrokerError(f"rabbitmq-server is missing after installing it. {INSTALL_HINT}")
+    home = (home or default_home()).resolve()
+    print(f"starting RabbitMQ on {host}:{port} (files in {home}) ...", file=sys.stderr, flush=True)
+    process = _start_local(server, home, port)
+
+    def died() -> str | None:
+        if process.poll() is None:
+            return None
+        return f"rabbitmq-server exited with {process.returncode}:\n{_log_tail(home)}"
+
+    _wait(lambda: _answers(host, port), timeout, f"RabbitMQ at {host}:{port}", died)
+    info = BrokerInfo(host, port, mgmt_port, started=True, home=home, process=process)
     if management:
-        _enable_management(host, port, mgmt_port)
-    return BrokerInfo(host, port, mgmt_port, started=True, local_home=local_home)
+        _wait(lambda: _management_answers(host, mgmt_port), timeout, "the management API", died)
+    return info
 
 
-def stop_broker(info: BrokerInfo) -> None:
-    """Stop a broker this helper started; leave any other alone."""
-    if not info.started:
-        return
-    ctl = _tool("rabbitmqctl")
-    if ctl is None:
-        return
-    env = _local_env(info.local_home, info.port) if info.local_home else None
-    node = ["-n", f"nuropb-lab-{info.port}@localhost"] if info.local_home else []
-    with contextlib.suppress(subprocess.SubprocessError):
-        subprocess.run([ctl, *node, "stop"], env=env, check=False, capture_output=True, timeout=60)
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _read_pid(home: Path) -> int | None:
+    try:
+        return int((home / "rabbitmq.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def local_node_running(port: int, home: Path | None = None) -> bool:
+    """Whether the local broker of ``home`` for ``port`` runs (its beam process is alive)."""
+    home = (home or default_home()).resolve()
+    pid = _read_pid(home)
+    return pid is not None and _pid_alive(pid)
+
+
+def stop_local_broker(port: int, home: Path | None = None, timeout: float = 60) -> bool:
+    """Stop the project-local broker of ``home`` for ``port``; False when none was running.
+    A broker of someone else (another node, or the system's) is never touched."""
+    home = (home or default_home()).resolve()
+    pid = _read_pid(home)
+    if pid is None or not _pid_alive(pid):
+        return False
+    ctl = _tool("rabbitmqctl", real=True)
+    if ctl is not None:
+        # the same HOME (Erlang cookie) as the node: only our own node accepts this
+        env = prepare_home(home, port)
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            subprocess.run(
+                [ctl, "-n", node_name(port), "stop", str(home / "rabbitmq.pid")],
+                env=env,
+                capture_output=True,
+                timeout=timeout,
+            )
+    if _pid_alive(pid):  # rabbitmqctl missing or refused: the pid file is ours all the same
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _pid_alive(pid):
+        raise BrokerError(f"the local broker (pid {pid}) did not stop within {timeout:.0f} s")
+    with contextlib.suppress(OSError):
+        (home / "rabbitmq.pid").unlink()
+    return True
+
+
+def stop_broker(info: BrokerInfo, timeout: float = 60) -> bool:
+    """Stop a broker this helper started; leave any other alone. True when it stopped one."""
+    if not info.started or info.home is None:
+        return False
+    stopped = stop_local_broker(info.port, info.home, timeout)
+    if info.process is not None:  # the launcher script, our child: reap it
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            info.process.wait(timeout)
+    return stopped
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Make a RabbitMQ broker answer for nuropb-lab.")
+    parser = argparse.ArgumentParser(
+        prog="python -m nuropb_lab.demo.broker",
+        description="Make a RabbitMQ broker answer for nuropb-lab (or stop the one it started).",
+    )
+    parser.add_argument(
+        "action",
+        nargs="?",
+        choices=("ensure", "prepare", "stop"),
+        default="ensure",
+        help="ensure (default): use or start a broker; prepare: write a local broker's files;"
+        " stop: stop the project-local broker",
+    )
     parser.add_argument(
         "--url", help="AMQP URL to check (default $NUROPB_AMQP_URL or 127.0.0.1:5672)"
     )
     parser.add_argument(
         "--no-management", action="store_true", help="do not enable the management API"
     )
+    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for it")
     args = parser.parse_args(argv)
+    parts = urlsplit(args.url or os.environ.get("NUROPB_AMQP_URL") or DEFAULT_URL)
+    port = parts.port or 5672
     try:
-        info = ensure_broker(args.url, management=not args.no_management)
+        if args.action == "prepare":
+            prepare_home(default_home(), port)
+            print(f"RabbitMQ files for port {port} are in {default_home()}")
+            return 0
+        if args.action == "stop":
+            stopped = stop_local_broker(port, timeout=args.timeout)
+            print("RabbitMQ stopped" if stopped else f"no local RabbitMQ of ours on port {port}")
+            return 0
+        info = ensure_broker(args.url, management=not args.no_management, timeout=args.timeout)
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # scripts read the first word after "RabbitMQ" to know whether to stop it afterwards
     how = "started" if info.started else "already running"
     print(f"RabbitMQ {how} at {info.host}:{info.port} (management :{info.management_port})")
     return 0

@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..mesh import RMQAPI, NuropbException, configure_mesh, parse_amqp_url
 from .services import Inventory, Orders, Sensors, Vault, publish_readings
 
-__all__ = ["DemoMesh", "run_demo", "wait_for_demo"]
+__all__ = ["DemoMesh", "demo_process", "run_demo", "wait_for_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -89,3 +91,41 @@ async def wait_for_demo(url: str, timeout: float = 60.0) -> float:
             last = exc
         await asyncio.sleep(0.5)
     raise TimeoutError(f"the demo mesh did not answer within {timeout:.0f} s: {last}")
+
+
+@contextlib.contextmanager
+def demo_process(
+    url: str, rate: float = 8.0, timeout: float = 60.0, output: Any = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m nuropb_lab.demo`` in a child process (the broker must answer already),
+    waited for until it answers; stopped with SIGTERM on exit. ``output``: a file for its
+    stdout and stderr (default: discarded)."""
+    command = [sys.executable, "-m", "nuropb_lab.demo", "--url", url, "--no-broker"]
+    process = subprocess.Popen(
+        [*command, "--rate", str(rate)],
+        stdin=subprocess.DEVNULL,
+        stdout=output if output is not None else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if output is not None else None,
+    )
+    try:
+        waited = asyncio.run(_wait_or_exit(url, timeout, process))
+        log.info("the demo mesh answered after %.1f s", waited)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+async def _wait_or_exit(url: str, timeout: float, process: subprocess.Popen[bytes]) -> float:
+    waiter = asyncio.ensure_future(wait_for_demo(url, timeout))
+    while not waiter.done():
+        if process.poll() is not None:
+            waiter.cancel()
+            raise RuntimeError(f"the demo mesh exited with {process.returncode} before answering")
+        await asyncio.wait([waiter], timeout=0.2)
+    return waiter.result()

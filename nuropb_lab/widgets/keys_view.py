@@ -65,11 +65,14 @@ class KeysView(w.VBox):
         warnings = "".join(
             f"<div style='color:#b00020'>⚠ {html.escape(str(x))}</div>" for x in row["warnings"]
         )
+        # a DataFrame row holds NaN (a float) where the service has no key, not None
+        fingerprint = row["fingerprint"] if isinstance(row["fingerprint"], str) else ""
+        bits = row["key_size"]
         return [
             html.escape(str(row["service"])),
             "🔑" if row["public_key"] else "—",
-            f"<code>{html.escape(str(row['fingerprint'] or '')[:23])}</code>",
-            str(row["key_size"] or ""),
+            f"<code>{html.escape(fingerprint[:23])}</code>",
+            str(int(bits)) if isinstance(bits, (int, float)) and bits == bits else "",
             html.escape(", ".join(row["encrypted_methods"])),
             f"{row['encrypted_calls']} / {row['encrypted_failed']}",
             warnings,

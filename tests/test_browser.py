@@ -1,0 +1,202 @@
+"""02-browse-and-call in a real browser: JupyterLab on 127.0.0.1, Debian's Chromium driven by
+Playwright (no browser download). Run all cells through the UI; the service browser must list
+the demo services, and a call made through its form must show its result. Screenshots go to
+.cache/screenshots/. Without /usr/bin/chromium the test is skipped, and says why."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nuropb_lab.demo.run import demo_process
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / ".cache" / "screenshots"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SERVICES = ["orders", "inventory", "vault", "sensors"]
+WAIT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def sync_playwright() -> Any:
+    if not CHROMIUM.exists():
+        pytest.skip(
+            f"Debian's Chromium is not installed ({CHROMIUM} is missing): scripts/test installs"
+            " it with `apt-get install chromium` when run as root"
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        pytest.skip(f"Python playwright is not installed ({exc}); it is in the test extra")
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def demo_url(mesh_url: str, sync_playwright: Any) -> Iterator[str]:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with (SCREENSHOTS / "demo.log").open("wb") as log:
+        with demo_process(mesh_url, rate=8, timeout=60, output=log):
+            yield mesh_url
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def jupyterlab(demo_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A JupyterLab server on a copy of notebooks/ (so nothing is saved into the repository),
+    with its own config and runtime folders; returns the base URL (token in the query)."""
+    base = tmp_path_factory.mktemp("jupyterlab")
+    shutil.copytree(ROOT / "notebooks", base / "notebooks")
+    (base / "config" / "labconfig").mkdir(parents=True)
+    # no "get notified about Jupyter news?" toast over the screenshots
+    (base / "config" / "labconfig" / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
+    port, token = free_port(), secrets.token_hex(16)
+    env = dict(
+        os.environ,
+        NUROPB_AMQP_URL=demo_url,  # the kernel's mesh
+        JUPYTER_CONFIG_DIR=str(base / "config"),
+        JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={base / 'notebooks'}",
+        *(["--allow-root"] if os.geteuid() == 0 else []),
+    ]
+    log_path = SCREENSHOTS / "jupyterlab.log"
+    with log_path.open("wb") as log:
+        server = subprocess.Popen(
+            command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"JupyterLab exited with {server.returncode}: see {log_path}")
+            try:
+                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"JupyterLab did not answer within 60 s: see {log_path}")
+                time.sleep(0.25)
+        yield f"{url}/lab/tree/02-browse-and-call.ipynb?token={token}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(5)
+
+
+def test_service_browser_lists_services_and_calls(
+    jupyterlab: str, sync_playwright: Any, tmp_path: Path
+) -> None:
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),  # a fresh user-data-dir
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        context.set_default_timeout(WAIT_MS)
+        try:
+            page = context.new_page()
+            drive(page, jupyterlab)
+        except Exception:
+            if context.pages:
+                context.pages[-1].screenshot(path=SCREENSHOTS / "02-browse-and-call-failed.png")
+            raise
+        finally:
+            context.close()
+
+
+def shot(page: Any, name: str) -> None:
+    page.screenshot(path=SCREENSHOTS / f"02-browse-and-call-{name}.png")
+
+
+def drive(page: Any, url: str) -> None:
+    page.goto(url)
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()  # the kernel is up
+    shot(page, "1-opened")
+
+    # Run > Run All Cells, as a user would
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+    # the last cell is %nuropb browse: its first select lists the services
+    browser = page.locator(".jp-CodeCell").last
+    services = browser.locator(".widget-select select").nth(0)
+    methods = browser.locator(".widget-select select").nth(1)
+    page.wait_for_function(
+        """([select, names]) => names.every(
+            (n) => [...select.options].some((o) => o.textContent.startsWith(n)))""",
+        arg=[services.element_handle(), SERVICES],
+    )
+    listed = services.evaluate("(s) => [...s.options].map((o) => o.textContent)")
+    assert sorted(label.split("\xa0")[0] for label in listed) == sorted(SERVICES)
+    assert any(label.startswith("vault") and "🔒" in label for label in listed)
+    browser.scroll_into_view_if_needed()
+    shot(page, "2-services")
+
+    # the cells above it ran without an error, and their widgets rendered
+    assert page.locator('[data-mime-type="application/vnd.jupyter.stderr"]').count() == 0
+    assert page.get_by_text("{'sku': 'A100', 'units': 12}").count() == 1
+    keys = page.locator(".jp-CodeCell", has_text="%nuropb keys --widget")
+    keys.locator("td", has_text="reveal, store").wait_for()
+    keys_text = keys.locator(".jp-OutputArea").inner_text()
+    assert "2048" in keys_text and "nan" not in keys_text
+
+    # pick inventory, then stock; fill in the SKU; Call
+    services.select_option(index=next(i for i, s in enumerate(listed) if s.startswith("invent")))
+    page.wait_for_function("(select) => select.options.length > 0", arg=methods.element_handle())
+    method_names = methods.evaluate("(s) => [...s.options].map((o) => o.textContent)")
+    assert method_names == ["low_stock", "restock", "stock", "take"]
+    methods.select_option(index=method_names.index("stock"))
+    browser.get_by_text("inventory.stock", exact=True).wait_for()
+    sku = browser.locator(".widget-text input").first
+    sku.fill("B200")
+    sku.press("Tab")
+    browser.get_by_role("button", name="Call").click()
+    result = browser.locator(".widget-html pre", has_text='"units"')
+    result.wait_for()
+    assert json.loads(result.inner_text()) == {"sku": "B200", "units": 3}
+    browser.scroll_into_view_if_needed()
+    shot(page, "3-called")

@@ -1,0 +1,130 @@
+"""The tour notebooks run headless (nbclient, a fresh kernel each) against the demo mesh, with
+no error cell, and show what they promise; they are committed without outputs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from nuropb_lab.demo.execute import NotebookFailed, execute_notebook
+from nuropb_lab.demo.execute import main as execute_main
+from nuropb_lab.demo.run import demo_process
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+EXECUTED = ROOT / ".cache" / "executed" / "tests"  # kept for a look when one fails
+NAMES = ["01-quickstart", "02-browse-and-call", "03-events", "04-encryption"]
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+@pytest.fixture(scope="module")
+def demo_url(mesh_url: str) -> Iterator[str]:
+    with (ROOT / ".cache" / "test-notebooks-demo.log").open("wb") as log:
+        with demo_process(mesh_url, rate=25, timeout=60, output=log):
+            yield mesh_url
+
+
+def run(name: str, url: str) -> nbformat.NotebookNode:
+    # the kernel finds its mesh as a user's would: through $NUROPB_AMQP_URL
+    env = dict(os.environ, NUROPB_AMQP_URL=url)
+    try:
+        return execute_notebook(
+            NOTEBOOKS / f"{name}.ipynb", EXECUTED / f"{name}.ipynb", timeout=60, env=env
+        )
+    except NotebookFailed as exc:
+        pytest.fail(f"a cell failed (executed copy: {EXECUTED / name}.ipynb):\n{exc}")
+
+
+def outputs(nb: nbformat.NotebookNode, source_start: str) -> list[Any]:
+    """The outputs of the first code cell whose source starts with ``source_start``."""
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.source.startswith(source_start):
+            return list(cell.outputs)
+    raise AssertionError(f"no cell starts with {source_start!r}")
+
+
+def text(cell_outputs: list[Any], stream: str | None = None) -> str:
+    parts = []
+    for out in cell_outputs:
+        if out.output_type == "stream" and stream in (None, out.name):
+            parts.append(out.text)
+        elif stream is None and "data" in out:
+            parts.append(out.data.get("text/plain", ""))
+    return "".join(parts)
+
+
+def kinds(cell_outputs: list[Any]) -> set[str]:
+    return {key for out in cell_outputs for key in out.get("data", {})}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_without_outputs(name: str) -> None:
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code)
+    assert nb.metadata.kernelspec.name == "python3"
+
+
+def test_quickstart(demo_url: str) -> None:
+    nb = run("01-quickstart", demo_url)
+    assert "connected to amqp://guest:***@" in text(outputs(nb, "%load_ext"), "stdout")
+    services = text(outputs(nb, "%nuropb services"))
+    assert all(s in services for s in ("orders", "inventory", "vault", "sensors"))
+    assert "'order_id': 'O-1001'" in text(outputs(nb, "%nuropb call orders.place_order"))
+    assert "{'sku': 'C300', 'units': 38}" in text(outputs(nb, "%nuropb call inventory.stock"))
+    assert "sensors." in text(outputs(nb, "wait_for("))
+    assert "image/png" in kinds(outputs(nb, "rates = "))  # the plot of event rates
+    assert "place_order" in text(outputs(nb, "readings.stop()"))  # the history
+
+
+def test_browse_and_call(demo_url: str) -> None:
+    nb = run("02-browse-and-call", demo_url)
+    for start in ("ConnectionStatus(lab)", "spec = ", "%nuropb tail", "%nuropb keys"):
+        assert WIDGET in kinds(outputs(nb, start)), start
+    assert text(outputs(nb, "form.call_button.click()")) == "{'sku': 'A100', 'units': 12}"
+    last = nb.cells[-1]
+    assert last.source == "%nuropb browse" and WIDGET in kinds(last.outputs)
+    assert text(last.outputs).startswith("ServiceBrowser(")
+
+
+def test_events(demo_url: str) -> None:
+    nb = run("03-events", demo_url)
+    by_kind = text(outputs(nb, "events.groupby"))
+    assert "temperature" in by_kind and "kitchen" in by_kind
+    assert "mean" in text(outputs(nb, 'temperature.groupby("room")'))
+    assert "events" in text(outputs(nb, 'events.set_index("received_at").resample'))
+    assert "image/png" in kinds(outputs(nb, "per_room = "))
+
+
+def test_encryption(demo_url: str) -> None:
+    nb = run("04-encryption", demo_url)
+    assert "vault" in text(outputs(nb, "%nuropb keys"))
+    assert "'stored': 'wifi'" in text(outputs(nb, "%nuropb call vault.store name=wifi value=c"))
+    revealed = text(outputs(nb, "%nuropb call vault.reveal"))
+    assert "'value': 'correct-horse'" in revealed and "'for': 'demo-user'" in revealed
+    refused = outputs(nb, "%nuropb call vault.store name=wifi value=oops --plain")
+    assert text(refused, "stderr").strip() == (
+        "LabError: vault.store requires encryption; a plaintext call is refused"
+    )
+    assert "refused by the vault: NuropbAuthorizationError" in text(outputs(nb, "import nuropb"))
+    assert "[reveal, store]" in text(outputs(nb, "%nuropb keys vault"))
+
+
+def test_an_error_cell_fails_the_run_and_the_copy_is_written(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("print('before')"), nbformat.v4.new_code_cell("1 / 0")],
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+    )
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(nb, path)
+    code = execute_main([str(path), "--out", str(tmp_path / "out"), "--timeout", "30"])
+    assert code == 1
+    written = nbformat.read(tmp_path / "out" / "broken.ipynb", as_version=4)
+    assert written.cells[0].outputs[0].text == "before\n"
+    assert written.cells[1].outputs[0].ename == "ZeroDivisionError"
