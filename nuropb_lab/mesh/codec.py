@@ -110,7 +110,8 @@ def decode_json(body: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
             f"body of {len(body)} bytes is over the limit of {limits.max_bytes} bytes"
         )
     try:
-        value = json.loads(body)
+        # Strictly UTF-8: json.loads(bytes) would also take UTF-16/32 and encoded surrogates.
+        value = json.loads(body.decode("utf-8"))
     except RecursionError as exc:
         raise NuropbMessageError("body is nested too deeply") from exc
     except (ValueError, TypeError) as exc:
@@ -144,12 +145,13 @@ def check_headers(headers: Mapping[str, Any] | None) -> tuple[MessageType, bool]
     protocol = headers.get("nuropb_protocol")
     if isinstance(protocol, bytes):
         protocol = protocol.decode(errors="replace")
-    if protocol not in SUPPORTED_PROTOCOLS:
+    # Only a str can be supported; a list or table value would not even hash.
+    if not isinstance(protocol, str) or protocol not in SUPPORTED_PROTOCOLS:
         raise NuropbMessageError(f"nuropb_protocol {protocol!r} is not supported")
     nuropb_type = headers.get("nuropb_type")
     if isinstance(nuropb_type, bytes):
         nuropb_type = nuropb_type.decode(errors="replace")
-    if nuropb_type not in MESSAGE_TYPES:
+    if not isinstance(nuropb_type, str) or nuropb_type not in MESSAGE_TYPES:
         raise NuropbMessageError(f"nuropb_type {nuropb_type!r} is not supported")
     encrypted = headers.get("encrypted")
     return cast(MessageType, nuropb_type), encrypted in ("yes", b"yes")
