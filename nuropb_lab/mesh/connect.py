@@ -1,16 +1,24 @@
-"""Opening an aio-pika connection to a target, with errors that name the cause and the fix."""
+"""Opening an aio-pika connection to a target, with errors that name the cause and the fix.
+
+Importing this module also makes pamqp's frame decoding tolerate strings that are not UTF-8
+(see :func:`tolerate_non_utf8`): without that, one such message kills every connection it
+is delivered to.
+"""
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import aio_pika
 import aiormq
+from pamqp import common as pamqp_common
+from pamqp import decode as pamqp_decode
 
 from .errors import NuropbTransportError
 from .urls import AmqpTarget
 
-__all__ = ["MeshNotFound", "connect_target"]
+__all__ = ["MeshNotFound", "connect_target", "tolerate_non_utf8"]
 
 
 class MeshNotFound(NuropbTransportError):
@@ -24,6 +32,12 @@ async def connect_target(
 ) -> aio_pika.abc.AbstractConnection:
     """Open a plain (non-robust) aio-pika connection; reconnection is the caller's job."""
     try:
+        ssl_context = target.ssl_context()
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise NuropbTransportError(
+            f"cannot set up TLS for {target.masked}: {target.scrub(str(exc))}"
+        ) from None
+    try:
         return await aio_pika.connect(  # type: ignore[call-overload, no-any-return]
             host=target.host,
             port=target.port,
@@ -31,7 +45,7 @@ async def connect_target(
             password=target.password,
             virtualhost=target.vhost,
             ssl=target.tls,
-            ssl_context=target.ssl_context(),
+            ssl_context=ssl_context,
             timeout=timeout,
             client_properties=client_properties,
             **({"heartbeat": target.heartbeat} if target.heartbeat is not None else {}),
@@ -51,6 +65,86 @@ async def connect_target(
             f" use it ({target.masked}); nuropb_lab.configure_mesh(url) creates it"
         ) from None
     except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
+        text = target.scrub(str(exc))
         raise NuropbTransportError(
-            f"cannot connect to {target.masked}: {type(exc).__name__}: {target.scrub(str(exc))}"
+            f"cannot connect to {target.masked}: {type(exc).__name__}: {text}{_hint(target, text)}"
         ) from None
+
+
+_CLIENT_CERT_ALERTS = ("alert unknown ca", "alert bad certificate", "certificate required")
+
+
+def _hint(target: AmqpTarget, text: str) -> str:
+    """What a TLS alert or a reset during connection setup usually means."""
+    lowered = text.lower()
+    if target.tls and any(alert in lowered for alert in _CLIENT_CERT_ALERTS):
+        return (
+            " (the broker refused the client certificate: is it signed by a CA the broker trusts?)"
+        )
+    if "reset by peer" not in lowered:
+        return ""
+    if target.tls:
+        return (
+            " (the broker ended the TLS handshake: does it require a client certificate"
+            " (certfile/keyfile), and does it trust the one given?)"
+        )
+    return f" (is port {target.port} a TLS listener? then use amqps://)"
+
+
+# --- tolerating strings that are not UTF-8 -----------------------------------------------
+
+
+def _short_str(value: bytes) -> tuple[int, str | bytes]:
+    """pamqp's short-string decoder, returning bytes (as pamqp does for long strings, and pika
+    for both) where pamqp raises UnicodeDecodeError."""
+    try:
+        length = pamqp_common.Struct.byte.unpack(value[0:1])[0]
+    except (struct.error, TypeError) as err:
+        raise ValueError("Could not unpack short string value") from err
+    raw = value[1 : length + 1]
+    try:
+        return length + 1, raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return length + 1, bytes(raw)
+
+
+def _field_table(value: bytes) -> tuple[int, dict[str, Any]]:
+    """pamqp's field-table decoder, with header names that are not UTF-8 decoded lossily
+    (U+FFFD) where pamqp raises UnicodeDecodeError."""
+    try:
+        length = pamqp_common.Struct.integer.unpack(value[0:4])[0]
+        offset = 4
+        data: dict[str, Any] = {}
+        end = offset + length
+        if end > len(value):
+            raise ValueError("Field table length exceeds available data")
+        while offset < end:
+            key_length = pamqp_common.Struct.byte.unpack_from(value, offset)[0]
+            offset += 1
+            if offset + key_length > end:
+                raise ValueError("Field table key length exceeds data")
+            key = value[offset : offset + key_length].decode("utf-8", "replace")
+            offset += key_length
+            consumed, result = pamqp_decode.embedded_value(value[offset:])
+            offset += consumed
+            data[key] = result
+        return end, data
+    except (struct.error, TypeError) as err:
+        raise ValueError("Could not unpack data") from err
+
+
+def tolerate_non_utf8() -> None:
+    """Make pamqp decode short strings (correlation_id, reply_to, routing keys ...) and header
+    names that are not UTF-8 instead of raising.
+
+    pamqp raises inside aiormq's frame reader, which then drops the whole connection; the
+    broker redelivers the unacknowledged message to the next connection, which drops too:
+    one such message keeps a service off the mesh for good. Decoded, it reaches the API,
+    which rejects it to the dead-letter queue. Idempotent.
+    """
+    pamqp_decode.METHODS["shortstr"] = _short_str
+    pamqp_decode.METHODS["table"] = _field_table
+    pamqp_decode.TABLE_MAPPING[b"F"] = _field_table
+
+
+tolerate_non_utf8()

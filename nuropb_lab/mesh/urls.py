@@ -47,6 +47,13 @@ class AmqpTarget:
     def ssl_context(self) -> ssl.SSLContext | None:
         if not self.tls:
             return None
+        # ssl's own errors do not say which file is missing
+        for name in ("cafile", "certfile", "keyfile"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                raise FileNotFoundError(f"TLS {name} {path!r} does not exist")
+        if self.keyfile and not self.certfile:
+            raise ValueError("a TLS keyfile needs its certfile")
         context = ssl.create_default_context(cafile=self.cafile)
         if self.certfile:
             context.load_cert_chain(self.certfile, self.keyfile)
