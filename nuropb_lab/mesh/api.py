@@ -576,12 +576,20 @@ class RMQAPI:
         delivery_tag = delivery.delivery_tag
         correlation_id = properties.correlation_id or ""
         reply_to = properties.reply_to or ""
+        # An id that is not UTF-8 arrives as bytes (see connect.py): unanswerable, so bad.
+        ids_ok = isinstance(cast(object, correlation_id), str) and isinstance(
+            cast(object, reply_to), str
+        )
+        if not ids_ok:
+            correlation_id = reply_to = ""
         headers = properties.headers or {}
         trace_id = headers.get("trace_id")
         trace_id = trace_id if isinstance(trace_id, str) else None
         fernet_key = wrapped_key = None
         self.stats["service_messages"] += 1
         try:
+            if not ids_ok:
+                raise NuropbMessageError("correlation_id or reply_to is not UTF-8")
             nuropb_type, encrypted = codec.check_headers(headers)
             if nuropb_type == "response":
                 raise NuropbMessageError("a response was sent to a service queue")
@@ -593,10 +601,11 @@ class RMQAPI:
                     )
                 body, fernet_key, wrapped_key = crypto.decrypt_request(body, self._private_key)
             payload = codec.check_body(nuropb_type, codec.decode_json(body, self._limits))
-        except NuropbException as exc:
+        except Exception as exc:  # whatever is wrong with it, reject it: never leave it unacked
             self.stats["bad_messages"] += 1
-            log.info("rejecting a bad message on %s: %s", self._service_name, exc.description)
-            outcome = Outcome("reject", error=error_dict(exc), respond=True)
+            error = error_dict(exc)
+            log.info("rejecting a bad message on %s: %s", self._service_name, error["description"])
+            outcome = Outcome("reject", error=error, respond=True)
             await self._complete(
                 channel, delivery_tag, outcome, correlation_id, reply_to, trace_id, {}, None, None
             )
@@ -640,7 +649,8 @@ class RMQAPI:
                 try:
                     raw = codec.encode_json(response)
                 except NuropbMessageError as exc:
-                    response.update(result=None, error=exc.to_dict())
+                    # the echoed context may be what cannot be encoded (a lone surrogate)
+                    response.update(result=None, error=exc.to_dict(), context={})
                     raw, ack = codec.encode_json(response), "reject"
                 if fernet_key is not None and wrapped_key is not None:
                     raw = crypto.encrypt_with_key(raw, fernet_key, wrapped_key)
