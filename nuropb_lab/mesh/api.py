@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import random
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Final, cast
@@ -27,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pamqp import commands as spec
 
 from .._version import __version__
-from . import codec, crypto
+from . import codec, crypto, frames
 from .codec import DecodeLimits, MessageType
 from .describe import DESCRIBE_METHOD, public_methods
 from .errors import (
@@ -55,12 +56,32 @@ DEFAULT_PREFETCH: Final = 20
 _RECENT_RESPONSES: Final = 4096  # completed correlation ids kept to tell duplicates from strays
 
 
-class _Pending:
-    __slots__ = ("fernet_key", "future")
+def new_id() -> str:
+    """A uuid4 in hex, as nuropb's ``uuid4().hex`` (without its system call per id)."""
+    return f"{random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET:032x}"
 
-    def __init__(self, future: asyncio.Future[dict[str, Any]], fernet_key: bytes | None) -> None:
+
+_UUID4_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits
+_UUID4_SET: Final = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
+
+
+def _expire(future: asyncio.Future[Any]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+class _Pending:
+    __slots__ = ("fernet_key", "future", "payload")
+
+    def __init__(
+        self,
+        future: asyncio.Future[dict[str, Any]],
+        fernet_key: bytes | None,
+        payload: dict[str, Any],
+    ) -> None:
         self.future = future
         self.fernet_key = fernet_key
+        self.payload = payload
 
 
 class RMQAPI:
@@ -143,6 +164,7 @@ class RMQAPI:
             on_response=self._on_response,
             on_service=self._on_service if not self._client_only else None,
             on_state=self._on_state,
+            on_return=self._on_returned,
         )
         self._pending: dict[str, _Pending] = {}
         # finished correlation ids -> the stat a further response for it counts under
@@ -267,14 +289,14 @@ class RMQAPI:
         encrypted: bool = False,
         reply_to: str = "",
         ttl: int | None = None,
-    ) -> spec.Basic.Properties:
-        return spec.Basic.Properties(
-            content_type=codec.CONTENT_TYPE,
-            correlation_id=correlation_id,
-            reply_to=reply_to,
-            expiration=str(ttl) if ttl else None,
-            headers=codec.headers_for(nuropb_type, trace_id, encrypted, __version__),
-            message_id=correlation_id,
+    ) -> frames.Properties:
+        return frames.Properties(
+            codec.CONTENT_TYPE,
+            correlation_id,
+            reply_to,
+            str(ttl) if ttl else "",
+            correlation_id,
+            codec.headers_for(nuropb_type, trace_id, encrypted, __version__),
         )
 
     # --- client: requests, commands, events --------------------------------------------
@@ -300,7 +322,7 @@ class RMQAPI:
         ttl = self._default_ttl if ttl is None else int(ttl)
         if ttl <= 0:
             raise ValueError("ttl must be a positive number of milliseconds")
-        correlation_id = correlation_id or uuid.uuid4().hex
+        correlation_id = correlation_id or new_id()
         if correlation_id in self._pending:
             raise ValueError(f"correlation_id {correlation_id} is already waiting for a response")
         payload = {
@@ -315,8 +337,7 @@ class RMQAPI:
         self.stats["requests"] += 1
         try:
             try:
-                async with asyncio.timeout(ttl / 1000):
-                    response = await self._round_trip(payload, ttl, encrypted)
+                response = await self._round_trip(payload, ttl, encrypted)
             except TimeoutError:
                 self.stats["timeouts"] += 1
                 self._remember(correlation_id, "late_responses")
@@ -343,26 +364,48 @@ class RMQAPI:
     async def _round_trip(
         self, payload: dict[str, Any], ttl: int, encrypted: bool
     ) -> dict[str, Any]:
-        service = payload["service"]
+        """Send a request and wait for its response; TimeoutError after ``ttl`` ms."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ttl / 1000
         correlation_id = payload["correlation_id"]
         body = codec.encode_json(payload)
         fernet_key = None
-        if encrypted:
-            body, fernet_key = crypto.encrypt_request(body, await self._service_key(service))
-        if not self._transport.alive() and not await self._transport.wait_connected(None):
-            raise NuropbTransportError(f"not connected to the mesh ({self._transport.state})")
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[correlation_id] = _Pending(future, fernet_key)
+        transport = self._transport
+        fast = transport.returns_caught and transport.alive()
+        if encrypted or not fast:
+            # the slow way: a key to fetch, a connection to wait for, or a confirmed publish
+            async with asyncio.timeout_at(deadline):
+                if encrypted:
+                    key = await self._service_key(payload["service"])
+                    body, fernet_key = crypto.encrypt_request(body, key)
+                if not transport.alive() and not await transport.wait_connected(None):
+                    raise NuropbTransportError(f"not connected to the mesh ({transport.state})")
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self._pending[correlation_id] = _Pending(future, fernet_key, payload)
+        # One timer per request ends its wait at the deadline (cheaper than asyncio.timeout).
+        timer = loop.call_at(deadline, _expire, future)
         try:
-            await self._publish_rpc(payload, body, ttl, encrypted)
+            if transport.returns_caught:
+                # no confirm to wait for: an unroutable request comes back (_on_returned)
+                transport.send(
+                    self._topology.rpc_exchange,
+                    payload["service"],
+                    body,
+                    self._rpc_properties(payload, ttl, encrypted),
+                    mandatory=True,
+                )
+            else:
+                async with asyncio.timeout_at(deadline):
+                    await self._publish_rpc(payload, body, ttl, encrypted)
             return await future
         finally:
+            timer.cancel()
             self._pending.pop(correlation_id, None)
 
-    async def _publish_rpc(
-        self, payload: dict[str, Any], body: bytes, ttl: int, encrypted: bool
-    ) -> None:
-        properties = self._properties(
+    def _rpc_properties(
+        self, payload: dict[str, Any], ttl: int, encrypted: bool
+    ) -> frames.Properties:
+        return self._properties(
             payload["tag"],
             payload["correlation_id"],
             payload["trace_id"],
@@ -370,21 +413,41 @@ class RMQAPI:
             reply_to=self._transport.config.response_queue,
             ttl=ttl,
         )
+
+    @staticmethod
+    def _not_delivered(payload: dict[str, Any]) -> NuropbException:
+        # nuropb clients see this as an error response, so it is a NuropbMessageError too.
+        return remote_error(
+            {
+                "error": "NuropbNotDeliveredError",
+                "description": f"service {payload['service']!r} is not on the mesh"
+                f" (no queue bound for it): cannot call {payload['method']}",
+            },
+            payload,
+        )
+
+    def _on_returned(self, message: DeliveredMessage) -> None:
+        """A mandatory request the broker could not route (basic.return): fail its wait."""
+        correlation_id = message.header.properties.correlation_id
+        pending = self._pending.get(correlation_id) if correlation_id else None
+        if pending is None or pending.future.done():
+            log.debug("a returned message for no waiting request: %s", correlation_id)
+            return
+        self.stats["not_delivered"] += 1
+        pending.future.set_exception(self._not_delivered(pending.payload))
+
+    async def _publish_rpc(
+        self, payload: dict[str, Any], body: bytes, ttl: int, encrypted: bool
+    ) -> None:
+        """Publish a request or command with a publisher confirm (a command's way)."""
+        properties = self._rpc_properties(payload, ttl, encrypted)
         try:
             await self._transport.publish(
                 self._topology.rpc_exchange, payload["service"], body, properties, mandatory=True
             )
         except NuropbNotDeliveredError:
             self.stats["not_delivered"] += 1
-            # nuropb clients see this as an error response, so it is a NuropbMessageError too.
-            raise remote_error(
-                {
-                    "error": "NuropbNotDeliveredError",
-                    "description": f"service {payload['service']!r} is not on the mesh"
-                    f" (no queue bound for it): cannot call {payload['method']}",
-                },
-                payload,
-            ) from None
+            raise self._not_delivered(payload) from None
 
     def command(
         self,
@@ -641,6 +704,10 @@ class RMQAPI:
     ) -> None:
         """Answer, then acknowledge, then publish the outcome's events."""
         ack = outcome.ack
+        outbox = self._transport.outbox_for(channel)
+        if outbox is None:  # the channel is gone: the broker redelivers the message
+            log.info("could not complete %s: its channel closed", correlation_id)
+            return
         try:
             if outcome.respond and reply_to and correlation_id:
                 response = response_body(
@@ -654,22 +721,21 @@ class RMQAPI:
                     raw, ack = codec.encode_json(response), "reject"
                 if fernet_key is not None and wrapped_key is not None:
                     raw = crypto.encrypt_with_key(raw, fernet_key, wrapped_key)
-                await channel.basic_publish(
-                    raw,
-                    exchange="",
-                    routing_key=reply_to,
-                    properties=self._properties(
-                        "response", correlation_id, trace_id, fernet_key is not None
-                    ),
-                    wait=False,
+                properties = self._properties(
+                    "response", correlation_id, trace_id, fernet_key is not None
                 )
+                try:
+                    outbox.publish("", reply_to, raw, properties)
+                except ValueError as exc:  # a reply_to that no queue can have: still ack
+                    log.info("cannot answer %s to %r: %s", correlation_id, reply_to, exc)
+            # Queued after the response, in the same write: acked once answered.
             if delivery_tag is not None:
                 if ack == "ack":
-                    await channel.basic_ack(delivery_tag, wait=False)
+                    outbox.ack(delivery_tag)
                 elif ack == "nack":
-                    await channel.basic_nack(delivery_tag, requeue=True, wait=False)
+                    outbox.nack(delivery_tag, requeue=True)
                 else:
-                    await channel.basic_reject(delivery_tag, requeue=False, wait=False)
+                    outbox.reject(delivery_tag, requeue=False)
         except Exception as exc:  # the channel died: the broker redelivers the message
             log.info("could not complete %s on a closed channel: %s", correlation_id, exc)
             return

@@ -1,15 +1,19 @@
 """The AMQP transport: one aio-pika connection, its queues and consumers, and reconnection.
 
 The hot path (consume, publish, ack) runs on aio-pika's underlying aiormq channels: aio-pika's
-``Queue.consume`` would add a second task per delivered message.
+``Queue.consume`` would add a second task per delivered message. What the hot path sends
+(requests, responses, events, acks) goes through an :class:`Outbox`: frames encoded directly
+(see frames.py) and written once per event-loop iteration, not once per frame.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import functools
+import importlib.metadata
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Literal, cast
@@ -17,23 +21,153 @@ from typing import Any, Literal, cast
 import aio_pika
 import aiormq
 from aiormq import Channel
-from aiormq.abc import DeliveredMessage
+from aiormq.abc import ChannelFrame, DeliveredMessage
 from pamqp import commands as spec
+from pamqp.header import ContentHeader
 
+from . import frames
 from .connect import connect_target
 from .errors import NuropbNotDeliveredError, NuropbTransportError
 from .events import Subscription
 from .topology import Topology, declare_exchanges
 from .urls import AmqpTarget
 
-__all__ = ["Transport", "TransportConfig", "TransportState"]
+__all__ = ["Outbox", "Transport", "TransportConfig", "TransportState"]
 
 log = logging.getLogger(__name__)
 
 TransportState = Literal["idle", "connecting", "connected", "reconnecting", "closed"]
 MessageHandler = Callable[[DeliveredMessage], Coroutine[Any, Any, None]]
+ReturnHandler = Callable[[DeliveredMessage], None]
 RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+# aiormq 7 looks a channel's basic.return handler up per frame (see Transport._catch_returns)
+_AIORMQ_MAJOR = int(importlib.metadata.version("aiormq").split(".")[0])
 WATCH_INTERVAL = 0.25
+PACED_BATCH = 64  # paced messages (events) per write, see Outbox.room
+HOT_FRAME_BUFFER = 1024  # frames read ahead on the hot channel (aiormq's default: 10)
+
+
+class Outbox:
+    """What the transport sends on one channel, written as one frame batch per loop iteration.
+
+    aiormq writes each publish and each ack with a socket write of its own, and marshals its
+    frames with pamqp's generic code; on the hot path both cost more than the rest of a
+    message's handling. Here frames are encoded directly and every frame added during one
+    event-loop iteration goes out in one write, in the order added (so a response still
+    precedes the ack of its request). Nothing waits: as with aiormq's ``wait=False``, a send
+    is done once queued. Frames still queued when the channel closes are dropped: the broker
+    redelivers unacknowledged messages, and a request's wait ends by its ttl.
+    """
+
+    __slots__ = (
+        "_batch",
+        "_channel",
+        "_loop",
+        "_max_body",
+        "_number",
+        "_parts",
+        "_queue",
+        "_scheduled",
+        "_waiters",
+    )
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self._number: int = channel.number
+        self._queue = channel.write_queue
+        self._max_body = max(1, channel.connection.connection_tune.frame_max) - (
+            frames.FRAME_OVERHEAD
+        )
+        self._loop = asyncio.get_running_loop()
+        self._parts: list[bytes] = []
+        self._scheduled = False
+        self._batch = 0  # paced messages in this iteration's write
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def channel(self) -> Channel:
+        return self._channel
+
+    async def room(self) -> None:
+        """Wait for a place in a write of at most PACED_BATCH paced messages.
+
+        Events are paced: a burst published in one go would otherwise leave in one write,
+        faster than this process reads what it consumes, and overflow its own bounded
+        subscription queues. Requests and responses are not: their callers' concurrency and
+        the prefetch bound them.
+        """
+        if self._batch < PACED_BATCH and not self._waiters:
+            self._batch += 1
+            return
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        self._schedule()
+        await waiter
+
+    def close(self) -> None:
+        """Let every waiter go (its send then fails: the channel is closed)."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: frames.Properties | spec.Basic.Properties,
+        mandatory: bool = False,
+    ) -> None:
+        self._add(
+            frames.publish(
+                self._number, exchange, routing_key, body, properties, mandatory, self._max_body
+            )
+        )
+
+    def ack(self, delivery_tag: int) -> None:
+        self._add(frames.ack(self._number, delivery_tag))
+
+    def nack(self, delivery_tag: int, requeue: bool = True) -> None:
+        self._add(frames.nack(self._number, delivery_tag, requeue))
+
+    def reject(self, delivery_tag: int, requeue: bool = False) -> None:
+        self._add(frames.reject(self._number, delivery_tag, requeue))
+
+    def _add(self, data: bytes) -> None:
+        if self._channel.is_closed:
+            raise aiormq.exceptions.ChannelInvalidStateError(f"channel {self._number} is closed")
+        self._parts.append(data)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._channel.is_closed:
+            self._parts.clear()
+            self.close()
+            return
+        if self._parts:
+            payload = b"".join(self._parts)
+            try:
+                self._queue.put_nowait(ChannelFrame(payload=payload, should_close=False))
+            except asyncio.QueueFull:  # aiormq's writer is behind: it drains in this iteration
+                self._scheduled = True
+                self._loop.call_soon(self._flush)
+                return
+            self._parts.clear()
+        # the next write's places go to the longest waiting
+        self._batch = 0
+        waiters = self._waiters
+        while waiters and self._batch < PACED_BATCH:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._batch += 1
 
 
 @dataclasses.dataclass
@@ -59,18 +193,22 @@ class Transport:
         on_response: MessageHandler,
         on_service: MessageHandler | None = None,
         on_state: Callable[[TransportState], None] | None = None,
+        on_return: ReturnHandler | None = None,
     ) -> None:
         self.target = target
         self.config = config
         self._on_response = on_response
         self._on_service = on_service
         self._on_state = on_state
+        self._on_return = on_return
         self.state: TransportState = "idle"
         self.reconnects = 0
         self.last_error: str | None = None
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._channel: Channel | None = None  # consumers, responses, events, acks
-        self._confirm_channel: Channel | None = None  # mandatory requests and commands
+        self._confirm_channel: Channel | None = None  # commands (mandatory and confirmed)
+        self._outbox: Outbox | None = None  # sends on _channel
+        self._returns_caught = False  # whether _channel hands basic.return to on_return
         self._connected = asyncio.Event()
         self._reconnect_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -117,6 +255,7 @@ class Transport:
             self._reconnect_task = None
         connection, self._connection = self._connection, None
         self._channel = self._confirm_channel = None
+        self._drop_outbox()
         for subscription in self._subscriptions:
             subscription.active = False
         self._set_state("closed")
@@ -144,14 +283,26 @@ class Transport:
         )
         try:
             async with asyncio.timeout(cfg.connect_timeout):
-                plain = await connection.channel(publisher_confirms=False)
+                # The hot channel straight on aiormq, for its deeper frame queue: at aiormq's
+                # default (10 frames) the connection's reader stalls on every burst.
+                assert connection.transport is not None
+                underlay = cast(aiormq.Connection, connection.transport.connection)
+                channel = cast(
+                    Channel,
+                    await underlay.channel(
+                        publisher_confirms=False, frame_buffer_size=HOT_FRAME_BUFFER
+                    ),
+                )
                 confirming = await connection.channel(
                     publisher_confirms=True, on_return_raises=True
                 )
-                channel = cast(Channel, await plain.get_underlay_channel())
                 confirm = cast(Channel, await confirming.get_underlay_channel())
+                # Deliveries come as soon as a consumer is declared; their acks need the outbox.
+                self._outbox = Outbox(channel)
+                self._returns_caught = self._catch_returns(channel)
                 await self._declare_and_consume(channel)
         except BaseException as exc:
+            self._drop_outbox()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(connection.close(), timeout=2)
             if isinstance(exc, NuropbTransportError):
@@ -302,6 +453,7 @@ class Transport:
             subscription.lost()
         self._connection = None
         self._channel = self._confirm_channel = None
+        self._drop_outbox()
         self._spawn(self._close_quietly(connection))
         if not self.config.reconnect:
             self._set_state("closed")
@@ -339,17 +491,97 @@ class Transport:
 
     # --- publishing -------------------------------------------------------------------
 
+    def _catch_returns(self, channel: Channel) -> bool:
+        """Have ``channel`` (no publisher confirms) hand each basic.return to ``on_return``.
+
+        aiormq gives a returned message only to the publish waiting for its confirmation, so
+        a mandatory message would need a confirm channel and a wait for the broker's ack per
+        message just to learn that it was not routed. aiormq 7 looks up the channel's
+        ``_on_return_frame`` for each basic.return it reads; this channel's own handler reads
+        the returned message with the channel's frame reader and passes it on. Where that
+        hook is missing (another aiormq), False: requests then go the confirmed way.
+        """
+        if self._on_return is None or _AIORMQ_MAJOR < 7:
+            return False
+        read_frame = getattr(channel, "_get_frame", None)
+        read_content = getattr(channel, "_read_content", None)
+        if read_frame is None or read_content is None or not hasattr(channel, "_on_return_frame"):
+            return False
+        on_return = self._on_return
+
+        async def on_return_frame(frame: spec.Basic.Return) -> None:
+            header = await read_frame()
+            if not isinstance(header, ContentHeader):
+                raise ValueError(f"unexpected frame {header!r} instead of a content header")
+            message = await read_content(frame, header)
+            try:
+                on_return(message)
+            except Exception:
+                log.exception("return handler failed")
+
+        channel._on_return_frame = on_return_frame  # type: ignore[method-assign]
+        return True
+
+    def _drop_outbox(self) -> None:
+        outbox, self._outbox = self._outbox, None
+        if outbox is not None:
+            outbox.close()
+
+    @property
+    def returns_caught(self) -> bool:
+        """True when :meth:`send` may carry mandatory messages (returns reach on_return)."""
+        return self._returns_caught and self._outbox is not None
+
+    def send(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: frames.Properties | spec.Basic.Properties,
+        mandatory: bool = False,
+    ) -> None:
+        """Queue a message for this loop iteration's write, without waiting for anything.
+
+        A mandatory message the broker cannot route comes back to ``on_return`` (only when
+        :attr:`returns_caught`; use :meth:`publish` otherwise).
+        """
+        connection, outbox = self._connection, self._outbox
+        if connection is None or outbox is None or not self.alive():
+            raise NuropbTransportError(f"not connected to {self.target.masked} ({self.state})")
+        if mandatory and not self._returns_caught:
+            raise RuntimeError("this channel cannot report returned messages: use publish()")
+        try:
+            outbox.publish(exchange, routing_key, body, properties, mandatory)
+        except aiormq.exceptions.ChannelInvalidStateError as exc:
+            self._lost(connection, self._reason(exc))
+            raise NuropbTransportError(f"publish failed: {exc}") from None
+
+    def outbox_for(self, channel: Any) -> Outbox | None:
+        """The outbox of ``channel`` while it is the transport's channel (acks go there)."""
+        outbox = self._outbox
+        return outbox if outbox is not None and outbox.channel is channel else None
+
     async def publish(
         self,
         exchange: str,
         routing_key: str,
         body: bytes,
-        properties: spec.Basic.Properties,
+        properties: frames.Properties | spec.Basic.Properties,
         mandatory: bool = False,
     ) -> None:
-        """Publish; a mandatory message the broker cannot route raises NuropbNotDeliveredError."""
+        """Publish; a mandatory message goes with a publisher confirm, and raises
+        NuropbNotDeliveredError when the broker cannot route it. Others are sent as by
+        :meth:`send`."""
+        if not mandatory:
+            outbox = self._outbox
+            if outbox is not None:
+                await outbox.room()
+            self.send(exchange, routing_key, body, properties)
+            return
         connection = self._connection
-        channel = self._confirm_channel if mandatory else self._channel
+        channel = self._confirm_channel
+        if isinstance(properties, frames.Properties):
+            properties = properties.to_pamqp()
         if connection is None or channel is None or not self.alive():
             raise NuropbTransportError(f"not connected to {self.target.masked} ({self.state})")
         try:
