@@ -62,6 +62,7 @@ class Outbox:
     __slots__ = (
         "_batch",
         "_channel",
+        "_eager",
         "_loop",
         "_max_body",
         "_number",
@@ -81,6 +82,9 @@ class Outbox:
         self._loop = asyncio.get_running_loop()
         self._parts: list[bytes] = []
         self._scheduled = False
+        # One message per iteration (a sequential caller): write it at once, saving the loop
+        # iteration a batch waits; set again by each flush from the size of its batch.
+        self._eager = True
         self._batch = 0  # paced messages in this iteration's write
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
@@ -111,6 +115,26 @@ class Outbox:
             if not waiter.done():
                 waiter.set_result(None)
 
+    def publish_frames(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: frames.Properties | spec.Basic.Properties,
+        mandatory: bool = False,
+    ) -> bytes:
+        return frames.publish(
+            self._number, exchange, routing_key, body, properties, mandatory, self._max_body
+        )
+
+    def settle_frame(self, delivery_tag: int, how: Literal["ack", "nack", "reject"]) -> bytes:
+        """basic.ack, basic.nack (requeue) or basic.reject (dead-letter) of a delivery."""
+        if how == "ack":
+            return frames.ack(self._number, delivery_tag)
+        if how == "nack":
+            return frames.nack(self._number, delivery_tag, requeue=True)
+        return frames.reject(self._number, delivery_tag, requeue=False)
+
     def publish(
         self,
         exchange: str,
@@ -119,24 +143,20 @@ class Outbox:
         properties: frames.Properties | spec.Basic.Properties,
         mandatory: bool = False,
     ) -> None:
-        self._add(
-            frames.publish(
-                self._number, exchange, routing_key, body, properties, mandatory, self._max_body
-            )
-        )
+        self.write(self.publish_frames(exchange, routing_key, body, properties, mandatory))
 
-    def ack(self, delivery_tag: int) -> None:
-        self._add(frames.ack(self._number, delivery_tag))
-
-    def nack(self, delivery_tag: int, requeue: bool = True) -> None:
-        self._add(frames.nack(self._number, delivery_tag, requeue))
-
-    def reject(self, delivery_tag: int, requeue: bool = False) -> None:
-        self._add(frames.reject(self._number, delivery_tag, requeue))
-
-    def _add(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
+        """Send encoded frames (of this channel), after everything written before."""
         if self._channel.is_closed:
             raise aiormq.exceptions.ChannelInvalidStateError(f"channel {self._number} is closed")
+        if self._eager and not self._scheduled:
+            try:
+                self._queue.put_nowait(ChannelFrame(payload=data, should_close=False))
+            except asyncio.QueueFull:
+                pass
+            else:  # the rest of this iteration's frames are batched
+                self._schedule()
+                return
         self._parts.append(data)
         self._schedule()
 
@@ -151,15 +171,16 @@ class Outbox:
             self._parts.clear()
             self.close()
             return
-        if self._parts:
-            payload = b"".join(self._parts)
+        parts = self._parts
+        if parts:
             try:
-                self._queue.put_nowait(ChannelFrame(payload=payload, should_close=False))
+                self._queue.put_nowait(ChannelFrame(payload=b"".join(parts), should_close=False))
             except asyncio.QueueFull:  # aiormq's writer is behind: it drains in this iteration
                 self._scheduled = True
                 self._loop.call_soon(self._flush)
                 return
-            self._parts.clear()
+        self._eager = len(parts) <= 1
+        parts.clear()
         # the next write's places go to the longest waiting
         self._batch = 0
         waiters = self._waiters
