@@ -4,6 +4,7 @@ no error cell, and show what they promise; they are committed without outputs.""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,30 +15,46 @@ import pytest
 from nuropb_lab.demo.execute import NotebookFailed, execute_notebook
 from nuropb_lab.demo.execute import main as execute_main
 from nuropb_lab.demo.run import demo_process
+from nuropb_lab.mesh import ManagementAPI
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 EXECUTED = ROOT / ".cache" / "executed" / "tests"  # kept for a look when one fails
 NAMES = ["01-quickstart", "02-browse-and-call", "03-events", "04-encryption"]
 WIDGET = "application/vnd.jupyter.widget-view+json"
+USER = f"nb-{uuid.uuid4().hex[:6]}"
+PASSWORD = f"pw-{uuid.uuid4().hex}"
 
 
 @pytest.fixture(scope="module")
-def demo_url(mesh_url: str) -> Iterator[str]:
-    with (ROOT / ".cache" / "test-notebooks-demo.log").open("wb") as log:
-        with demo_process(mesh_url, rate=25, timeout=60, output=log):
-            yield mesh_url
+def demo_url(mesh_url: str, management: ManagementAPI) -> Iterator[str]:
+    """The demo mesh; the notebooks reach it as a user with a password of its own, so that
+    every executed notebook can be searched for that password."""
+    vhost = mesh_url.rsplit("/", 1)[1]
+    management._call("PUT", f"users/{USER}", {"password": PASSWORD, "tags": "management"})
+    management._call(
+        "PUT", f"permissions/{vhost}/{USER}", {"configure": ".*", "write": ".*", "read": ".*"}
+    )
+    try:
+        with (ROOT / ".cache" / "test-notebooks-demo.log").open("wb") as log:
+            with demo_process(mesh_url, rate=25, timeout=60, output=log):
+                yield mesh_url.replace("guest:guest@", f"{USER}:{PASSWORD}@")
+    finally:
+        management._call("DELETE", f"users/{USER}")
 
 
 def run(name: str, url: str) -> nbformat.NotebookNode:
     # the kernel finds its mesh as a user's would: through $NUROPB_AMQP_URL
     env = dict(os.environ, NUROPB_AMQP_URL=url)
     try:
-        return execute_notebook(
+        nb = execute_notebook(
             NOTEBOOKS / f"{name}.ipynb", EXECUTED / f"{name}.ipynb", timeout=60, env=env
         )
     except NotebookFailed as exc:
         pytest.fail(f"a cell failed (executed copy: {EXECUTED / name}.ipynb):\n{exc}")
+    executed = (EXECUTED / f"{name}.ipynb").read_text()
+    assert PASSWORD not in executed and PASSWORD not in nbformat.writes(nb), "a password was shown"
+    return nb
 
 
 def outputs(nb: nbformat.NotebookNode, source_start: str) -> list[Any]:
@@ -73,7 +90,7 @@ def test_committed_without_outputs(name: str) -> None:
 
 def test_quickstart(demo_url: str) -> None:
     nb = run("01-quickstart", demo_url)
-    assert "connected to amqp://guest:***@" in text(outputs(nb, "%load_ext"), "stdout")
+    assert f"connected to amqp://{USER}:***@" in text(outputs(nb, "%load_ext"), "stdout")
     services = text(outputs(nb, "%nuropb services"))
     assert all(s in services for s in ("orders", "inventory", "vault", "sensors"))
     assert "'order_id': 'O-1001'" in text(outputs(nb, "%nuropb call orders.place_order"))
