@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import importlib.metadata
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Literal, cast
 
@@ -32,7 +33,7 @@ from .events import Subscription
 from .topology import Topology, declare_exchanges
 from .urls import AmqpTarget
 
-__all__ = ["Outbox", "Transport", "TransportConfig", "TransportState"]
+__all__ = ["Confirms", "Outbox", "Transport", "TransportConfig", "TransportState"]
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ TransportState = Literal["idle", "connecting", "connected", "reconnecting", "clo
 MessageHandler = Callable[[DeliveredMessage], Coroutine[Any, Any, None]]
 ReturnHandler = Callable[[DeliveredMessage], None]
 RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
-# aiormq 7 looks a channel's basic.return handler up per frame (see Transport._catch_returns)
+# aiormq 7 looks a channel's return and confirm handlers up per frame (Transport._catch_returns)
 _AIORMQ_MAJOR = int(importlib.metadata.version("aiormq").split(".")[0])
 WATCH_INTERVAL = 0.25
 PACED_BATCH = 64  # paced messages (events) per write, see Outbox.room
@@ -191,6 +192,60 @@ class Outbox:
                 self._batch += 1
 
 
+class Confirms:
+    """Publisher confirms of a confirm-mode channel all of whose publishes go through one
+    outbox: delivery tags are counted here and settled by the broker's basic.ack / basic.nack
+    (one or ``multiple``); a basic.return, which comes before the ack, fails its message."""
+
+    def __init__(self) -> None:
+        self._tag = 0
+        self._waiting: dict[int, tuple[asyncio.Future[None], str]] = {}  # in tag order
+        self._tags: dict[str, int] = {}  # message id -> delivery tag
+
+    def expect(self, message_id: str) -> asyncio.Future[None]:
+        """The future of the next publish's confirmation."""
+        self._tag += 1
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[self._tag] = (future, message_id)
+        self._tags[message_id] = self._tag
+        return future
+
+    def returned(self, message_id: str | None, routing_key: str, exchange: str) -> None:
+        tag = self._tags.get(message_id) if message_id else None
+        entry = self._waiting.get(tag) if tag is not None else None
+        if entry is not None and not entry[0].done():
+            entry[0].set_exception(
+                NuropbNotDeliveredError(
+                    f"no service is bound for {routing_key!r} on {exchange!r} (312 NO_ROUTE)"
+                )
+            )
+
+    def settle(self, delivery_tag: int, multiple: bool, ack: bool) -> None:
+        tags = [t for t in self._waiting if t <= delivery_tag] if multiple else [delivery_tag]
+        for tag in tags:
+            entry = self._waiting.pop(tag, None)
+            if entry is None:
+                continue
+            future, message_id = entry
+            if self._tags.get(message_id) == tag:
+                del self._tags[message_id]
+            if future.done():  # returned, or its publisher stopped waiting
+                continue
+            if ack:
+                future.set_result(None)
+            else:
+                future.set_exception(
+                    NuropbTransportError("the broker refused the message (basic.nack)")
+                )
+
+    def fail(self, reason: str) -> None:
+        waiting, self._waiting = self._waiting, {}
+        self._tags.clear()
+        for future, _ in waiting.values():
+            if not future.done():
+                future.set_exception(NuropbTransportError(reason))
+
+
 @dataclasses.dataclass
 class TransportConfig:
     topology: Topology
@@ -229,6 +284,9 @@ class Transport:
         self._channel: Channel | None = None  # consumers, responses, events, acks
         self._confirm_channel: Channel | None = None  # commands (mandatory and confirmed)
         self._outbox: Outbox | None = None  # sends on _channel
+        # sends on _confirm_channel, when its confirms are counted here (see _count_confirms)
+        self._confirm_outbox: Outbox | None = None
+        self._confirms: Confirms | None = None
         self._returns_caught = False  # whether _channel hands basic.return to on_return
         self._connected = asyncio.Event()
         self._reconnect_task: asyncio.Task[None] | None = None
@@ -314,10 +372,20 @@ class Transport:
                         publisher_confirms=False, frame_buffer_size=HOT_FRAME_BUFFER
                     ),
                 )
-                confirming = await connection.channel(
-                    publisher_confirms=True, on_return_raises=True
-                )
-                confirm = cast(Channel, await confirming.get_underlay_channel())
+                if _AIORMQ_MAJOR >= 7:
+                    confirm = cast(
+                        Channel,
+                        await underlay.channel(
+                            publisher_confirms=True, frame_buffer_size=HOT_FRAME_BUFFER
+                        ),
+                    )
+                    self._confirm_outbox = Outbox(confirm)
+                    self._confirms = self._count_confirms(confirm)
+                else:
+                    confirming = await connection.channel(
+                        publisher_confirms=True, on_return_raises=True
+                    )
+                    confirm = cast(Channel, await confirming.get_underlay_channel())
                 # Deliveries come as soon as a consumer is declared; their acks need the outbox.
                 self._outbox = Outbox(channel)
                 self._returns_caught = self._catch_returns(channel)
@@ -543,10 +611,52 @@ class Transport:
         channel._on_return_frame = on_return_frame  # type: ignore[method-assign]
         return True
 
+    def _count_confirms(self, channel: Channel) -> Confirms:
+        """Count ``channel``'s publisher confirms here, not in aiormq.
+
+        aiormq's basic_publish on a confirm channel waits for its own confirmation, one publish
+        at a time under the channel's lock. Publishing through an outbox instead, this
+        transport counts the delivery tags itself; aiormq 7 looks the channel's
+        ``_on_confirm_frame`` and ``_on_return_frame`` up for each frame it reads, and this
+        channel's own handlers settle the confirmations (aiormq publishes nothing on it).
+        """
+        confirms = Confirms()
+        read_frame, read_content = channel._get_frame, channel._read_content
+
+        async def on_confirm_frame(
+            frame: spec.Basic.Ack | spec.Basic.Nack | spec.Basic.Reject,
+        ) -> None:
+            confirms.settle(
+                frame.delivery_tag or 0,
+                bool(getattr(frame, "multiple", False)),
+                isinstance(frame, spec.Basic.Ack),
+            )
+
+        async def on_return_frame(frame: spec.Basic.Return) -> None:
+            header = await read_frame()
+            if not isinstance(header, ContentHeader):
+                raise ValueError(f"unexpected frame {header!r} instead of a content header")
+            message = await read_content(frame, header)
+            confirms.returned(
+                message.header.properties.message_id,
+                frame.routing_key or "",
+                frame.exchange or "",
+            )
+
+        channel._on_confirm_frame = on_confirm_frame  # type: ignore[method-assign]
+        channel._on_return_frame = on_return_frame  # type: ignore[method-assign]
+        return confirms
+
     def _drop_outbox(self) -> None:
         outbox, self._outbox = self._outbox, None
         if outbox is not None:
             outbox.close()
+        confirm_outbox, self._confirm_outbox = self._confirm_outbox, None
+        if confirm_outbox is not None:
+            confirm_outbox.close()
+        confirms, self._confirms = self._confirms, None
+        if confirms is not None:
+            confirms.fail("the connection was lost before the broker confirmed the message")
 
     @property
     def returns_caught(self) -> bool:
@@ -601,10 +711,26 @@ class Transport:
             return
         connection = self._connection
         channel = self._confirm_channel
-        if isinstance(properties, frames.Properties):
-            properties = properties.to_pamqp()
         if connection is None or channel is None or not self.alive():
             raise NuropbTransportError(f"not connected to {self.target.masked} ({self.state})")
+        confirm_outbox, confirms = self._confirm_outbox, self._confirms
+        if confirm_outbox is not None and confirms is not None:
+            if isinstance(properties, frames.Properties):
+                message_id = properties.message_id or uuid.uuid4().hex
+                properties = properties._replace(message_id=message_id)
+            else:
+                message_id = properties.message_id or uuid.uuid4().hex
+                properties.message_id = message_id
+            confirmed = confirms.expect(message_id)
+            try:
+                confirm_outbox.publish(exchange, routing_key, body, properties, mandatory=True)
+            except aiormq.exceptions.ChannelInvalidStateError as exc:
+                self._lost(connection, self._reason(exc))
+                raise NuropbTransportError(f"publish failed: {exc}") from None
+            await confirmed
+            return
+        if isinstance(properties, frames.Properties):
+            properties = properties.to_pamqp()
         try:
             confirmation = await channel.basic_publish(
                 body,
