@@ -9,8 +9,8 @@ pairs alternated round by round so drift of the machine falls on every pair alik
    echo, all services at the same prefetch;
 2. commands and events published per second (and delivered to the service per second);
 3. encrypted against plain round trips;
-4. event tail ingest (HOOK, pending the lab layer);
-5. discovery of a 20-service mesh (HOOK, pending the lab layer).
+4. event tail ingest: events/s into a lab tail, RSS growth, the time to build ``.df``;
+5. discovery: the time for ``services()`` on a mesh of 20 services.
 
 It prints a table and writes JSON. The vhost is deleted afterwards.
 """
@@ -30,12 +30,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from nuropb_lab.lab import Lab
 from nuropb_lab.mesh import ManagementAPI, configure_mesh, parse_amqp_url
 
 from .peer import Peer, PeerError
@@ -76,6 +78,10 @@ class Settings:
     json_path: Path
     profile_dir: Path | None
     parts: frozenset[str]
+    tail_n: int = 50_000
+    tail_total: int = 200_000
+    tail_rows: int = 10_000
+    discovery_n: int = 20
     pairs: tuple[tuple[str, str, str], ...] = PAIRS
 
 
@@ -94,6 +100,10 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--publish", type=int, default=10000, help="commands/events per run")
     parser.add_argument("--enc-seq", type=int, default=300, help="encrypted sequential calls")
     parser.add_argument("--enc-conc", type=int, default=1000, help="encrypted concurrent calls")
+    parser.add_argument("--tail-n", type=int, default=50_000, help="events per tail ingest run")
+    parser.add_argument("--tail-total", type=int, default=200_000, help="events through the tail")
+    parser.add_argument("--tail-rows", type=int, default=10_000, help="the tail's buffer")
+    parser.add_argument("--discovery-n", type=int, default=20, help="services to discover")
     parser.add_argument(
         "--uvloop",
         action="store_true",
@@ -125,6 +135,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     if args.quick:
         args.rounds, args.seq, args.conc, args.publish = 1, 30, 100, 100
         args.enc_seq, args.enc_conc = 5, 20
+        args.tail_n, args.tail_total, args.tail_rows, args.discovery_n = 500, 1500, 200, 3
     return Settings(
         base_url=args.url.rstrip("/"),
         rounds=max(1, args.rounds),
@@ -139,6 +150,10 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         json_path=args.json,
         profile_dir=args.profile_dir,
         parts=frozenset(p.strip() for p in args.parts.split(",") if p.strip()),
+        tail_n=args.tail_n,
+        tail_total=args.tail_total,
+        tail_rows=args.tail_rows,
+        discovery_n=args.discovery_n,
         pairs=tuple(p for p in PAIRS if p[0] in {*args.pairs.split(","), "nuropb->nuropb"}),
     )
 
@@ -441,23 +456,170 @@ async def bench_encryption(mesh: Mesh) -> dict[str, Any]:
     return out
 
 
-async def bench_tail(mesh: Mesh) -> dict[str, Any]:
-    """HOOK (part 4, pending the lab layer): event tail ingest.
+BACKLOG_MAX = 20_000  # events flooded while the tail is held (the hold stays well under 15 s)
 
-    To measure, with a lab tail on the bench mesh: events/s into the tail (published by the
-    lab client peer), RSS growth after 200,000 events into a 10,000-row buffer, and the time
-    to build ``.df`` of 10,000 rows. Give the lab peer a ``tail`` op and call it from here.
+
+class _Arrivals:
+    """Counts events as a tail keeps them (called in the Lab loop, once per event)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self.first = self.last = 0.0
+
+    def __call__(self, _tail: object) -> None:
+        now = time.perf_counter()
+        if not self.count:
+            self.first = now
+        self.count += 1
+        self.last = now
+
+
+async def _settled(arrivals: _Arrivals, quiet: float = 0.5, timeout: float = 120.0) -> None:
+    """Wait until no event has arrived for ``quiet`` seconds (the flood has been taken in)."""
+    deadline = time.monotonic() + timeout
+    seen = -1
+    while time.monotonic() < deadline:
+        if arrivals.count == seen and arrivals.count:
+            return
+        seen = arrivals.count
+        await asyncio.sleep(quiet)
+    raise PeerError(f"the tail was still taking events after {timeout} s")
+
+
+def rss_bytes() -> int:
+    """This process's resident set size (Linux /proc; else the peak from getrusage)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+async def bench_tail(mesh: Mesh) -> dict[str, Any]:
+    """Part 4: event tail ingest, with a lab tail in this process (on the Lab's own loop, as
+    in a notebook) keeping a ring buffer of ``tail_rows``.
+
+    - ingest: the Lab loop is held while a pika publisher floods ``tail_n`` events into the
+      tail's queue, then let go: events/s from the first to the last arrival is what the
+      tail takes in, whatever the publisher's speed (on 2 cores publisher, broker and tail
+      cannot all run flat out at once; the live rate with the flood running is reported too);
+    - memory: RSS growth once ``tail_total`` events went through the buffer;
+    - ``.df`` of a full buffer: median time of 5 builds.
     """
-    return {"status": "pending", "reason": "needs the lab layer's tail (part 4 of the issue)"}
+    s = mesh.settings
+    argv = [str(nuropb_python()), str(PEERS / "flood_peer.py"), mesh.url]
+    flood = Peer("flood", argv, mesh.log_dir)
+    await flood.start()
+    lab = Lab(timeout=30)
+    try:
+        await lab.aconnect(mesh.url, alias="bench")
+        tail = await lab.atail("bench.flood.#", max_rows=s.tail_rows, backlog=s.tail_n)
+        arrivals = _Arrivals()
+        tail.add_listener(arrivals)
+        rss_before = rss_bytes()
+        runs = []
+        backlog_n = min(s.tail_n, BACKLOG_MAX)
+        for round_no in range(s.rounds):
+            # live: the flood and the tail at once
+            arrivals.reset()
+            cpu0 = time.process_time()
+            sent = await flood.ask({"op": "flood", "topic": "bench.flood.x", "n": s.tail_n})
+            await _settled(arrivals)
+            cpu_us = (time.process_time() - cpu0) / max(arrivals.count, 1) * 1e6
+            live = arrivals.count / max(arrivals.last - arrivals.first, 1e-9)
+            # backlog: a flood while the tail's loop is held, then taken in at once. The hold
+            # stays short: RabbitMQ drops a connection whose socket blocks its writes for 15 s.
+            arrivals.reset()
+            release = threading.Event()
+            lab.runner.call_soon(release.wait, 30)  # blocks the Lab loop until released
+            try:
+                await flood.ask({"op": "flood", "topic": "bench.flood.x", "n": backlog_n})
+            finally:
+                release.set()
+            await _settled(arrivals)
+            drained = arrivals.count / max(arrivals.last - arrivals.first, 1e-9)
+            runs.append(
+                {
+                    "round": round_no,
+                    "events": s.tail_n,
+                    "published_per_s": s.tail_n / sent["seconds"],
+                    "live_per_s": live,
+                    "cpu_us_per_event": cpu_us,
+                    "backlog": backlog_n,
+                    "backlog_per_s": drained,
+                    "backlog_received": arrivals.count,
+                }
+            )
+            print(
+                f"  tail round {round_no + 1}/{s.rounds}: {drained:,.0f} events/s from a backlog"
+                f" of {backlog_n:,}, {live:,.0f}/s live (published at"
+                f" {runs[-1]['published_per_s']:,.0f}/s), {cpu_us:.0f} us CPU per event",
+                flush=True,
+            )
+        while tail.received < s.tail_total:
+            arrivals.reset()
+            n = min(50_000, s.tail_total - tail.received)
+            await flood.ask({"op": "flood", "topic": "bench.flood.x", "n": n})
+            await _settled(arrivals)
+        rss_after = rss_bytes()
+        df_seconds = []
+        for _ in range(5):
+            started = time.perf_counter()
+            frame = tail.df
+            df_seconds.append(time.perf_counter() - started)
+        result = {
+            "rows": s.tail_rows,
+            "ingest_per_s": median([r["backlog_per_s"] for r in runs]),
+            "live_per_s": median([r["live_per_s"] for r in runs]),
+            "published_per_s": median([r["published_per_s"] for r in runs]),
+            "cpu_us_per_event": median([r["cpu_us_per_event"] for r in runs]),
+            "runs": runs,
+            "events_total": tail.received,
+            "rss_growth_mb": (rss_after - rss_before) / 2**20,
+            "df_rows": len(frame),
+            "df_columns": len(frame.columns),
+            "df_ms": median(df_seconds) * 1000,
+        }
+        tail.stop()
+        return result
+    finally:
+        await asyncio.to_thread(lab.close)
+        await flood.stop()
 
 
 async def bench_discovery(mesh: Mesh) -> dict[str, Any]:
-    """HOOK (part 5, pending the lab layer): time for ``services()`` on a mesh of 20 services.
-
-    To measure: start 20 lab services on the bench mesh (one peer process can serve them
-    all), then time the lab's ``services()`` (cold and cached) from the client side.
-    """
-    return {"status": "pending", "reason": "needs the lab layer's services() (part 5 of the issue)"}
+    """Part 5: ``services()`` on a mesh of ``discovery_n`` services (served by one peer
+    process): names from the management API, counts by passive declares, every
+    ``nuropb_describe`` at once. First call, then the median of 5 more."""
+    s = mesh.settings
+    argv = [sys.executable, str(PEERS / "many_peer.py"), mesh.url, "disc", str(s.discovery_n)]
+    many = Peer("many-services", argv, mesh.log_dir)
+    await many.start()
+    lab = Lab(timeout=30)
+    try:
+        await lab.aconnect(mesh.url, alias="bench")
+        seconds = []
+        for _ in range(6):
+            started = time.perf_counter()
+            frame = await lab.aservices()
+            seconds.append(time.perf_counter() - started)
+        ours = frame[frame["service"].str.startswith("disc-")]
+        described = int(((ours["instances"] == 1) & (ours["methods"] == 3)).sum())
+        return {
+            "services": s.discovery_n,
+            "described": described,
+            "listed": len(frame),
+            "first_s": seconds[0],
+            "median_s": median(seconds[1:]),
+        }
+    finally:
+        await asyncio.to_thread(lab.close)
+        await many.stop()
 
 
 # --- output ------------------------------------------------------------------------------
@@ -525,9 +687,34 @@ def table(results: dict[str, Any]) -> str:
                 )
             lines.append("  " + ", ".join(f"{k} {v:.2f}x" for k, v in enc[mode]["ratios"].items()))
         lines.append("")
-    for part in ("tail", "discovery"):
-        if part in results:
-            lines.append(f"{part}: {results[part].get('status', 'done')}")
+    tail = results.get("tail")
+    if tail:
+        lines.append(f"Event tail ingest (a pika flood into a lab tail of {tail['rows']:,} rows)")
+        lines.append(
+            f"  taken in from a backlog: {_fmt(tail['ingest_per_s'])} events/s (goal >= 20,000)"
+        )
+        lines.append(
+            f"  live, with the publisher running: {_fmt(tail['live_per_s'])} events/s"
+            f" (published at {_fmt(tail['published_per_s'])}/s; the tail's process spent"
+            f" {tail['cpu_us_per_event']:.0f} us CPU per event)"
+        )
+        lines.append(
+            f"  RSS growth after {tail['events_total']:,} events: {tail['rss_growth_mb']:.1f} MB"
+            " (goal < 100 MB)"
+        )
+        lines.append(
+            f"  .df of {tail['df_rows']:,} rows x {tail['df_columns']} columns:"
+            f" {tail['df_ms']:.1f} ms (goal < 50 ms)"
+        )
+        lines.append("")
+    discovery = results.get("discovery")
+    if discovery:
+        first, then = discovery["first_s"] * 1000, discovery["median_s"] * 1000
+        lines.append(
+            f"Discovery: services() on {discovery['services']} services ({discovery['described']}"
+            f" described, {discovery['listed']} listed): first {first:.0f} ms,"
+            f" then median {then:.0f} ms (goal < 1 s)"
+        )
     return "\n".join(lines)
 
 

@@ -67,6 +67,13 @@ def test_quick_benchmark_run_writes_every_figure(nuropb_python: Path, tmp_path: 
             "nuropb encrypted/plain",
         }
 
-    # parts 4 and 5 wait for the lab layer: their hooks answer, marked pending
-    for part in ("tail", "discovery"):
-        assert "status" in results[part]
+    tail = results["tail"]
+    positive(tail, ("ingest_per_s", "live_per_s", "published_per_s", "cpu_us_per_event", "df_ms"))
+    assert tail["events_total"] >= results["settings"]["tail_total"]
+    assert tail["df_rows"] == tail["rows"] == results["settings"]["tail_rows"]
+    assert "Event tail ingest" in run.stdout
+
+    discovery = results["discovery"]
+    assert discovery["described"] == discovery["services"] == results["settings"]["discovery_n"]
+    positive(discovery, ("first_s", "median_s"))
+    assert "Discovery: services()" in run.stdout
