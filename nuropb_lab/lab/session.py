@@ -596,9 +596,15 @@ class Lab:
     # --- tails ------------------------------------------------------------------------------
 
     async def _tail(
-        self, *patterns: str, max_rows: int | None = None, alias: str | None = None
+        self,
+        *patterns: str,
+        max_rows: int | None = None,
+        backlog: int | None = None,
+        alias: str | None = None,
     ) -> Tail:
-        """Start a live tail of events matching ``patterns`` (default ``#``: all)."""
+        """Start a live tail of events matching ``patterns`` (default ``#``: all), keeping the
+        newest ``max_rows``. ``backlog``: events the broker holds for the tail while it is
+        behind (the oldest are dropped past it; default ``max_rows``, at least 1,000)."""
         connection = self.connection(alias)
         tail = Tail(
             list(patterns) or ["#"],
@@ -608,7 +614,7 @@ class Lab:
             runner=self._runner,
         )
         tail.subscription = await connection.api.subscribe(
-            tail.patterns, tail.on_event, max_length=max(tail.max_rows, 1000)
+            tail.patterns, tail.on_event, max_length=backlog or max(tail.max_rows, 1000)
         )
         connection.tails.append(tail)
         return tail
