@@ -7,6 +7,7 @@ is delivered to.
 
 from __future__ import annotations
 
+import ssl
 import struct
 from typing import Any
 
@@ -18,7 +19,16 @@ from pamqp import decode as pamqp_decode
 from .errors import NuropbTransportError
 from .urls import AmqpTarget
 
-__all__ = ["MeshNotFound", "connect_target", "tolerate_non_utf8"]
+__all__ = [
+    "MeshNotFound",
+    "cannot_connect",
+    "connect_target",
+    "credentials_refused",
+    "field_table",
+    "mesh_not_found",
+    "tls_context",
+    "tolerate_non_utf8",
+]
 
 
 class MeshNotFound(NuropbTransportError):
@@ -31,12 +41,7 @@ async def connect_target(
     client_properties: dict[str, Any] | None = None,
 ) -> aio_pika.abc.AbstractConnection:
     """Open a plain (non-robust) aio-pika connection; reconnection is the caller's job."""
-    try:
-        ssl_context = target.ssl_context()
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        raise NuropbTransportError(
-            f"cannot set up TLS for {target.masked}: {target.scrub(str(exc))}"
-        ) from None
+    ssl_context = tls_context(target)
     try:
         return await aio_pika.connect(  # type: ignore[call-overload, no-any-return]
             host=target.host,
@@ -51,24 +56,47 @@ async def connect_target(
             **({"heartbeat": target.heartbeat} if target.heartbeat is not None else {}),
         )
     except aiormq.exceptions.ProbableAuthenticationError:
-        raise NuropbTransportError(
-            f"broker at {target.masked} refused the credentials of user {target.username!r}"
-        ) from None
+        raise credentials_refused(target) from None
     except aiormq.exceptions.InvalidFrameError as exc:
         # The broker answers Connection.Open with Connection.Close (530) for a missing vhost.
         if "Connection.Close" not in str(exc):
             raise NuropbTransportError(
                 f"cannot connect to {target.masked}: {target.scrub(str(exc))}"
             ) from None
-        raise MeshNotFound(
-            f"mesh (vhost) {target.vhost!r} does not exist or user {target.username!r} may not"
-            f" use it ({target.masked}); nuropb_lab.configure_mesh(url) creates it"
-        ) from None
+        raise mesh_not_found(target) from None
     except (OSError, TimeoutError, aiormq.exceptions.AMQPError) as exc:
-        text = target.scrub(str(exc))
+        raise cannot_connect(target, exc) from None
+
+
+def tls_context(target: AmqpTarget) -> ssl.SSLContext | None:
+    """``target.ssl_context()``, its errors as NuropbTransportError."""
+    try:
+        return target.ssl_context()
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
         raise NuropbTransportError(
-            f"cannot connect to {target.masked}: {type(exc).__name__}: {text}{_hint(target, text)}"
+            f"cannot set up TLS for {target.masked}: {target.scrub(str(exc))}"
         ) from None
+
+
+def credentials_refused(target: AmqpTarget) -> NuropbTransportError:
+    return NuropbTransportError(
+        f"broker at {target.masked} refused the credentials of user {target.username!r}"
+    )
+
+
+def mesh_not_found(target: AmqpTarget) -> MeshNotFound:
+    return MeshNotFound(
+        f"mesh (vhost) {target.vhost!r} does not exist or user {target.username!r} may not"
+        f" use it ({target.masked}); nuropb_lab.configure_mesh(url) creates it"
+    )
+
+
+def cannot_connect(target: AmqpTarget, exc: BaseException) -> NuropbTransportError:
+    """A failure to reach the broker or to set up TLS with it, with what it usually means."""
+    text = target.scrub(str(exc))
+    return NuropbTransportError(
+        f"cannot connect to {target.masked}: {type(exc).__name__}: {text}{_hint(target, text)}"
+    )
 
 
 _CLIENT_CERT_ALERTS = ("alert unknown ca", "alert bad certificate", "certificate required")
@@ -108,7 +136,7 @@ def _short_str(value: bytes) -> tuple[int, str | bytes]:
         return length + 1, bytes(raw)
 
 
-def _field_table(value: bytes) -> tuple[int, dict[str, Any]]:
+def field_table(value: bytes) -> tuple[int, dict[str, Any]]:
     """pamqp's field-table decoder, with header names that are not UTF-8 decoded lossily
     (U+FFFD) where pamqp raises UnicodeDecodeError."""
     try:
@@ -143,8 +171,8 @@ def tolerate_non_utf8() -> None:
     which rejects it to the dead-letter queue. Idempotent.
     """
     pamqp_decode.METHODS["shortstr"] = _short_str
-    pamqp_decode.METHODS["table"] = _field_table
-    pamqp_decode.TABLE_MAPPING[b"F"] = _field_table
+    pamqp_decode.METHODS["table"] = field_table
+    pamqp_decode.TABLE_MAPPING[b"F"] = field_table
 
 
 tolerate_non_utf8()
