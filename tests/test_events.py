@@ -39,7 +39,7 @@ async def test_patterns_and_event_fields(mesh_url: str) -> None:
 async def test_broker_keeps_only_the_newest_when_the_consumer_is_slow(mesh_url: str) -> None:
     async with nl.RMQAPI(mesh_url) as api:
         subscription = await api.subscribe(["flood"], lambda e: None, max_length=5)
-        await api.transport._channel.basic_cancel(subscription.queue)  # stop consuming
+        await api.transport._events.cancel(subscription)  # stop consuming
         for i in range(20):
             await api.publish_event("flood", i, {})
         await wait_until(lambda: api.queue_info(subscription.queue), what="the queue")

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from conftest import wait_until
 from tls import Certificates, TlsNode, TlsNodeUnavailable, make_certificates, start_tls_node
 
 import nuropb_lab as nl
@@ -109,6 +110,26 @@ async def test_dict_form_with_client_certificate(node: TlsNode) -> None:
             assert await client.request("tls-dict", "echo", {"text": "x"}, {}, ttl=5000) == "x"
             row = connections(node)[client.transport.config.connection_name]
             assert row["ssl"] and f"CN={node.certs.client_cn}" in row["peer_cert_subject"]
+
+
+async def test_events_over_tls(node: TlsNode) -> None:
+    """Subscriptions are consumed on a connection of their own, with the same TLS settings."""
+
+    async def events_row(target: str | dict[str, Any]) -> dict[str, Any]:
+        seen: list[nl.MeshEvent] = []
+        async with nl.RMQAPI(target) as api:
+            await api.subscribe(["tls.#"], seen.append)
+            await api.publish_event("tls.x", {"ok": True}, {})
+            await wait_until(lambda: seen, what="the event over TLS")
+            assert seen[0].event == {"ok": True}
+            assert api.transport._events is not None
+            return connections(node)[api.transport._events.name]
+
+    with_certificate = await events_row(dict_for(node, node.certs))
+    assert with_certificate["ssl"]
+    assert f"CN={node.certs.client_cn}" in with_certificate["peer_cert_subject"]
+    ca_only = await events_row(url_for(node, cafile=node.certs.cafile))
+    assert ca_only["ssl"] and ca_only["peer_cert_subject"] in ("", None, [])
 
 
 async def test_untrusted_server_is_a_clear_transport_error(

@@ -2,7 +2,9 @@
 
 The queue is exclusive (deleted with its connection), bounded by ``x-max-length``
 (oldest dropped) and ``x-expires``; after a reconnection it is declared again, and the time
-without a queue is recorded as a gap (events published then are not seen).
+without a queue is recorded as a gap (events published then are not seen). The transport
+consumes the queues on a connection of their own (see event_connection.py) and hands the
+deliveries to :meth:`Subscription.take`.
 """
 
 from __future__ import annotations
@@ -11,21 +13,18 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from aiormq.abc import DeliveredMessage
 
 from . import codec
 from .errors import NuropbException, NuropbMessageError
+from .frame_reader import Delivery
 
-__all__ = ["MeshEvent", "Subscription", "decode_event"]
+__all__ = ["MeshEvent", "Subscription", "decode_event", "event_from"]
 
 log = logging.getLogger(__name__)
-
-
-async def _nothing() -> None:
-    return None
 
 
 class MeshEvent(NamedTuple):
@@ -44,12 +43,21 @@ def decode_event(
     message: DeliveredMessage, limits: codec.DecodeLimits = codec.DEFAULT_LIMITS
 ) -> MeshEvent:
     """Decode a delivered event; raises a NuropbException for anything else."""
-    nuropb_type, encrypted = codec.check_headers(message.header.properties.headers)
+    return event_from(message.header.properties.headers, message.body, limits)
+
+
+def event_from(
+    headers: Mapping[str, Any] | None,
+    raw: bytes,
+    limits: codec.DecodeLimits = codec.DEFAULT_LIMITS,
+) -> MeshEvent:
+    """The event in a message's headers and body; raises a NuropbException for anything else."""
+    nuropb_type, encrypted = codec.check_headers(headers)
     if nuropb_type != "event":
         raise NuropbMessageError(f"expected an event, got a {nuropb_type}")
     if encrypted:
         raise NuropbMessageError("events are not encrypted in nuropb")
-    body = codec.check_body("event", codec.decode_json(message.body, limits))
+    body = codec.check_body("event", codec.decode_json(raw, limits))
     context = body.get("context")
     target = body.get("target")
     trace_id = body.get("trace_id")
@@ -87,24 +95,24 @@ class Subscription:
     def arguments(self) -> dict[str, Any]:
         return {"x-max-length": int(self.max_length), "x-expires": int(self.expires_ms)}
 
-    def deliver(self, message: DeliveredMessage) -> Coroutine[Any, Any, None]:
-        """The consumer. aiormq runs the coroutine a consumer returns in a task of its own;
-        the event is taken here, in the call (nothing here waits), a loop turn sooner."""
-        self._take(message)
-        return _nothing()
-
-    def _take(self, message: DeliveredMessage) -> None:
-        try:
-            event = decode_event(message, self.limits)
-        except NuropbException as exc:
-            self.undecodable += 1
-            log.debug("%s: undecodable event: %s", self.queue, exc)
-            return
-        self.received += 1
-        try:
-            self.on_event(event)
-        except Exception:
-            log.exception("%s: event handler failed", self.queue)
+    def take(self, deliveries: Iterable[Delivery]) -> None:
+        """Decode deliveries of the queue and pass each event on (in the loop, nothing here
+        waits): the event connection calls this with what each read from the socket held."""
+        limits, on_event = self.limits, self.on_event
+        for delivery in deliveries:
+            try:
+                if delivery.problem is not None:
+                    raise NuropbMessageError(delivery.problem)
+                event = event_from(delivery.headers, delivery.body, limits)
+            except NuropbException as exc:
+                self.undecodable += 1
+                log.debug("%s: undecodable event: %s", self.queue, exc)
+                continue
+            self.received += 1
+            try:
+                on_event(event)
+            except Exception:
+                log.exception("%s: event handler failed", self.queue)
 
     def lost(self) -> None:
         if self.active:

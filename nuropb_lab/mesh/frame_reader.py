@@ -164,7 +164,7 @@ class FrameReader:
         self.frame_max = frame_max
         self._parts: list[bytes] = []  # bytes of an incomplete frame
         self._have = 0  # their length
-        self._need = 0  # the length that completes the frame (0: not known yet)
+        self._need = 0  # the length that completes it (or its 7-byte head, not yet whole)
         self._content: dict[int, _Content] = {}  # by channel
 
     def feed(self, data: bytes) -> list[Incoming]:

@@ -4,6 +4,11 @@ The hot path (consume, publish, ack) runs on aio-pika's underlying aiormq channe
 ``Queue.consume`` would add a second task per delivered message. What the hot path sends
 (requests, responses, events, acks) goes through an :class:`Outbox`: frames encoded directly
 (see frames.py) and written once per event-loop iteration, not once per frame.
+
+Event subscriptions are consumed on a second connection, opened with the first subscription:
+an :class:`~.event_connection.EventConnection`, which reads deliveries without aiormq. It is
+part of the transport: the loss of either connection is the transport's loss (the gaps are
+recorded and both reconnect, as when the subscriptions shared the one connection).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pamqp.header import ContentHeader
 from . import frames
 from .connect import connect_target
 from .errors import NuropbNotDeliveredError, NuropbTransportError
+from .event_connection import EventConnection
 from .events import Subscription
 from .topology import Topology, declare_exchanges
 from .urls import AmqpTarget
@@ -293,6 +299,8 @@ class Transport:
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subscriptions: list[Subscription] = []
+        self._events: EventConnection | None = None  # consumes the subscriptions' queues
+        self._events_opening = asyncio.Lock()
 
     @property
     def connected(self) -> bool:
@@ -333,11 +341,14 @@ class Transport:
                 await self._reconnect_task
             self._reconnect_task = None
         connection, self._connection = self._connection, None
+        events, self._events = self._events, None
         self._channel = self._confirm_channel = None
         self._drop_outbox()
         for subscription in self._subscriptions:
             subscription.active = False
         self._set_state("closed")
+        if events is not None:
+            await events.close()
         if connection is not None:
             await self._close_quietly(connection)
         for task in list(self._tasks):
@@ -390,6 +401,7 @@ class Transport:
                 self._outbox = Outbox(channel)
                 self._returns_caught = self._catch_returns(channel)
                 await self._declare_and_consume(channel)
+            events = await self._open_events() if self._subscriptions else None
         except BaseException as exc:
             self._drop_outbox()
             with contextlib.suppress(Exception):
@@ -400,6 +412,7 @@ class Transport:
                 raise NuropbTransportError(self._describe_setup_error(exc)) from None
             raise
         self._connection, self._channel, self._confirm_channel = connection, channel, confirm
+        self._events = events
         # Every sign of loss names its own connection, so a late one never drops a newer one.
         lost = functools.partial(self._lost, connection)
         connection.close_callbacks.add(lambda _sender, exc=None: lost(self._reason(exc)))
@@ -430,43 +443,81 @@ class Transport:
         )
         if cfg.service_queue is not None and self._on_service is not None:
             await channel.basic_consume(cfg.service_queue, self._on_service, no_ack=False)
-        for subscription in self._subscriptions:
-            await self._declare_subscription(channel, subscription)
 
-    async def _declare_subscription(self, channel: Channel, subscription: Subscription) -> None:
-        await channel.queue_declare(
-            subscription.queue, exclusive=True, arguments=subscription.arguments
+    # --- event subscriptions ----------------------------------------------------------------
+
+    def _connect_events(self) -> Coroutine[Any, Any, EventConnection]:
+        return EventConnection.open(
+            self.target,
+            f"{self.config.connection_name}-events",
+            self.config.topology.events_exchange,
+            self._events_lost,
+            timeout=self.config.connect_timeout,
         )
-        for pattern in subscription.patterns:
-            await channel.queue_bind(
-                subscription.queue, self.config.topology.events_exchange, routing_key=pattern
-            )
-        await channel.basic_consume(
-            subscription.queue, subscription.deliver, no_ack=True, consumer_tag=subscription.queue
-        )
-        subscription.resumed()
+
+    async def _open_events(self) -> EventConnection:
+        """A new events connection with every subscription on it (raises as ``_open`` does)."""
+        events = await self._connect_events()
+        try:
+            for subscription in list(self._subscriptions):
+                await events.add(subscription)
+        except BaseException:
+            events.abort()
+            raise
+        return events
+
+    async def _events_connection(self) -> EventConnection:
+        """The events connection, opened when the first subscription needs it."""
+        async with self._events_opening:
+            events = self._events
+            if events is not None:
+                if not events.is_open:  # lost: the reconnection makes a new one
+                    raise NuropbTransportError(
+                        f"the events connection to {self.target.masked} was lost ({events.ended})"
+                    )
+                return events
+            connection = self._connection
+            events = await self._connect_events()
+            if connection is None or connection is not self._connection or not self.alive():
+                events.abort()  # the transport was lost meanwhile; its reconnection opens one
+                raise NuropbTransportError(f"not connected to {self.target.masked} ({self.state})")
+            self._events = events
+            return events
+
+    def _events_lost(self, events: EventConnection, reason: str) -> None:
+        connection = self._connection
+        if events is self._events and connection is not None:
+            self._lost(connection, f"the events connection: {reason}")
 
     async def subscribe(self, subscription: Subscription) -> None:
         """Consume events by ``subscription`` now and again after every reconnection."""
-        if not self.alive() or self._channel is None:
+        if not self.alive():
             raise NuropbTransportError(f"not connected to {self.target.masked} ({self.state})")
         self._subscriptions.append(subscription)
         try:
-            await self._declare_subscription(self._channel, subscription)
+            events = await self._events_connection()
+            await events.add(subscription)
         except BaseException:
-            self._subscriptions.remove(subscription)
+            if subscription in self._subscriptions:
+                self._subscriptions.remove(subscription)
+            events_now = self._events
+            if events_now is not None and not events_now.is_open and not self._subscriptions:
+                self._events = None  # it failed this subscription only: no loss to recover
             raise
 
     async def unsubscribe(self, subscription: Subscription) -> None:
-        """Stop consuming and delete the subscription's queue."""
+        """Stop consuming and delete the subscription's queue (closing the events connection
+        with the last subscription)."""
         if subscription in self._subscriptions:
             self._subscriptions.remove(subscription)
         subscription.active = False
-        if self.alive() and self._channel is not None:
-            with contextlib.suppress(aiormq.exceptions.AMQPError):
-                await self._channel.basic_cancel(subscription.queue)
-            async with self.temp_channel() as channel:
-                await channel.queue_delete(subscription.queue)
+        events = self._events
+        if events is None or not events.is_open or not self.alive():
+            return  # the queue went with its connection (it is exclusive)
+        await events.remove(subscription)
+        if not self._subscriptions and self._events is events:
+            self._events = None
+            await events.close()
 
     @contextlib.asynccontextmanager
     async def temp_channel(self) -> AsyncIterator[Channel]:
@@ -484,6 +535,11 @@ class Transport:
 
     async def queue_info(self, queue: str) -> tuple[int, int] | None:
         """(messages, consumers) of a queue, or None when it does not exist."""
+        events = self._events
+        for subscription in self._subscriptions:
+            if subscription.queue == queue and events is not None and events.is_open:
+                # exclusive to the events connection: only it may look
+                return await events.queue_info(subscription)
         try:
             async with self.temp_channel() as channel:
                 ok = await channel.queue_declare(queue, passive=True)
@@ -543,6 +599,10 @@ class Transport:
         self._connection = None
         self._channel = self._confirm_channel = None
         self._drop_outbox()
+        events, self._events = self._events, None
+        if events is not None:
+            # at once: its exclusive queues must be gone before the reconnection declares them
+            events.abort()
         self._spawn(self._close_quietly(connection))
         if not self.config.reconnect:
             self._set_state("closed")
