@@ -229,7 +229,7 @@ class NuropbMagics(Magics):
 
     def _help(self, rest: str, cell: str | None) -> None:
         say(
-            "%nuropb connect [URL] [--alias A] | status | services [--refresh] |"
+            "%nuropb connect [URL] [--alias A] | status [--widget] | services [--refresh] |"
             " describe SERVICE [METHOD] | call SERVICE.METHOD k=v ... [--timeout S]"
             " [--encrypt|--plain] [--context JSON] [--trace ID] [--raw] [-o VAR] |"
             " command SERVICE.METHOD k=v ... | publish TOPIC JSON | tail [PATTERN ...] [--max N]"
@@ -246,7 +246,14 @@ class NuropbMagics(Magics):
         connection = self.lab.connect(args.url, alias=args.alias, configure=args.configure)
         say(f"connected to {connection.url} as {connection.alias!r}")
 
+    @magic_arguments()
+    @argument("--widget", action="store_true", help="a status line that updates on its own")
     def _status(self, rest: str, cell: str | None) -> Any:
+        args = self._only_args(self._status, rest)
+        if args.widget:
+            from .widgets import ConnectionStatus
+
+            return ConnectionStatus(self.lab)
         return self.lab.status()
 
     @magic_arguments()
