@@ -208,6 +208,13 @@ class NuropbMagics(Magics):
             raise UsageError(f"unknown option {bad[0]}")
         return args, extra
 
+    def _only_args(self, func: Callable[..., Any], rest: str) -> Any:
+        """Parse a sub-command that takes no ``name=value`` parameters."""
+        args, extra = self._args(func, rest)
+        if extra:
+            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        return args
+
     @property
     def _namespace(self) -> dict[str, Any]:
         return self.shell.user_ns if self.shell is not None else {}
@@ -222,7 +229,7 @@ class NuropbMagics(Magics):
 
     def _help(self, rest: str, cell: str | None) -> None:
         say(
-            "%nuropb connect [URL] [--alias A] | status | services [--refresh] |"
+            "%nuropb connect [URL] [--alias A] | status [--widget] | services [--refresh] |"
             " describe SERVICE [METHOD] | call SERVICE.METHOD k=v ... [--timeout S]"
             " [--encrypt|--plain] [--context JSON] [--trace ID] [--raw] [-o VAR] |"
             " command SERVICE.METHOD k=v ... | publish TOPIC JSON | tail [PATTERN ...] [--max N]"
@@ -235,13 +242,18 @@ class NuropbMagics(Magics):
     @argument("--alias", help="name of the connection (default: the mesh name)")
     @argument("--configure", action="store_true", help="create the mesh when missing")
     def _connect(self, rest: str, cell: str | None) -> None:
-        args, extra = self._args(self._connect, rest)
-        if extra:
-            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        args = self._only_args(self._connect, rest)
         connection = self.lab.connect(args.url, alias=args.alias, configure=args.configure)
         say(f"connected to {connection.url} as {connection.alias!r}")
 
+    @magic_arguments()
+    @argument("--widget", action="store_true", help="a status line that updates on its own")
     def _status(self, rest: str, cell: str | None) -> Any:
+        args = self._only_args(self._status, rest)
+        if args.widget:
+            from .widgets import ConnectionStatus
+
+            return ConnectionStatus(self.lab)
         return self.lab.status()
 
     @magic_arguments()
@@ -261,9 +273,7 @@ class NuropbMagics(Magics):
     @argument("--refresh", action="store_true")
     @argument("--alias")
     def _describe(self, rest: str, cell: str | None) -> Any:
-        args, extra = self._args(self._describe, rest)
-        if extra:
-            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        args = self._only_args(self._describe, rest)
         return self.lab.describe(args.service, args.method, refresh=args.refresh, alias=args.alias)
 
     @magic_arguments()
@@ -337,9 +347,7 @@ class NuropbMagics(Magics):
     @argument("-o", "--output", help="store the tail in this variable")
     @argument("--alias")
     def _tail(self, rest: str, cell: str | None) -> Any:
-        args, extra = self._args(self._tail, rest)
-        if extra:
-            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        args = self._only_args(self._tail, rest)
         tail = self.lab.tail(*args.patterns, max_rows=args.max_rows, alias=args.alias)
         self._store(args.output, tail)
         if args.widget:
@@ -351,9 +359,7 @@ class NuropbMagics(Magics):
     @argument("--widget", action="store_true", help="show the encryption inspector")
     @argument("--alias")
     def _keys(self, rest: str, cell: str | None) -> Any:
-        args, extra = self._args(self._keys, rest)
-        if extra:
-            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        args = self._only_args(self._keys, rest)
         if args.widget:
             from .widgets import KeysView
 
@@ -363,15 +369,13 @@ class NuropbMagics(Magics):
     @magic_arguments()
     @argument("-n", type=int, dest="n", help="only the last N calls")
     def _history(self, rest: str, cell: str | None) -> Any:
-        args, extra = self._args(self._history, rest)
-        if extra:
-            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        args = self._only_args(self._history, rest)
         return self.lab.history(args.n)
 
     @magic_arguments()
     @argument("--alias")
     def _browse(self, rest: str, cell: str | None) -> Any:
-        args, _ = self._args(self._browse, rest)
+        args = self._only_args(self._browse, rest)
         from .widgets import ServiceBrowser
 
         return ServiceBrowser(self.lab, alias=args.alias)
@@ -381,9 +385,7 @@ class NuropbMagics(Magics):
     @argument("--name", help="service name (default: its _service_name or class name)")
     @argument("--alias")
     def _serve(self, rest: str, cell: str | None) -> None:
-        args, extra = self._args(self._serve, rest)
-        if extra:
-            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        args = self._only_args(self._serve, rest)
         if args.object not in self._namespace:
             raise UsageError(f"no variable named {args.object!r} in the notebook")
         api = self.lab.serve(self._namespace[args.object], name=args.name, alias=args.alias)
@@ -394,9 +396,7 @@ class NuropbMagics(Magics):
     @argument("alias", nargs="?")
     @argument("--all", action="store_true", help="close every connection")
     def _disconnect(self, rest: str, cell: str | None) -> None:
-        args, extra = self._args(self._disconnect, rest)
-        if extra:
-            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        args = self._only_args(self._disconnect, rest)
         closed = self.lab.disconnect(args.alias, all=args.all)
         say(f"disconnected {', '.join(closed) or 'nothing'}")
 
@@ -405,9 +405,7 @@ class NuropbMagics(Magics):
     @argument("--consume", action="store_true", help="remove the messages shown from the queue")
     @argument("--alias")
     def _dlq(self, rest: str, cell: str | None) -> Any:
-        args, extra = self._args(self._dlq, rest)
-        if extra:
-            raise UsageError(f"unexpected arguments: {' '.join(extra)}")
+        args = self._only_args(self._dlq, rest)
         return self.lab.dead_letters(args.limit, consume=args.consume, alias=args.alias)
 
     # --- completion -----------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import inspect
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -69,6 +70,15 @@ def nuropb_python() -> Path:
         script = "source scripts/setup.sh && setup_nuropb_venv"
         subprocess.run(["bash", "-c", script], cwd=ROOT, check=True)
     return python
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``predicate()`` from a thread that may block (tests of the Lab's blocking API)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
 
 
 async def wait_until(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import close_connections
+from conftest import close_connections, wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab, LabError
@@ -39,14 +39,6 @@ class Inventory:
 
     def ping(self) -> str:
         return "pong"
-
-
-def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")

@@ -81,6 +81,9 @@ def test_help_and_unknown_subcommand(ip: InteractiveShell) -> None:
 
 
 def test_status_and_services(connected: InteractiveShell) -> None:
+    widget, _, _ = run(connected, "status --widget")
+    assert "● connected" in widget.value and "main" in widget.value
+    widget.close()
     status, _, _ = run(connected, "status")
     assert isinstance(status, pd.DataFrame) and status.iloc[0]["alias"] == "main"
     assert status.iloc[0]["served"] == "shop" and status.iloc[0]["state"] == "connected"

@@ -18,7 +18,9 @@ def test_url_parts_and_masking() -> None:
     assert target.vhost == "my-mesh" and not target.tls
     assert target.masked == "amqp://alice:***@broker:5673/my-mesh"
     assert "s3cr" not in repr(target)
-    assert target.management_url() == "http://broker:15672"
+    assert target.management_url() == "http://broker:15673"  # the AMQP port + 10000, as nuropb
+    assert parse_amqp_url("amqp://u:p@h/v").management_url() == "http://h:15672"
+    assert parse_amqp_url("amqps://u:p@h/v").management_url() == "https://h:15671"
 
 
 def test_url_without_vhost_is_an_error() -> None:

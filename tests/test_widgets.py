@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import aio_pika
 import ipywidgets as w
 import pytest
-from conftest import visible_connections
+from conftest import visible_connections, wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab
@@ -48,14 +47,6 @@ class Orders:
     @nl.publish_to_mesh(requires_encryption=True)
     def card(self, number: str) -> str:
         return number[-4:]
-
-
-def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")

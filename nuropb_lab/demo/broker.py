@@ -14,9 +14,8 @@ Shared by the demo, the test suite, ``scripts/lab`` and Binder. In order:
 
 It enables the management plugin when it can, waits until the broker answers, and stops only
 what it started. A local broker on port P has its management API on P + 10000 and its Erlang
-distribution port on P + 20000 (as the system broker has on 5672); point
-``$NUROPB_MANAGEMENT_URL`` at ``http://127.0.0.1:<P + 10000>`` when P is not 5672.
-Standard library only.
+distribution port on P + 20000 (as the system broker has on 5672); the lab looks for the
+management API on P + 10000 too. Standard library only.
 
 ``python -m nuropb_lab.demo.broker [ensure|prepare|stop] [--url URL]``.
 """

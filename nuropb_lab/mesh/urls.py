@@ -63,12 +63,14 @@ class AmqpTarget:
         return context
 
     def management_url(self) -> str:
-        """The management HTTP API beside this broker (override: $NUROPB_MANAGEMENT_URL)."""
+        """The management HTTP API beside this broker: port 15672 (15671 over TLS) for a
+        broker on the standard port, else the AMQP port + 10000, as nuropb derives it
+        (override: $NUROPB_MANAGEMENT_URL)."""
         env = os.environ.get("NUROPB_MANAGEMENT_URL")
         if env:
             return env.rstrip("/")
-        scheme, port = ("https", 15671) if self.tls else ("http", 15672)
-        return f"{scheme}://{self.host}:{port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.port + 10000}"
 
     def with_vhost(self, vhost: str) -> AmqpTarget:
         return dataclasses.replace(self, vhost=vhost)
