@@ -131,3 +131,21 @@ def run(main: Callable[[], Awaitable[int]], use_uvloop: bool = False) -> None:
             PROFILER.disable()
             PROFILER.dump_stats(profile_path)
     sys.exit(status)
+
+
+def peer_main(
+    doc: str | None,
+    serve: Callable[[str, str, int], Awaitable[int]],
+    client: Callable[[str, int], Awaitable[int]],
+) -> None:
+    """The command line every RPC peer takes: ``serve URL NAME PREFETCH`` or
+    ``client URL PREFETCH``, with ``--uvloop`` to run on uvloop."""
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    use_uvloop = "--uvloop" in sys.argv
+    if args and args[0] == "serve" and len(args) == 4:
+        run(lambda: serve(args[1], args[2], int(args[3])), use_uvloop)
+    elif args and args[0] == "client" and len(args) == 3:
+        run(lambda: client(args[1], int(args[2])), use_uvloop)
+    else:
+        print(doc, file=sys.stderr)
+        sys.exit(2)

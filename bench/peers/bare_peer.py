@@ -11,12 +11,11 @@ no JSON, no headers, no mandatory flag, no ttl.
 """
 
 import asyncio
-import sys
 import uuid
 from typing import Any
 
 import aio_pika
-from _common import command_loop, measure, run
+from _common import command_loop, measure, peer_main
 
 BODY = b'{"value":"ping"}'
 
@@ -83,15 +82,7 @@ async def client(url: str, prefetch: int) -> int:
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    use_uvloop = "--uvloop" in sys.argv
-    if args and args[0] == "serve" and len(args) == 4:
-        run(lambda: serve(args[1], args[2], int(args[3])), use_uvloop)
-    elif args and args[0] == "client" and len(args) == 3:
-        run(lambda: client(args[1], int(args[2])), use_uvloop)
-    else:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
+    peer_main(__doc__, serve, client)
 
 
 if __name__ == "__main__":

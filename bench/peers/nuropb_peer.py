@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from _common import command_loop, measure, run
+from _common import command_loop, measure, peer_main
 from cryptography.hazmat.primitives.asymmetric import rsa
 from nuropb.contexts.describe import publish_to_mesh
 from nuropb.rmq_api import RMQAPI
@@ -132,15 +132,8 @@ async def client(url: str, prefetch: int) -> int:
 
 
 def main() -> None:
-    args = sys.argv[1:]
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    if args and args[0] == "serve" and len(args) == 4:
-        run(lambda: serve(args[1], args[2], int(args[3])))
-    elif args and args[0] == "client" and len(args) == 3:
-        run(lambda: client(args[1], int(args[2])))
-    else:
-        print(__doc__, file=sys.stderr)
-        sys.exit(2)
+    peer_main(__doc__, serve, client)  # nuropb's peers run on asyncio (no --uvloop given)
 
 
 if __name__ == "__main__":
