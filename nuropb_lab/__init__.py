@@ -7,6 +7,7 @@ aio-pika, wire-compatible with the ``nuropb`` package, as a client and as a serv
 
 from typing import TYPE_CHECKING, Any
 
+from . import views
 from ._version import __version__
 from .mesh import *  # noqa: F403
 from .mesh import __all__ as _mesh_all
@@ -25,6 +26,9 @@ __all__ = [
 ]
 
 _LAB_NAMES = ("Lab", "LabError", "Tail", "get_lab")
+
+# The widgets that show the Lab's objects, wired here, above both layers (imported on use).
+views.register_view("Tail", "nuropb_lab.widgets.tail_view:TailView")
 
 
 def __getattr__(name: str) -> Any:

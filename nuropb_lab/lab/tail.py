@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..mesh.events import MeshEvent, Subscription
+from ..views import view_of
 from .runner import LoopRunner
 
 __all__ = ["RateCounter", "Tail", "events_frame"]
@@ -179,9 +180,7 @@ class Tail:
 
     def widget(self, rows: int = 20) -> Any:
         """A live view of this tail (ipywidgets): table, topic filter, pause, clear, rates."""
-        from ..widgets import TailView  # the view lives in the widget layer, above this one
-
-        return TailView(self, rows=rows)
+        return view_of(self, rows=rows)  # registered by the widget layer, above this one
 
     @property
     def gaps(self) -> list[tuple[float, float | None]]:

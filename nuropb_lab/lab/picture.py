@@ -1,0 +1,72 @@
+"""Pictures (graphs, waterfalls, plots): drawn with matplotlib, kept as SVG.
+
+One way to render a picture for the Lab, the magic and the widgets alike. A :class:`Picture`
+is SVG text plus the data it was drawn from: a notebook shows it inline (``image/svg+xml``),
+a saved notebook and nbconvert's HTML keep it without a kernel or widget state, a widget
+shows it by setting a trait (``ipywidgets.HTML(value=picture.svg)``), and a test asserts on
+``picture.data`` rather than on pixels.
+
+Figures are made with ``matplotlib.figure.Figure`` directly, never pyplot: no global state,
+so a widget may redraw from the Lab's loop thread while the kernel draws too.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["Picture", "draw", "new_figure"]
+
+
+class Picture:
+    """An SVG picture and what it was drawn from."""
+
+    def __init__(self, svg: str, data: Any = None, title: str = "") -> None:
+        self.svg = svg
+        self.data = data
+        self.title = title
+
+    def __repr__(self) -> str:
+        return f"<Picture {self.title!r}, {len(self.svg):,} bytes of SVG>"
+
+    def _repr_svg_(self) -> str:
+        return self.svg
+
+    def save(self, path: str | Path) -> Path:
+        """Write the SVG to ``path``."""
+        path = Path(path)
+        path.write_text(self.svg, encoding="utf-8")
+        return path
+
+
+def new_figure(width: float = 8.0, height: float = 4.0) -> Figure:
+    """A figure of its own (not pyplot's), ``width`` x ``height`` inches."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - matplotlib is a dependency
+        raise ImportError("pictures need matplotlib: pip install matplotlib") from exc
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def draw(
+    paint: Callable[[Figure], None],
+    data: Any = None,
+    title: str = "",
+    width: float = 8.0,
+    height: float = 4.0,
+) -> Picture:
+    """Make a figure, let ``paint(figure)`` draw on it, and keep it as an SVG Picture."""
+    import matplotlib
+
+    # text as text (smaller, selectable); fixed ids and no date: the same data, the same SVG
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "nuropb-lab"}):
+        figure = new_figure(width, height)
+        paint(figure)
+        buffer = io.StringIO()
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
+    return Picture(buffer.getvalue(), data, title)
