@@ -22,9 +22,25 @@ from . import codec
 from .errors import NuropbException, NuropbMessageError
 from .frame_reader import Delivery
 
-__all__ = ["MeshEvent", "Subscription", "decode_event", "event_from"]
+__all__ = [
+    "TAIL_QUEUE_PATTERN",
+    "MeshEvent",
+    "Subscription",
+    "decode_event",
+    "event_from",
+    "tail_queue_name",
+]
 
 log = logging.getLogger(__name__)
+
+#: The queues of tails and taps end in ``-tq``; with nuropb's own response queues (``-rq``)
+#: one configure permission covers everything a least-privilege notebook user declares.
+TAIL_QUEUE_PATTERN = "^nuropb-.*-(rq|tq)$"
+
+
+def tail_queue_name(kind: str) -> str:
+    """A fresh queue name for a tail or a tap: ``nuropb-lab-{kind}-{12 hex}-tq``."""
+    return f"nuropb-lab-{kind}-{uuid.uuid4().hex[:12]}-tq"
 
 
 class MeshEvent(NamedTuple):
@@ -81,9 +97,7 @@ class Subscription:
     on_event: Callable[[MeshEvent], None]
     max_length: int = 100_000
     expires_ms: int = 60_000
-    queue: str = dataclasses.field(
-        default_factory=lambda: f"nuropb-lab-tail-{uuid.uuid4().hex[:12]}"
-    )
+    queue: str = dataclasses.field(default_factory=lambda: tail_queue_name("tail"))
     received: int = 0
     undecodable: int = 0
     #: (lost_at, resumed_at or None) for each time the queue was gone
