@@ -6,12 +6,16 @@ Through aiormq a delivered event cost ~70-100 us of CPU, most of it aiormq's fra
 the deliveries they complete go to their subscriptions in the same call: no await, no queue
 and no task per message or per frame.
 
-One connection, one channel; per subscription an exclusive queue (with the subscription's
-``x-max-length`` / ``x-expires``), a binding per pattern and a ``no_ack`` consumer tagged with
-the queue's name. Setup and the rare frames (everything but deliveries) go through pamqp, and
-every wait is bounded. The connection ends, reported once to ``on_lost``, when the broker
-closes it or its channel, cancels a consumer (its queue was deleted), goes silent for two
-heartbeats, or the socket is lost; reconnecting is the owner's job (the transport's).
+One connection; per subscription an exclusive queue (with the subscription's ``x-max-length``
+/ ``x-expires``), a binding per pattern and a ``no_ack`` consumer tagged with the queue's name.
+Consumers live on channel 1; queues are declared, bound, looked at and deleted on a setup
+channel (2), so that a refusal (a user without configure permission for the queue, a missing
+exchange) closes only that channel and fails only that subscription: the broker closes the
+channel of any refused command. Setup and the rare frames (everything but deliveries) go
+through pamqp, and every wait is bounded. The connection ends, reported once to ``on_lost``,
+when the broker closes it or its consuming channel, cancels a consumer (its queue was
+deleted), goes silent for two heartbeats, or the socket is lost; reconnecting is the owner's
+job (the transport's).
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Frame)
 
 _PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
-_CHANNEL = 1
+_CHANNEL = 1  # consumers
+_SETUP = 2  # declares, binds, deletes: a refusal closes this channel only
 _HEARTBEAT = pamqp_frame.marshal(pamqp_heartbeat.Heartbeat(), 0)
 # The broker is taken for gone after this many heartbeat/2 ticks without a byte from it
 # (two heartbeats, as RabbitMQ judges its clients).
@@ -90,6 +95,8 @@ class EventConnection(asyncio.Protocol):
         self._heard = False  # bytes came since the last heartbeat tick
         self._silent = 0  # heartbeat ticks without a byte
         self._timer: asyncio.TimerHandle | None = None
+        self._setup_open = False
+        self._setup_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         state = f"ended: {self._ended}" if self._ended else "open"
@@ -201,27 +208,42 @@ class EventConnection(asyncio.Protocol):
 
     # --- subscriptions ---------------------------------------------------------------------
 
+    async def _setup_channel(self) -> None:
+        """Open the setup channel (again, after a refusal closed it)."""
+        async with self._setup_lock:
+            if not self._setup_open:
+                opened = self._request(_SETUP, spec.Channel.Open(), spec.Channel.OpenOk)
+                await self._all([opened], "opening the setup channel")
+                self._setup_open = True
+
+    async def _on_setup(self, requests: list[tuple[Frame, type[Frame]]], what: str) -> list[Any]:
+        """Send ``requests`` on the setup channel together and wait for their replies; a
+        refusal raises :class:`BrokerClosed` and leaves the connection open."""
+        await self._setup_channel()
+        replies = [self._request(_SETUP, frame, reply) for frame, reply in requests]
+        return await self._all(replies, what)
+
     async def add(self, subscription: Subscription) -> None:
-        """Declare the subscription's queue, bind its patterns and consume it; then
-        ``subscription.resumed()``. The requests go out together, the replies are awaited."""
+        """Declare the subscription's queue and bind its patterns (on the setup channel),
+        consume it; then ``subscription.resumed()``."""
         queue = subscription.queue
-        arguments = subscription.arguments
-        replies: list[asyncio.Future[Any]] = [
-            self._request(
-                _CHANNEL,
-                spec.Queue.Declare(queue=queue, exclusive=True, arguments=arguments),
+        setup: list[tuple[Frame, type[Frame]]] = [
+            (
+                spec.Queue.Declare(queue=queue, exclusive=True, arguments=subscription.arguments),
                 spec.Queue.DeclareOk,
             )
         ]
-        for pattern in subscription.patterns:
-            bind = spec.Queue.Bind(queue=queue, exchange=self.exchange, routing_key=pattern)
-            replies.append(self._request(_CHANNEL, bind, spec.Queue.BindOk))
+        for exchange, pattern in subscription.bindings(self.exchange):
+            bind = spec.Queue.Bind(queue=queue, exchange=exchange, routing_key=pattern)
+            setup.append((bind, spec.Queue.BindOk))
+        await self._on_setup(setup, f"declaring {queue}")
         # registered first: deliveries can come in the same read as consume-ok
         self._consumers[queue] = subscription
         consume = spec.Basic.Consume(queue=queue, consumer_tag=queue, no_ack=True)
-        replies.append(self._request(_CHANNEL, consume, spec.Basic.ConsumeOk))
         try:
-            await self._all(replies, f"subscribing {queue}")
+            await self._all(
+                [self._request(_CHANNEL, consume, spec.Basic.ConsumeOk)], f"consuming {queue}"
+            )
         except BaseException:
             self._consumers.pop(queue, None)
             raise
@@ -236,20 +258,17 @@ class EventConnection(asyncio.Protocol):
 
     async def remove(self, subscription: Subscription) -> None:
         """Stop consuming the subscription's queue and delete it."""
+        await self.cancel(subscription)
         queue = subscription.queue
-        self._consumers.pop(queue, None)
-        replies: list[asyncio.Future[Any]] = [
-            self._request(_CHANNEL, spec.Basic.Cancel(consumer_tag=queue), spec.Basic.CancelOk),
-            self._request(_CHANNEL, spec.Queue.Delete(queue=queue), spec.Queue.DeleteOk),
-        ]
-        await self._all(replies, f"deleting {queue}")
+        await self._on_setup(
+            [(spec.Queue.Delete(queue=queue), spec.Queue.DeleteOk)], f"deleting {queue}"
+        )
 
     async def queue_info(self, subscription: Subscription) -> tuple[int, int]:
         """(messages, consumers) of the subscription's queue. Only this connection may look:
         the queue is exclusive, so a passive declare on another one is refused (405)."""
         declare = spec.Queue.Declare(queue=subscription.queue, passive=True)
-        reply = self._request(_CHANNEL, declare, spec.Queue.DeclareOk)
-        (ok,) = await self._all([reply], f"looking at {subscription.queue}")
+        (ok,) = await self._on_setup([(declare, spec.Queue.DeclareOk)], "looking at a queue")
         return int(ok.message_count or 0), int(ok.consumer_count or 0)
 
     # --- closing ---------------------------------------------------------------------------
@@ -386,8 +405,14 @@ class EventConnection(asyncio.Protocol):
             self._send(0, spec.Connection.CloseOk())
             error = BrokerClosed("connection", frame.reply_code or 0, frame.reply_text or "")
             self._end(str(error), error)
+        elif isinstance(frame, spec.Channel.Close) and channel == _SETUP:
+            # a refused declare, bind or delete: that request fails, the consumers go on
+            self._send(channel, spec.Channel.CloseOk())
+            self._setup_open = False
+            refused = BrokerClosed("setup channel", frame.reply_code or 0, frame.reply_text or "")
+            self._fail_waiters(_SETUP, refused)
         elif isinstance(frame, spec.Channel.Close):
-            # the connection's only channel: nothing more can be consumed on it
+            # the consuming channel: nothing more can be consumed on it
             self._send(channel, spec.Channel.CloseOk())
             error = BrokerClosed("events channel", frame.reply_code or 0, frame.reply_text or "")
             self._end(str(error), error)
@@ -397,6 +422,13 @@ class EventConnection(asyncio.Protocol):
             pass  # about publishing, which this connection does not do
         elif not self._answer(channel, frame):
             self._end(f"an unexpected {frame.name} on channel {channel}", abort=True)
+
+    def _fail_waiters(self, channel: int, error: BaseException) -> None:
+        for entry in [e for e in self._replies if e[0] == channel]:
+            self._replies.remove(entry)
+            if not entry[2].done():
+                entry[2].set_exception(error)
+                entry[2].exception()  # its waiter may be gone; no "never retrieved"
 
     def _answer(self, channel: int, frame: Frame) -> bool:
         """Settle the oldest waiter for this kind of reply on this channel. Not simply the

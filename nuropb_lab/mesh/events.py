@@ -105,6 +105,11 @@ class Subscription:
     active: bool = False
     limits: codec.DecodeLimits = codec.DEFAULT_LIMITS
 
+    def bindings(self, events_exchange: str) -> list[tuple[str, str]]:
+        """(exchange, routing key) of each binding of the queue: the patterns on the events
+        exchange."""
+        return [(events_exchange, pattern) for pattern in self.patterns]
+
     @property
     def arguments(self) -> dict[str, Any]:
         return {"x-max-length": int(self.max_length), "x-expires": int(self.expires_ms)}

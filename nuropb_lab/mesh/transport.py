@@ -34,8 +34,8 @@ from pamqp.header import ContentHeader
 from . import frames
 from .connect import connect_target
 from .errors import NuropbNotDeliveredError, NuropbTransportError
-from .event_connection import EventConnection
-from .events import Subscription
+from .event_connection import BrokerClosed, EventConnection
+from .events import TAIL_QUEUE_PATTERN, Subscription
 from .topology import Topology, declare_exchanges
 from .urls import AmqpTarget
 
@@ -497,13 +497,24 @@ class Transport:
         try:
             events = await self._events_connection()
             await events.add(subscription)
-        except BaseException:
+        except BaseException as exc:
             if subscription in self._subscriptions:
                 self._subscriptions.remove(subscription)
             events_now = self._events
-            if events_now is not None and not events_now.is_open and not self._subscriptions:
+            if events_now is not None and not self._subscriptions:
                 self._events = None  # it failed this subscription only: no loss to recover
+                await events_now.close()
+            if isinstance(exc, BrokerClosed) and exc.reply_code == 403:
+                raise NuropbTransportError(self._refused_queue(subscription.queue)) from None
             raise
+
+    def _refused_queue(self, queue: str) -> str:
+        """What to grant, when the broker refused to declare a tail's or tap's own queue."""
+        return (
+            f"user {self.target.username!r} may not create queue {queue!r} on mesh"
+            f" {self.target.vhost!r}: grant it configure permission on"
+            f" '{TAIL_QUEUE_PATTERN}' (tails and taps need a queue of their own)"
+        )
 
     async def unsubscribe(self, subscription: Subscription) -> None:
         """Stop consuming and delete the subscription's queue (closing the events connection
