@@ -3,11 +3,44 @@
 A remote error arrives as ``{"error": <class name>, "description": ...}``. It is raised as
 that class, made also a subclass of :class:`NuropbMessageError`, because code written
 against nuropb 0.1.8 catches ``NuropbMessageError`` for every remote error.
+
+Drop-in for code written for nuropb: when the ``nuropb`` package is installed beside the lab
+(it is not a dependency), each class here is also a subclass of the same-named class of
+``nuropb.interface``, so ``except nuropb.interface.NuropbTimeoutError`` catches the lab's.
+And :func:`lab_error` turns an exception of nuropb's classes, raised by a served object
+written for nuropb (``NuropbSuccess``, ``NuropbCallAgain``, ...), into the lab's own.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import logging
+from types import ModuleType
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _nuropb_interface() -> ModuleType | None:
+    """nuropb's own error classes, when the nuropb package is importable."""
+    try:
+        if importlib.util.find_spec("nuropb") is None:
+            return None
+        return importlib.import_module("nuropb.interface")
+    except Exception as exc:  # an installed but broken nuropb: the lab works without it
+        log.debug("nuropb.interface not usable: %s", exc)
+        return None
+
+
+NUROPB_INTERFACE = _nuropb_interface()
+
+
+def _also(name: str) -> tuple[type[BaseException], ...]:
+    """nuropb's class of this name, to be a base too (none without nuropb)."""
+    cls = getattr(NUROPB_INTERFACE, name, None)
+    return (cls,) if isinstance(cls, type) and issubclass(cls, BaseException) else ()
+
 
 __all__ = [
     "ERROR_CLASSES",
@@ -25,11 +58,12 @@ __all__ = [
     "NuropbTransportError",
     "NuropbValidationError",
     "error_dict",
+    "lab_error",
     "remote_error",
 ]
 
 
-class NuropbException(Exception):
+class NuropbException(*_also("NuropbException"), Exception):  # type: ignore[misc]
     """Base of every nuropb error; ``description`` is what travels on the wire."""
 
     description: str
@@ -48,7 +82,9 @@ class NuropbException(Exception):
     ) -> None:
         if description is None:
             description = str(exception) if exception is not None else type(self).__name__
-        super().__init__(description)
+        # Exception's own, not the chain: nuropb's classes, when bases too, take other
+        # positional parameters (NuropbSuccess: result first)
+        Exception.__init__(self, description)
         self.description = description
         self.payload = payload
         self.exception = exception
@@ -57,11 +93,11 @@ class NuropbException(Exception):
         return {"error": type(self).__name__, "description": self.description}
 
 
-class NuropbTimeoutError(NuropbException):
+class NuropbTimeoutError(NuropbException, *_also("NuropbTimeoutError")):  # type: ignore[misc]
     """A request was not answered within its ttl."""
 
 
-class NuropbTransportError(NuropbException):
+class NuropbTransportError(NuropbException, *_also("NuropbTransportError")):  # type: ignore[misc]
     """The connection to the broker failed or was closed."""
 
     def __init__(
@@ -72,46 +108,54 @@ class NuropbTransportError(NuropbException):
         close_connection: bool = False,
     ) -> None:
         super().__init__(description, payload, exception)
-        self.close_connection = close_connection
+        self._close_connection = close_connection
+
+    @property
+    def close_connection(self) -> bool:
+        """Whether the connection should be closed (as nuropb's attribute)."""
+        return self._close_connection
 
 
-class NuropbMessageError(NuropbException):
+class NuropbMessageError(NuropbException, *_also("NuropbMessageError")):  # type: ignore[misc]
     """A message could not be encoded, decoded or understood."""
 
 
-class NuropbHandlingError(NuropbException):
+class NuropbHandlingError(NuropbException, *_also("NuropbHandlingError")):  # type: ignore[misc]
     """The service could not handle the request (for example an unknown method)."""
 
 
-class NuropbDeprecatedError(NuropbHandlingError):
+class NuropbDeprecatedError(NuropbHandlingError, *_also("NuropbDeprecatedError")):  # type: ignore[misc]
     """The method or topic is deprecated."""
 
 
-class NuropbValidationError(NuropbException):
+class NuropbValidationError(NuropbException, *_also("NuropbValidationError")):  # type: ignore[misc]
     """The request's parameters do not fit the method."""
 
 
-class NuropbAuthenticationError(NuropbException):
+class NuropbAuthenticationError(NuropbException, *_also("NuropbAuthenticationError")):  # type: ignore[misc]
     """The caller's identity could not be established (no token)."""
 
 
-class NuropbAuthorizationError(NuropbException):
+class NuropbAuthorizationError(NuropbException, *_also("NuropbAuthorizationError")):  # type: ignore[misc]
     """The caller may not do this (bad token, or plaintext call to an encrypted method)."""
 
 
-class NuropbNotDeliveredError(NuropbException):
-    """No queue is bound for the target service: the broker returned the message."""
+class NuropbNotDeliveredError(NuropbMessageError, *_also("NuropbNotDeliveredError")):  # type: ignore[misc]
+    """No queue is bound for the target service: the broker returned the message.
+
+    A NuropbMessageError too: that is what nuropb 0.1.8 raises for a missing service, so
+    code written for it catches this."""
 
 
-class NuropbCallAgainReject(NuropbException):
+class NuropbCallAgainReject(NuropbException, *_also("NuropbCallAgainReject")):  # type: ignore[misc]
     """A call-again was asked for a message that was already redelivered once."""
 
 
-class NuropbCallAgain(NuropbException):
+class NuropbCallAgain(NuropbException, *_also("NuropbCallAgain")):  # type: ignore[misc]
     """Raised by a service method: requeue the message and call again (at most once)."""
 
 
-class NuropbSuccess(NuropbException):
+class NuropbSuccess(NuropbException, *_also("NuropbSuccess")):  # type: ignore[misc]
     """Raised by a service method: answer with ``result`` and publish ``events`` after."""
 
     def __init__(
@@ -170,6 +214,27 @@ def remote_error(error: Any, payload: dict[str, Any] | None = None) -> NuropbExc
     exc = _remote_class(name)(str(description) if description is not None else name, payload)
     exc.remote_name = name
     return exc
+
+
+def lab_error(exc: BaseException) -> BaseException:
+    """The lab's exception for one of nuropb's own classes (same name, description, payload,
+    result and events); any other exception as it is."""
+    if isinstance(exc, NuropbException) or NUROPB_INTERFACE is None:
+        return exc
+    cls = ERROR_CLASSES.get(type(exc).__name__)
+    peer = getattr(NUROPB_INTERFACE, type(exc).__name__, None)
+    if cls is None or not isinstance(peer, type) or not isinstance(exc, peer):
+        return exc
+    description = getattr(exc, "description", None)
+    payload = getattr(exc, "payload", None)
+    converted: NuropbException
+    if cls is NuropbSuccess:
+        events = getattr(exc, "events", None)
+        converted = NuropbSuccess(getattr(exc, "result", None), description, payload, events)
+    else:
+        converted = cls(description, payload, getattr(exc, "exception", None))
+    converted.__cause__ = exc
+    return converted
 
 
 def error_dict(exc: BaseException) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from .errors import (
     NuropbSuccess,
     NuropbValidationError,
     error_dict,
+    lab_error,
 )
 
 __all__ = ["Ack", "Outcome", "ServiceExecutor", "event_body", "response_body"]
@@ -130,21 +131,28 @@ class ServiceExecutor:
                 await self._handle_event(body)
                 return Outcome("ack", respond=False)
             result, ctx = await self._call(body, encrypted)
-        except NuropbCallAgain as exc:
+        except Exception as raised:
+            # lab_error: a served object written for nuropb raises nuropb's own classes
+            return self._outcome_of(lab_error(raised), body, is_request, redelivered)
+        events = ctx.events if ctx is not None else []
+        return Outcome("ack", result=result, events=events, respond=is_request)
+
+    def _outcome_of(
+        self, exc: BaseException, body: dict[str, Any], is_request: bool, redelivered: bool
+    ) -> Outcome:
+        """How a message whose handling raised ``exc`` ends (nuropb's semantics)."""
+        if isinstance(exc, NuropbCallAgain):
             if redelivered:
                 reject = NuropbCallAgainReject(
                     f"call again refused: message already redelivered ({exc})"
                 )
                 return Outcome("reject", error=reject.to_dict(), respond=is_request)
             return Outcome("nack", respond=False)
-        except NuropbSuccess as exc:
+        if isinstance(exc, NuropbSuccess):
             return Outcome("ack", result=exc.result, events=list(exc.events), respond=is_request)
-        except Exception as exc:
-            if not isinstance(exc, (NuropbHandlingError, NuropbAuthorizationError)):
-                log.debug("%s.%s failed", self.service_name, body.get("method"), exc_info=True)
-            return Outcome("reject", error=error_dict(exc), respond=is_request)
-        events = ctx.events if ctx is not None else []
-        return Outcome("ack", result=result, events=events, respond=is_request)
+        if not isinstance(exc, (NuropbHandlingError, NuropbAuthorizationError)):
+            log.debug("%s.%s failed", self.service_name, body.get("method"), exc_info=exc)
+        return Outcome("reject", error=error_dict(exc), respond=is_request)
 
     async def _call(
         self, body: dict[str, Any], encrypted: bool
@@ -187,9 +195,10 @@ class ServiceExecutor:
             claims = marks.authorize_func(token)
             if inspect.isawaitable(claims):
                 claims = await claims
-        except (NuropbAuthenticationError, NuropbAuthorizationError):
-            raise
         except Exception as exc:
+            refused = lab_error(exc)
+            if isinstance(refused, (NuropbAuthenticationError, NuropbAuthorizationError)):
+                raise refused from None
             raise NuropbAuthorizationError(f"token for {name} was not accepted: {exc}") from exc
         if not claims:
             raise NuropbAuthorizationError(f"token for {name} was not accepted")
