@@ -7,6 +7,7 @@ from conftest import close_connections, wait_until
 
 import nuropb_lab as nl
 from nuropb_lab.mesh import ManagementAPI
+from nuropb_lab.mesh.serving import message_properties
 
 
 async def test_patterns_and_event_fields(mesh_url: str) -> None:
@@ -52,7 +53,10 @@ async def test_undecodable_events_are_counted_not_raised(mesh_url: str) -> None:
     async with nl.RMQAPI(mesh_url) as api:
         subscription = await api.subscribe(["junk"], seen.append)
         await api.transport.publish(
-            api.topology.events_exchange, "junk", b"not json", api._properties("event", "c1", None)
+            api.topology.events_exchange,
+            "junk",
+            b"not json",
+            message_properties("event", "c1", None),
         )
         await api.publish_event("junk", "ok", {})
         await wait_until(lambda: seen, what="the good event")

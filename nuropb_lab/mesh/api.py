@@ -16,22 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import contextvars
 import logging
 import random
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, Final, cast
+from typing import Any, Final
 
-from aiormq import Channel
 from aiormq.abc import DeliveredMessage
 from cryptography.hazmat.primitives.asymmetric import rsa
-from pamqp import commands as spec
 
-from .._version import __version__
 from . import codec, crypto, frames
-from .codec import DecodeLimits, MessageType
+from .codec import DecodeLimits
 from .describe import DESCRIBE_METHOD, public_methods
 from .errors import (
     NuropbException,
@@ -44,6 +39,7 @@ from .errors import (
 )
 from .events import MeshEvent, Subscription
 from .service import Outcome, ServiceExecutor, event_body, response_body
+from .serving import ServiceSide, message_properties, nothing
 from .topology import Topology
 from .transport import Transport, TransportConfig, TransportState
 from .urls import AmqpTarget, parse_amqp_url
@@ -65,50 +61,6 @@ def new_id() -> str:
 
 _UUID4_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits
 _UUID4_SET: Final = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
-
-
-async def _nothing() -> None:
-    return None
-
-
-def run_eagerly(coro: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
-    """Run ``coro`` now, up to its first wait, in a context of its own; the coroutine returned
-    runs the rest (in the task aiormq makes of it). For a handler that mostly never waits
-    this saves a loop iteration per message (an eager task, as asyncio has from 3.12)."""
-    context = contextvars.copy_context()
-    try:
-        waits_for = context.run(coro.send, None)
-    except StopIteration:
-        return _nothing()
-    return _resume(coro, waits_for, context)
-
-
-async def _resume(
-    coro: Coroutine[Any, Any, None], waits_for: Any, context: contextvars.Context
-) -> None:
-    """Go on with a coroutine that yielded ``waits_for``, as asyncio's Task would."""
-    while True:
-        step: Callable[[Any], Any] = coro.send
-        value: Any = None
-        if waits_for is None:  # a bare yield (asyncio.sleep(0))
-            try:
-                await asyncio.sleep(0)
-            except asyncio.CancelledError as exc:
-                step, value = coro.throw, exc
-        elif asyncio.isfuture(waits_for):
-            # Wait for it without taking its outcome: the coroutine reads that when resumed.
-            # Cancelling this task cancels the future, which the coroutine then sees. The
-            # flag is the Future protocol's "a task is to wait for me", taken here as by Task.
-            waits_for._asyncio_future_blocking = False
-            with contextlib.suppress(BaseException):
-                await waits_for
-        else:
-            coro.close()
-            raise RuntimeError(f"a service handler yielded {waits_for!r}, not a future")
-        try:
-            waits_for = context.run(step, value)
-        except StopIteration:
-            return
 
 
 def _expire(future: asyncio.Future[Any]) -> None:
@@ -174,7 +126,9 @@ class RMQAPI:
             max_depth=int(settings.get("max_depth") or codec.DEFAULT_LIMITS.max_depth),
         )
         self._private_key: rsa.RSAPrivateKey | None = None
-        self._executor: ServiceExecutor | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.stats: collections.Counter[str] = collections.Counter()
+        self._serving: ServiceSide | None = None
         service_queue = None
         rpc_bindings: list[str] = []
         event_bindings: list[str] = []
@@ -188,7 +142,15 @@ class RMQAPI:
                 # Encrypted methods need a key; make one rather than serve them unusable.
                 self._private_key = crypto.new_private_key()
                 log.info("%s: generated an RSA key for its encrypted methods", service_name)
-            self._executor = ServiceExecutor(service_instance, service_name, self._public_pem)
+            self._serving = ServiceSide(
+                ServiceExecutor(service_instance, service_name, self._public_pem),
+                service_name,
+                self._private_key,
+                self._limits,
+                self.stats,
+                self._publish_event,
+                self._spawn,
+            )
             service_queue = settings.get("service_queue") or Topology.service_queue(service_name)
             rpc_bindings = list(dict.fromkeys([service_name, *settings.get("rpc_bindings", [])]))
             event_bindings = list(dict.fromkeys(settings.get("event_bindings", [])))
@@ -203,12 +165,16 @@ class RMQAPI:
             connection_name=f"{self._mesh_name}-{service_name}-{self._instance_id}",
             connect_timeout=float(settings.get("connect_timeout") or 10.0),
             reconnect=bool(settings.get("reconnect", True)),
+            service_name=service_name,
+            instance_id=self._instance_id,
+            amqp_url=amqp_url,
+            default_ttl=self._default_ttl,
         )
         self._transport = Transport(
             self._target,
             config,
             on_response=self._on_response,
-            on_service=self._on_service_eagerly if not self._client_only else None,
+            on_service=self._serving.on_delivery if self._serving is not None else None,
             on_state=self._on_state,
             on_return=self._on_returned,
         )
@@ -217,9 +183,9 @@ class RMQAPI:
         self._recent: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._describe_cache: dict[str, dict[str, Any]] = {}
         self._public_keys: dict[str, rsa.RSAPublicKey] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._state_listeners: list[Callable[[TransportState], None]] = []
-        self.stats: collections.Counter[str] = collections.Counter()
+        if self._serving is not None:
+            self._serving.transport = self._transport
 
     # --- identity and state -------------------------------------------------------------
 
@@ -324,26 +290,6 @@ class RMQAPI:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("background send failed: %s", task.exception())
-
-    # --- properties of outgoing messages ------------------------------------------------
-
-    def _properties(
-        self,
-        nuropb_type: MessageType,
-        correlation_id: str,
-        trace_id: str | None,
-        encrypted: bool = False,
-        reply_to: str = "",
-        ttl: int | None = None,
-    ) -> frames.Properties:
-        return frames.Properties(
-            codec.CONTENT_TYPE,
-            correlation_id,
-            reply_to,
-            str(ttl) if ttl else "",
-            correlation_id,
-            codec.headers_for(nuropb_type, trace_id, encrypted, __version__),
-        )
 
     # --- client: requests, commands, events --------------------------------------------
 
@@ -451,7 +397,7 @@ class RMQAPI:
     def _rpc_properties(
         self, payload: dict[str, Any], ttl: int, encrypted: bool
     ) -> frames.Properties:
-        return self._properties(
+        return message_properties(
             payload["tag"],
             payload["correlation_id"],
             payload["trace_id"],
@@ -546,7 +492,7 @@ class RMQAPI:
 
     async def _publish_event(self, body: dict[str, Any]) -> None:
         raw = codec.encode_json(body)
-        properties = self._properties("event", body["correlation_id"], body["trace_id"])
+        properties = message_properties("event", body["correlation_id"], body["trace_id"])
         await self._transport.publish(
             self._topology.events_exchange, body["topic"], raw, properties
         )
@@ -653,7 +599,7 @@ class RMQAPI:
             self._take_response(message)
         except Exception:
             log.exception("could not handle a response")
-        return _nothing()
+        return nothing()
 
     def _take_response(self, message: DeliveredMessage) -> None:
         properties = message.header.properties
@@ -687,136 +633,6 @@ class RMQAPI:
         if len(recent) > _RECENT_RESPONSES:
             recent.popitem(last=False)
 
-    def _on_service_eagerly(self, message: DeliveredMessage) -> Coroutine[Any, Any, None]:
-        """The service queue's consumer: handles the message in the call, up to its first
-        wait (a sync method answers and acks here); aiormq's task runs the rest, if any."""
-        return run_eagerly(self._on_service(message))
-
-    async def _on_service(self, message: DeliveredMessage) -> None:
-        assert self._executor is not None
-        properties = message.header.properties
-        channel = cast(Channel, message.channel)
-        delivery = cast(spec.Basic.Deliver, message.delivery)
-        delivery_tag = delivery.delivery_tag
-        correlation_id = properties.correlation_id or ""
-        reply_to = properties.reply_to or ""
-        # An id that is not UTF-8 arrives as bytes (see connect.py): unanswerable, so bad.
-        ids_ok = isinstance(cast(object, correlation_id), str) and isinstance(
-            cast(object, reply_to), str
-        )
-        if not ids_ok:
-            correlation_id = reply_to = ""
-        headers = properties.headers or {}
-        trace_id = headers.get("trace_id")
-        trace_id = trace_id if isinstance(trace_id, str) else None
-        fernet_key = wrapped_key = None
-        self.stats["service_messages"] += 1
-        try:
-            if not ids_ok:
-                raise NuropbMessageError("correlation_id or reply_to is not UTF-8")
-            nuropb_type, encrypted = codec.check_headers(headers)
-            if nuropb_type == "response":
-                raise NuropbMessageError("a response was sent to a service queue")
-            body = message.body
-            if encrypted:
-                if self._private_key is None:
-                    raise NuropbMessageError(
-                        f"{self._service_name} has no private key to decrypt with"
-                    )
-                body, fernet_key, wrapped_key = crypto.decrypt_request(body, self._private_key)
-            payload = codec.check_body(nuropb_type, codec.decode_json(body, self._limits))
-        except Exception as exc:  # whatever is wrong with it, reject it: never leave it unacked
-            self.stats["bad_messages"] += 1
-            error = error_dict(exc)
-            log.info("rejecting a bad message on %s: %s", self._service_name, error["description"])
-            outcome = Outcome("reject", error=error, respond=True)
-            await self._complete(
-                channel, delivery_tag, outcome, correlation_id, reply_to, trace_id, {}, None, None
-            )
-            return
-        outcome = await self._executor.execute(
-            nuropb_type, payload, encrypted, bool(delivery.redelivered)
-        )
-        if outcome.ack == "reject":
-            self.stats["service_errors"] += 1
-        await self._complete(
-            channel,
-            delivery_tag,
-            outcome,
-            correlation_id,
-            reply_to,
-            trace_id,
-            payload.get("context") or {},
-            fernet_key,
-            wrapped_key,
-        )
-
-    async def _complete(
-        self,
-        channel: Channel,
-        delivery_tag: int | None,
-        outcome: Outcome,
-        correlation_id: str,
-        reply_to: str,
-        trace_id: str | None,
-        context: dict[str, Any],
-        fernet_key: bytes | None,
-        wrapped_key: bytes | None,
-    ) -> None:
-        """Answer, then acknowledge, then publish the outcome's events."""
-        ack = outcome.ack
-        outbox = self._transport.outbox_for(channel)
-        if outbox is None:  # the channel is gone: the broker redelivers the message
-            log.info("could not complete %s: its channel closed", correlation_id)
-            return
-        out: list[bytes] = []
-        try:
-            if outcome.respond and reply_to and correlation_id:
-                response = response_body(
-                    correlation_id, context, trace_id, reply_to, outcome.result, outcome.error
-                )
-                try:
-                    raw = codec.encode_json(response)
-                except NuropbMessageError as exc:
-                    # the echoed context may be what cannot be encoded (a lone surrogate)
-                    response.update(result=None, error=exc.to_dict(), context={})
-                    raw, ack = codec.encode_json(response), "reject"
-                if fernet_key is not None and wrapped_key is not None:
-                    raw = crypto.encrypt_with_key(raw, fernet_key, wrapped_key)
-                properties = self._properties(
-                    "response", correlation_id, trace_id, fernet_key is not None
-                )
-                try:
-                    out.append(outbox.publish_frames("", reply_to, raw, properties))
-                except ValueError as exc:  # a reply_to that no queue can have: still ack
-                    log.info("cannot answer %s to %r: %s", correlation_id, reply_to, exc)
-            # After the response, in the same write: acknowledged once answered.
-            if delivery_tag is not None:
-                out.append(outbox.settle_frame(delivery_tag, ack))
-            if out:
-                outbox.write(b"".join(out))
-        except Exception as exc:  # the channel died: the broker redelivers the message
-            log.info("could not complete %s on a closed channel: %s", correlation_id, exc)
-            return
-        for event in outcome.events:
-            await self._publish_outcome_event(event, context, trace_id, correlation_id)
-
-    async def _publish_outcome_event(
-        self, event: Any, context: dict[str, Any], trace_id: str | None, correlation_id: str
-    ) -> None:
-        try:
-            body = event_body(
-                event["topic"],
-                event.get("event", event.get("payload")),
-                event.get("context") or context,
-                trace_id,
-                correlation_id,
-                event.get("target"),
-            )
-            await self._publish_event(body)
-        except Exception as exc:
-            log.warning("%s: could not publish event %r: %s", self._service_name, event, exc)
-
     # --- nuropb's transport entry point ------------------------------------------------
 
     def receive_transport_message(
@@ -840,66 +656,14 @@ class RMQAPI:
             else:
                 pending.future.set_result(payload)
             return
-        if self._executor is None:
+        if self._serving is None:
             error = {
                 "error": "NuropbHandlingError",
                 "description": "no service instance to handle it",
             }
             message_complete_callback(
-                self._transport_responses(service_message, Outcome("reject", error=error)), "reject"
+                ServiceSide.transport_responses(service_message, Outcome("reject", error=error)),
+                "reject",
             )
             return
-
-        async def run(executor: ServiceExecutor) -> None:
-            outcome = await executor.execute(
-                str(nuropb_type),
-                payload,
-                bool(metadata.get("encrypted")),
-                bool(metadata.get("redelivered")),
-            )
-            message_complete_callback(
-                self._transport_responses(service_message, outcome), outcome.ack
-            )
-
-        self._spawn(run(self._executor))
-
-    @staticmethod
-    def _transport_responses(
-        service_message: dict[str, Any], outcome: Outcome
-    ) -> list[dict[str, Any]]:
-        payload = service_message.get("nuropb_payload") or {}
-        correlation_id = service_message.get("correlation_id") or ""
-        trace_id = service_message.get("trace_id")
-        context = payload.get("context") or {}
-        messages: list[dict[str, Any]] = []
-
-        def wrap(nuropb_type: str, body: dict[str, Any]) -> dict[str, Any]:
-            return {
-                "nuropb_protocol": codec.PROTOCOL_VERSION,
-                "correlation_id": correlation_id,
-                "trace_id": trace_id,
-                "ttl": None,
-                "nuropb_type": nuropb_type,
-                "nuropb_payload": body,
-            }
-
-        if outcome.respond and service_message.get("nuropb_type") == "request":
-            messages.append(
-                wrap(
-                    "response",
-                    response_body(
-                        correlation_id, context, trace_id, "", outcome.result, outcome.error
-                    ),
-                )
-            )
-        for event in outcome.events:
-            body = event_body(
-                event["topic"],
-                event.get("event", event.get("payload")),
-                context,
-                trace_id,
-                correlation_id,
-                event.get("target"),
-            )
-            messages.append(wrap("event", body))
-        return messages
+        self._serving.run_transport_message(service_message, message_complete_callback, metadata)

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Mapping
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
+import aiormq
 from aiormq import Channel
 
 from .connect import MeshNotFound, connect_target
+from .errors import NuropbTransportError
 from .management import ManagementAPI
 from .urls import AmqpTarget, parse_amqp_url
 
-__all__ = ["Topology", "configure_mesh", "declare_exchanges"]
+__all__ = ["Topology", "configure_mesh", "declare_service_queue", "ensure_shared"]
+
+log = logging.getLogger(__name__)
 
 SERVICE_QUEUE_PREFIX = "nuropb-"
 SERVICE_QUEUE_SUFFIX = "-sq"
@@ -57,13 +64,125 @@ class Topology:
         return {"x-dead-letter-exchange": self.dl_exchange}
 
 
-async def declare_exchanges(channel: Channel, topology: Topology) -> None:
-    """Declare the exchanges, the DLX and the DLQ; idempotent."""
-    await channel.exchange_declare(topology.dl_exchange, exchange_type="fanout", durable=True)
-    await channel.queue_declare(topology.dl_queue, durable=True)
-    await channel.queue_bind(topology.dl_queue, topology.dl_exchange, routing_key="")
-    await channel.exchange_declare(topology.events_exchange, exchange_type="topic", durable=True)
-    await channel.exchange_declare(topology.rpc_exchange, exchange_type="direct", durable=True)
+OpenChannel = Callable[[], Awaitable[Channel]]
+
+
+class _Checker:
+    """Declares on a channel of its own, opening another after each refusal (the broker
+    closes the channel of a refused or failed declare)."""
+
+    def __init__(self, open_channel: OpenChannel) -> None:
+        self._open = open_channel
+        self._channel: Channel | None = None
+
+    async def channel(self) -> Channel:
+        if self._channel is None or self._channel.is_closed:
+            self._channel = await self._open()
+        return self._channel
+
+    async def exists(self, declare: Callable[[Channel], Awaitable[Any]]) -> bool:
+        """Run a passive declare: True when the object is there (no permission needed)."""
+        try:
+            await declare(await self.channel())
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            with contextlib.suppress(Exception):
+                await self._channel.close()
+
+
+async def ensure_shared(
+    open_channel: OpenChannel,
+    topology: Topology,
+    *,
+    dead_letters: bool,
+    where: str = "the mesh",
+) -> list[str]:
+    """Check the mesh's shared objects passively and create only those missing, with nuropb's
+    flags; an existing one is used whatever its flags. Returns what was created.
+
+    Everyone needs the RPC and events exchanges; ``dead_letters`` (services, and
+    configure_mesh) adds the dead-letter exchange, and with a new one its queue. A DLX that
+    exists keeps its queues as they are: nuropb names them ``nuropb-dl-queue`` (configure_mesh)
+    or ``nuropb-{service}-dl`` (a transport left to itself), and neither is the lab's to add.
+    Passive declares need no permission, so a user without configure permission on shared
+    objects connects to a mesh that has them.
+    """
+    checker = _Checker(open_channel)
+    created: list[str] = []
+    wanted = [(topology.rpc_exchange, "direct"), (topology.events_exchange, "topic")]
+    if dead_letters:
+        wanted.append((topology.dl_exchange, "fanout"))
+    try:
+        for name, kind in wanted:
+            if await checker.exists(functools.partial(_exchange_exists, name)):
+                continue
+            try:
+                await (await checker.channel()).exchange_declare(
+                    name, exchange_type=kind, durable=True
+                )
+            except aiormq.exceptions.ChannelAccessRefused:
+                raise NuropbTransportError(
+                    f"{where} has no exchange {name!r}, and this user may not create it: set the"
+                    " mesh up first (nuropb_lab.configure_mesh, or nuropb's configure_mesh)"
+                ) from None
+            created.append(name)
+        if dead_letters and topology.dl_exchange in created:
+            queue = topology.dl_queue
+            if not await checker.exists(functools.partial(_queue_exists, queue)):
+                channel = await checker.channel()
+                # nuropb's flags (pika's defaults: not durable), so that nuropb's own setup
+                # helpers, which declare it actively, still work on this mesh
+                await channel.queue_declare(queue, durable=False)
+                await channel.queue_bind(queue, topology.dl_exchange, routing_key="")
+                created.append(queue)
+    finally:
+        await checker.close()
+    if created:
+        log.info("%s: created %s", where, ", ".join(created))
+    return created
+
+
+async def declare_service_queue(
+    open_channel: OpenChannel,
+    topology: Topology,
+    queue: str,
+    rpc_bindings: list[str],
+    event_bindings: list[str],
+) -> None:
+    """Declare a service's queue as nuropb does (durable, dead-lettered to the DLX) and bind
+    it. A queue that exists with other arguments (an operator's quorum queue, another DLX)
+    is used as it is: re-declaring it is what nuropb would fail on."""
+    checker = _Checker(open_channel)
+    try:
+        try:
+            await (await checker.channel()).queue_declare(
+                queue, durable=True, auto_delete=False, arguments=topology.service_queue_arguments()
+            )
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            if not await checker.exists(functools.partial(_queue_exists, queue)):
+                raise
+            log.warning(
+                "using service queue %r as it is (declared with other settings: %s)", queue, exc
+            )
+        channel = await checker.channel()
+        for key in rpc_bindings:
+            await channel.queue_bind(queue, topology.rpc_exchange, routing_key=key)
+        for key in event_bindings:
+            await channel.queue_bind(queue, topology.events_exchange, routing_key=key)
+    finally:
+        await checker.close()
+
+
+async def _exchange_exists(name: str, channel: Channel) -> None:
+    await channel.exchange_declare(name, passive=True)
+
+
+async def _queue_exists(name: str, channel: Channel) -> None:
+    await channel.queue_declare(name, passive=True)
 
 
 async def configure_mesh(
@@ -75,10 +194,12 @@ async def configure_mesh(
     management_url: str | None = None,
     timeout: float = 10.0,
 ) -> Topology:
-    """Make the mesh ready: create the vhost when missing, declare exchanges, DLX and DLQ.
+    """Make the mesh ready: create the vhost when missing, and the exchanges, DLX and DLQ
+    that are missing, with nuropb's flags (see :func:`ensure_shared`).
 
-    Idempotent. The vhost is created through the management HTTP API, which is needed only
-    when the vhost does not exist yet.
+    Idempotent, and leaves an existing mesh as it is (one that nuropb's helpers made, too).
+    The vhost is created through the management HTTP API, which is needed only when the vhost
+    does not exist yet.
     """
     target = parse_amqp_url(amqp_url)
     topology = Topology.from_settings(
@@ -95,9 +216,15 @@ async def configure_mesh(
     except MeshNotFound:
         await api.create_vhost(target.vhost)
         connection = await connect_target(target, timeout=timeout)
-    try:
+
+    async def open_channel() -> Channel:
         channel = await connection.channel(publisher_confirms=False)
-        await declare_exchanges(cast(Channel, await channel.get_underlay_channel()), topology)
+        return cast(Channel, await channel.get_underlay_channel())
+
+    try:
+        await ensure_shared(
+            open_channel, topology, dead_letters=True, where=f"mesh {target.vhost!r}"
+        )
     finally:
         await connection.close()
     return topology
