@@ -17,7 +17,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Float, Int, TraitError, Unicode, observe, validate
 
-from .lab import Lab, LabError, get_lab
+from .lab import Lab, LabError, check_servable, exposed_methods, get_lab
 from .mesh import ManagementUnavailable, NuropbException, mask_secrets
 
 __all__ = ["NuropbMagics", "parse_value", "split_args"]
@@ -233,8 +233,8 @@ class NuropbMagics(Magics):
             " describe SERVICE [METHOD] | call SERVICE.METHOD k=v ... [--timeout S]"
             " [--encrypt|--plain] [--context JSON] [--trace ID] [--raw] [-o VAR] |"
             " command SERVICE.METHOD k=v ... | publish TOPIC JSON | tail [PATTERN ...] [--max N]"
-            " [-o VAR] | keys [SERVICE] | history [-n N] | browse | serve OBJECT [--name N] |"
-            " disconnect [ALIAS | --all] | dlq [--limit N] [--consume]"
+            " [-o VAR] | keys [SERVICE] | history [-n N] | browse | serve OBJECT [--name N]"
+            " [--unsafe] | disconnect [ALIAS | --all] | dlq [--limit N] [--consume] [--queue Q]"
         )
 
     @magic_arguments()
@@ -383,13 +383,18 @@ class NuropbMagics(Magics):
     @magic_arguments()
     @argument("object", help="a variable of the notebook")
     @argument("--name", help="service name (default: its _service_name or class name)")
+    @argument("--unsafe", action="store_true", help="serve a module, class or builtin too")
     @argument("--alias")
     def _serve(self, rest: str, cell: str | None) -> None:
         args = self._only_args(self._serve, rest)
         if args.object not in self._namespace:
             raise UsageError(f"no variable named {args.object!r} in the notebook")
-        api = self.lab.serve(self._namespace[args.object], name=args.name, alias=args.alias)
+        obj = self._namespace[args.object]
+        check_servable(obj, args.unsafe)
+        methods = exposed_methods(obj)
         alias = self.lab.connection(args.alias).alias
+        say(f"exposing {len(methods)} method(s) of {args.object}: {', '.join(methods) or 'none'}")
+        api = self.lab.serve(obj, name=args.name, alias=args.alias, allow_any=args.unsafe)
         say(f"serving {args.object} as {api.service_name!r} on {alias}")
 
     @magic_arguments()
@@ -403,10 +408,13 @@ class NuropbMagics(Magics):
     @magic_arguments()
     @argument("--limit", type=int, default=50, help="at most this many messages")
     @argument("--consume", action="store_true", help="remove the messages shown from the queue")
+    @argument("--queue", help="the dead-letter queue (default: the one the DLX feeds)")
     @argument("--alias")
     def _dlq(self, rest: str, cell: str | None) -> Any:
         args = self._only_args(self._dlq, rest)
-        return self.lab.dead_letters(args.limit, consume=args.consume, alias=args.alias)
+        return self.lab.dead_letters(
+            args.limit, consume=args.consume, alias=args.alias, queue=args.queue
+        )
 
     # --- completion -----------------------------------------------------------------------------
 

@@ -26,6 +26,21 @@ setup_nuropb_venv() {
     fi
 }
 
+# setup_compat_venv: nuropb 0.1.8 and the lab installed side by side, as a user migrating from
+# nuropb has them (the compatibility tests run code written for nuropb there). Rebuilt when
+# pyproject.toml changes.
+setup_compat_venv() {
+    local venv=".cache/compat" stamp=".cache/compat/.installed"
+    if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] ||
+        ! "$venv/bin/python" -c "import nuropb.rmq_api, nuropb_lab" 2>/dev/null; then
+        rm -rf "$venv"
+        mkdir -p .cache
+        "$NUROPB_PEER_PYTHON" -m venv "$venv"
+        "$venv/bin/python" -m pip install -q "nuropb==0.1.8" -e .
+        touch "$stamp"
+    fi
+}
+
 # ensure_broker [URL]: a RabbitMQ broker with its management API answers at URL (default
 # $NUROPB_AMQP_URL, else 127.0.0.1:5672), started when needed (nuropb_lab/demo/broker.py).
 # Sets BROKER_STARTED=1 when this call started it, for stop_broker_if_started.

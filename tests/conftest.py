@@ -61,6 +61,53 @@ def fresh_mesh_url(request: pytest.FixtureRequest, management: ManagementAPI) ->
     yield from _fresh_vhost(management, request.node.name[:20].replace("_", "-").lower())
 
 
+def nuropb_made_mesh(
+    python: Path, management: ManagementAPI, label: str, helper: str, dl_queue: str = ""
+) -> Iterator[str]:
+    """A mesh set up by nuropb 0.1.8's own helpers (peers/nuropb_setup.py) on a vhost of its
+    own, deleted afterwards: ``helper`` is configure_mesh or configure_nuropb_rmq."""
+    vhost = f"test-{label}-{uuid.uuid4().hex[:8]}"
+    url = mesh_url_for(vhost)
+    command = [str(python), str(ROOT / "tests" / "peers" / "nuropb_setup.py"), url, helper]
+    done = subprocess.run(
+        command + ([dl_queue] if dl_queue else []), capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "DONE", f"nuropb's {helper} failed: {done.stderr[-3000:]}"
+    try:
+        yield url
+    finally:
+        management._call("DELETE", f"vhosts/{vhost}")
+
+
+async def mesh_objects(management: ManagementAPI, vhost: str) -> dict[str, Any]:
+    """The mesh's exchanges, queues and bindings with their flags, as the broker has them
+    (response, tail and tap queues left out: they come and go with their connections)."""
+    exchanges, queues, bindings = await asyncio.gather(
+        management.exchanges(vhost), management.queues(vhost), management.bindings(vhost)
+    )
+
+    def own(name: str) -> bool:
+        return name.endswith(("-rq", "-tq"))
+
+    return {
+        "exchanges": {
+            e["name"]: (e["type"], e["durable"], e["auto_delete"], e.get("arguments"))
+            for e in exchanges
+            if e["name"] and not e["name"].startswith("amq.")
+        },
+        "queues": {
+            q["name"]: (q["durable"], q["auto_delete"], q.get("arguments"))
+            for q in queues
+            if not own(q["name"])
+        },
+        "bindings": sorted(
+            (b["source"], b["destination"], b["routing_key"])
+            for b in bindings
+            if b["source"] and not own(b["destination"])
+        ),
+    }
+
+
 @pytest.fixture(scope="session")
 def nuropb_python() -> Path:
     """The interpreter of a virtualenv holding the published nuropb==0.1.8."""
@@ -68,6 +115,17 @@ def nuropb_python() -> Path:
     check = [str(python), "-c", "import nuropb.rmq_api"]
     if not python.exists() or subprocess.run(check, capture_output=True).returncode != 0:
         script = "source scripts/setup.sh && setup_nuropb_venv"
+        subprocess.run(["bash", "-c", script], cwd=ROOT, check=True)
+    return python
+
+
+@pytest.fixture(scope="session")
+def compat_python() -> Path:
+    """The interpreter of a virtualenv with nuropb==0.1.8 and the lab side by side."""
+    python = ROOT / ".cache" / "compat" / "bin" / "python"
+    check = [str(python), "-c", "import nuropb.rmq_api, nuropb_lab"]
+    if not python.exists() or subprocess.run(check, capture_output=True).returncode != 0:
+        script = "source scripts/setup.sh && setup_compat_venv"
         subprocess.run(["bash", "-c", script], cwd=ROOT, check=True)
     return python
 

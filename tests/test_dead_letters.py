@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aio_pika
 import pandas as pd
 import pytest
+from conftest import nuropb_made_mesh, wait_for
 from IPython.core.interactiveshell import InteractiveShell
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab
+from nuropb_lab.mesh import ManagementAPI
 
 
 class Picky:
@@ -108,3 +111,33 @@ def test_the_magic_shows_the_dlq(lab: Lab, mesh_url: str) -> None:
     finally:
         shell.run_line_magic("nuropb", "disconnect dlq-test")
     assert list(frame["method"]) == ["accept"] and dlq_size(lab) == 1
+
+
+def test_a_mesh_whose_dead_letters_go_to_a_services_own_queue(
+    nuropb_python: Path, management: ManagementAPI
+) -> None:
+    # set up as nuropb's transport does it for itself: the DLQ is nuropb-{service}-dl
+    for url in nuropb_made_mesh(
+        nuropb_python, management, "dlq", "configure_nuropb_rmq", "nuropb-picky-dl"
+    ):
+        lab = Lab(timeout=5)
+        try:
+            lab.connect(url)
+            lab.serve(Picky(), name="picky")
+            with pytest.raises(nl.NuropbValidationError):
+                lab.call("picky.accept", item="bad")
+            api = lab.connection().api
+
+            def dead_letters(lab: Lab = lab, api: nl.RMQAPI = api) -> Any:
+                return lab.runner.run(api.queue_info("nuropb-picky-dl"), 10)
+
+            wait_for(lambda: dead_letters() == (1, 0), what="the dead letter")
+            frame = lab.dead_letters()
+            assert frame.attrs["queue"] == "nuropb-picky-dl"
+            assert list(frame["method"]) == ["accept"] and list(frame["reason"]) == ["rejected"]
+            # no queue of the lab's own was added for dead letters
+            assert lab.runner.run(api.queue_info("nuropb-dl-queue"), 10) is None
+            with pytest.raises(nl.NuropbHandlingError, match="no dead-letter queue 'nope'"):
+                lab.dead_letters(queue="nope")
+        finally:
+            lab.close()

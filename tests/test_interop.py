@@ -1,4 +1,8 @@
-"""Interop with the published nuropb 0.1.8, both directions, on the real broker.
+"""Interop with the published nuropb 0.1.8, both directions, on the real broker, on meshes
+that nuropb's own helpers set up: ``configure_mesh`` (dead-letter queue ``nuropb-dl-queue``)
+and ``configure_nuropb_rmq`` as a transport's ``configure_rabbitmq`` calls it (dead-letter
+queue ``nuropb-{service}-dl``); both declare that queue not durable. Every test runs on both,
+and the mesh's own objects are the same, flags and all, after the module as before it.
 
 Each nuropb peer runs in a process of its own, with the python of the nuropb venv
 (the ``nuropb_python`` fixture):
@@ -14,13 +18,13 @@ import base64
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aio_pika
 import pytest
-from conftest import wait_until
+from conftest import mesh_objects, nuropb_made_mesh, wait_until
 from cryptography.hazmat.primitives import serialization
 
 import nuropb_lab as nl
@@ -145,6 +149,36 @@ async def wire_tap(url: str, service: str) -> AsyncIterator[aio_pika.abc.Abstrac
         yield queue
     finally:
         await connection.close()
+
+
+NUROPB_SETUPS = {
+    "configure_mesh": ("configure_mesh", ""),
+    "service_dl": ("configure_nuropb_rmq", "nuropb-ref-service-dl"),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(NUROPB_SETUPS))
+def mesh_url(
+    request: pytest.FixtureRequest, nuropb_python: Path, management: nl.ManagementAPI
+) -> Iterator[str]:
+    """A mesh set up by nuropb's own helpers, shared by this module's tests (each mesh
+    once); at the end, the shared objects nuropb made are there as they were."""
+    helper, dl_queue = NUROPB_SETUPS[request.param]
+    for url in nuropb_made_mesh(nuropb_python, management, "interop", helper, dl_queue):
+        vhost = vhost_of(url)
+        before = asyncio.run(mesh_objects(management, vhost))
+        dlq = dl_queue or "nuropb-dl-queue"
+        assert before["queues"][dlq][0] is False, "nuropb declares its DLQ not durable"
+        yield url
+        after = asyncio.run(mesh_objects(management, vhost))
+        assert after["exchanges"] == before["exchanges"]
+        # the services' own queues come and stay (durable, as nuropb's); nothing else changes
+        for name, flags in before["queues"].items():
+            assert after["queues"][name] == flags, name
+        added = set(after["queues"]) - set(before["queues"])
+        assert added and all(name.endswith("-sq") for name in added), added
+        shared = {b for b in before["bindings"] if not b[1].endswith("-sq")}
+        assert {b for b in after["bindings"] if not b[1].endswith("-sq")} == shared
 
 
 @pytest.fixture

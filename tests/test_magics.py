@@ -67,8 +67,27 @@ def connected(ip: InteractiveShell, mesh_url: str) -> InteractiveShell:
     assert value is None and err == ""
     assert out.strip() == f"connected to {mesh_url.replace(':guest@', ':***@')} as 'main'"
     _, out, _ = run(ip, "serve shop")
-    assert out.strip() == "serving shop as 'shop' on main"
+    assert out.strip().splitlines() == [
+        "exposing 4 method(s) of shop: echo, price, slow, vault",
+        "serving shop as 'shop' on main",
+    ]
     return ip
+
+
+def test_serve_refuses_a_module_a_class_and_a_builtin(connected: InteractiveShell) -> None:
+    ip = connected
+    ip.user_ns.update(os=__import__("os"), Shop=Shop, table={"a": 1})
+    for name, kind in (("os", "module 'os'"), ("Shop", "class 'Shop'"), ("table", "builtin dict")):
+        value, out, err = run(ip, f"serve {name}")
+        assert value is None and out == ""
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"LabError: refusing to serve a {kind}")
+    assert "kill, open, popen" in run(ip, "serve os")[2]  # it names what it would expose
+    assert "os" not in get_lab().connection("main").served
+    # asked explicitly, it serves (here a dict's methods), after saying which
+    _, out, err = run(ip, "serve table --name table --unsafe")
+    assert err == "" and "exposing 11 method(s) of table: clear, copy, fromkeys, get" in out
+    get_lab().runner.run(get_lab().connection("main").served.pop("table").disconnect(), 10)
 
 
 def test_help_and_unknown_subcommand(ip: InteractiveShell) -> None:

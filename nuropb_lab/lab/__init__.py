@@ -3,7 +3,15 @@
 from .discovery import ServiceInfo
 from .history import CallRecord
 from .runner import LoopRunner
-from .session import DEFAULT_URL, Connection, Lab, LabError, get_lab
+from .session import (
+    DEFAULT_URL,
+    Connection,
+    Lab,
+    LabError,
+    check_servable,
+    exposed_methods,
+    get_lab,
+)
 from .tail import Tail
 
 __all__ = [
@@ -15,5 +23,7 @@ __all__ = [
     "LoopRunner",
     "ServiceInfo",
     "Tail",
+    "check_servable",
+    "exposed_methods",
     "get_lab",
 ]

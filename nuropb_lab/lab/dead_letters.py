@@ -8,6 +8,7 @@ made, from the error in its history.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 from collections.abc import Mapping
@@ -17,10 +18,11 @@ import pandas as pd
 from aiormq.abc import DeliveredMessage
 from pamqp import commands as spec
 
-from ..mesh import RMQAPI, Topology
+from ..mesh import RMQAPI, ManagementAPI, ManagementUnavailable, Topology
+from ..mesh.errors import NuropbHandlingError
 from .history import CallRecord
 
-__all__ = ["DLQ_COLUMNS", "dead_letter_rows", "read_dead_letters"]
+__all__ = ["DLQ_COLUMNS", "dead_letter_queue", "dead_letter_rows", "read_dead_letters"]
 
 DLQ_COLUMNS = [
     "dead_at",
@@ -44,14 +46,33 @@ def _text(value: Any) -> Any:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
-async def read_dead_letters(api: RMQAPI, limit: int, consume: bool) -> list[DeliveredMessage]:
-    """Up to ``limit`` messages of the mesh's DLQ; left in place unless ``consume``."""
+async def dead_letter_queue(api: RMQAPI, management: ManagementAPI | None) -> str:
+    """The queue dead letters land in. nuropb names it ``nuropb-dl-queue`` (configure_mesh) or
+    ``nuropb-{service}-dl`` (a transport left to itself): the management API tells which
+    queues the DLX feeds (the configured name first, when it is one of them); without it,
+    the configured name."""
+    topology = api.topology
+    if management is not None:
+        with contextlib.suppress(ManagementUnavailable):
+            bindings = await management.exchange_bindings(api.mesh_name, topology.dl_exchange)
+            queues = [b["destination"] for b in bindings if b.get("destination_type") == "queue"]
+            if queues:
+                return topology.dl_queue if topology.dl_queue in queues else sorted(queues)[0]
+    return topology.dl_queue
+
+
+async def read_dead_letters(
+    api: RMQAPI, queue: str, limit: int, consume: bool
+) -> list[DeliveredMessage]:
+    """Up to ``limit`` messages of ``queue``; left in place unless ``consume``."""
     if limit < 1:
         raise ValueError("limit must be at least 1")
+    if await api.queue_info(queue) is None:
+        raise NuropbHandlingError(f"the mesh has no dead-letter queue {queue!r}")
     messages: list[DeliveredMessage] = []
     async with api.transport.temp_channel() as channel:
         for _ in range(limit):
-            message = await channel.basic_get(api.topology.dl_queue, no_ack=False)
+            message = await channel.basic_get(queue, no_ack=False)
             if not isinstance(message.delivery, spec.Basic.GetOk):
                 break
             messages.append(message)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import inspect
 import logging
 import os
 import time
@@ -20,8 +21,9 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import pandas as pd
 
 from ..mesh import RMQAPI, ManagementAPI, configure_mesh, parse_amqp_url
+from ..mesh.describe import public_methods
 from ..mesh.errors import NuropbException, remote_error
-from .dead_letters import dead_letter_rows, read_dead_letters
+from .dead_letters import dead_letter_queue, dead_letter_rows, read_dead_letters
 from .discovery import ServiceInfo, discover
 from .history import CallRecord, History
 from .keys import key_row, keys_frame
@@ -646,12 +648,21 @@ class Lab:
     # --- dead letters ---------------------------------------------------------------------
 
     async def _dead_letters(
-        self, limit: int = 50, consume: bool = False, alias: str | None = None
+        self,
+        limit: int = 50,
+        consume: bool = False,
+        alias: str | None = None,
+        queue: str | None = None,
     ) -> pd.DataFrame:
         """What was rejected to the mesh's dead-letter queue, and why (the broker's reason;
-        the error, for a call of this session). Read without consuming unless ``consume``."""
-        messages = await read_dead_letters(self.connection(alias).api, limit, consume)
-        return dead_letter_rows(messages, self._history.records())
+        the error, for a call of this session). Read without consuming unless ``consume``.
+        ``queue``: default the one the dead-letter exchange feeds (see dead_letter_queue)."""
+        connection = self.connection(alias)
+        queue = queue or await dead_letter_queue(connection.api, connection.management)
+        messages = await read_dead_letters(connection.api, queue, limit, consume)
+        frame = dead_letter_rows(messages, self._history.records())
+        frame.attrs["queue"] = queue
+        return frame
 
     dead_letters = _blocking(_dead_letters)
     adead_letters = _awaitable(_dead_letters)
@@ -696,10 +707,14 @@ class Lab:
         name: str | None = None,
         alias: str | None = None,
         settings: Mapping[str, Any] | None = None,
+        allow_any: bool = False,
     ) -> RMQAPI:
         """Serve ``obj``'s public methods on the mesh as service ``name`` (default: its
-        ``_service_name`` or class name). Stopped by ``disconnect``."""
+        ``_service_name`` or class name). Stopped by ``disconnect``. A module, class or
+        builtin object is refused unless ``allow_any``: everyone on the mesh could call
+        every public callable of it (a served ``os`` would hand the mesh a shell)."""
         connection = self.connection(alias)
+        check_servable(obj, allow_any)
         name = name or service_name_of(obj)
         if name in connection.served:
             raise LabError(
@@ -718,6 +733,39 @@ class Lab:
 
     serve = _blocking(_serve)
     aserve = _awaitable(_serve)
+
+
+_DANGEROUS = frozenset(
+    "system popen exec execv execve spawnv kill remove unlink rmdir rmtree rename chmod"
+    " chown open write putenv eval compile setattr delattr clear pop".split()
+)
+
+
+def exposed_methods(obj: object) -> list[str]:
+    """The names of the methods serving ``obj`` puts on the mesh."""
+    return sorted(name for name, _, _ in public_methods(obj))
+
+
+def check_servable(obj: object, allow_any: bool = False) -> None:
+    """Refuse a module, class or builtin object (unless ``allow_any``), naming what it
+    would expose."""
+    if allow_any:
+        return
+    if inspect.ismodule(obj):
+        kind = f"module {obj.__name__!r}"
+    elif inspect.isclass(obj):
+        kind = f"class {obj.__qualname__!r} (serve an instance of it)"
+    elif inspect.isroutine(obj) or type(obj).__module__ == "builtins":
+        kind = f"builtin {type(obj).__name__} object"
+    else:
+        return
+    # the names that show the danger first (a served os.system is a shell for the mesh)
+    methods = sorted(exposed_methods(obj), key=lambda m: (m not in _DANGEROUS, m))
+    shown = ", ".join(methods[:8]) + (f", ... ({len(methods)} in all)" if len(methods) > 8 else "")
+    raise LabError(
+        f"refusing to serve a {kind}: anyone on the mesh could call {shown or 'it'};"
+        " serve an object of your own, or pass allow_any=True (%nuropb serve ... --unsafe)"
+    )
 
 
 def service_name_of(obj: object) -> str:

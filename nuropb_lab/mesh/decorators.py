@@ -12,6 +12,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
+from .nuropb_peer import also
+
 __all__ = [
     "AuthorizeFunc",
     "MethodMarks",
@@ -25,11 +27,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 AuthorizeFunc = Callable[[str], Any]
 
 
-class NuropbContextManager:
+class NuropbContextManager(*also("contexts.context_manager", "NuropbContextManager")):  # type: ignore[misc]
     """The context a ``@nuropb_context`` method receives: request context, user claims, events.
 
     Usable as a (sync or async) context manager: events added inside a ``with`` block that
-    raises are discarded. Events are published after the method succeeds.
+    raises are discarded. Events are published after the method succeeds. With nuropb
+    installed it is also nuropb's class, which nuropb's own ``@nuropb_context`` demands.
     """
 
     def __init__(self, context: dict[str, Any], suppress_exceptions: bool = False) -> None:
@@ -54,7 +57,9 @@ class NuropbContextManager:
 
     @user_claims.setter
     def user_claims(self, claims: dict[str, Any] | None) -> None:
-        if self._user_claims is not None:
+        # the same claims again is no change: nuropb's own @nuropb_context authorizes again
+        # the token the lab's executor has already accepted
+        if self._user_claims is not None and claims != self._user_claims:
             raise ValueError("user_claims can only be set once")
         self._user_claims = claims
 

@@ -13,34 +13,10 @@ written for nuropb (``NuropbSuccess``, ``NuropbCallAgain``, ...), into the lab's
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
-from types import ModuleType
 from typing import Any
 
-log = logging.getLogger(__name__)
-
-
-def _nuropb_interface() -> ModuleType | None:
-    """nuropb's own error classes, when the nuropb package is importable."""
-    try:
-        if importlib.util.find_spec("nuropb") is None:
-            return None
-        return importlib.import_module("nuropb.interface")
-    except Exception as exc:  # an installed but broken nuropb: the lab works without it
-        log.debug("nuropb.interface not usable: %s", exc)
-        return None
-
-
-NUROPB_INTERFACE = _nuropb_interface()
-
-
-def _also(name: str) -> tuple[type[BaseException], ...]:
-    """nuropb's class of this name, to be a base too (none without nuropb)."""
-    cls = getattr(NUROPB_INTERFACE, name, None)
-    return (cls,) if isinstance(cls, type) and issubclass(cls, BaseException) else ()
-
+from .nuropb_peer import also, peer_class
 
 __all__ = [
     "ERROR_CLASSES",
@@ -61,6 +37,13 @@ __all__ = [
     "lab_error",
     "remote_error",
 ]
+
+log = logging.getLogger(__name__)
+
+
+def _also(name: str) -> tuple[type, ...]:
+    """nuropb.interface's class of this name, as a base too (see nuropb_peer)."""
+    return also("interface", name)
 
 
 class NuropbException(*_also("NuropbException"), Exception):  # type: ignore[misc]
@@ -219,11 +202,11 @@ def remote_error(error: Any, payload: dict[str, Any] | None = None) -> NuropbExc
 def lab_error(exc: BaseException) -> BaseException:
     """The lab's exception for one of nuropb's own classes (same name, description, payload,
     result and events); any other exception as it is."""
-    if isinstance(exc, NuropbException) or NUROPB_INTERFACE is None:
+    if isinstance(exc, NuropbException):
         return exc
     cls = ERROR_CLASSES.get(type(exc).__name__)
-    peer = getattr(NUROPB_INTERFACE, type(exc).__name__, None)
-    if cls is None or not isinstance(peer, type) or not isinstance(exc, peer):
+    peer = peer_class("interface", type(exc).__name__)
+    if cls is None or peer is None or not isinstance(exc, peer):
         return exc
     description = getattr(exc, "description", None)
     payload = getattr(exc, "payload", None)

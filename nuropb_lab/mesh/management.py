@@ -100,6 +100,14 @@ class ManagementAPI:
         result = await self.get(f"queues/{quote(vhost, safe='')}?columns={columns}")
         return list(result or [])
 
+    async def exchanges(self, vhost: str) -> list[dict[str, Any]]:
+        columns = "name,type,durable,auto_delete,internal,arguments"
+        result = await self.get(f"exchanges/{quote(vhost, safe='')}?columns={columns}")
+        return list(result or [])
+
+    async def bindings(self, vhost: str) -> list[dict[str, Any]]:
+        return list(await self.get(f"bindings/{quote(vhost, safe='')}") or [])
+
     async def exchange_bindings(self, vhost: str, exchange: str) -> list[dict[str, Any]]:
         path = f"exchanges/{quote(vhost, safe='')}/{quote(exchange, safe='')}/bindings/source"
         return list(await self.get(path) or [])

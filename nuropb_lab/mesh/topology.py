@@ -137,7 +137,8 @@ async def ensure_shared(
                 # nuropb's flags (pika's defaults: not durable), so that nuropb's own setup
                 # helpers, which declare it actively, still work on this mesh
                 await channel.queue_declare(queue, durable=False)
-                await channel.queue_bind(queue, topology.dl_exchange, routing_key="")
+                # bound as pika binds without a key (the queue's name; a fanout ignores it)
+                await channel.queue_bind(queue, topology.dl_exchange, routing_key=queue)
                 created.append(queue)
     finally:
         await checker.close()
