@@ -173,3 +173,14 @@ async def test_a_service_queue_declared_otherwise_is_used_as_it_is(
         assert await client.request("orders", "echo", {"text": "q"}, {}, ttl=TTL) == "q"
     objects = await mesh_objects(management, vhost_of(nuropb_mesh))
     assert objects["queues"]["nuropb-orders-sq"] == (True, False, arguments)
+
+
+@pytest.mark.parametrize(
+    ("version", "permitted"),
+    [("3.10.8", True), ("3.13.7", True), ("4.2.1", True), ("4.3.0", False), ("5.0", False)],
+)
+def test_brokers_that_deny_transient_queues(version: str, permitted: bool) -> None:
+    # RabbitMQ 4.3 denies non-durable non-exclusive queues: a new DLQ is durable there
+    from nuropb_lab.mesh.topology import permits_transient_queues
+
+    assert permits_transient_queues(version) is permitted

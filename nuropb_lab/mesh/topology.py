@@ -17,7 +17,13 @@ from .errors import NuropbTransportError
 from .management import ManagementAPI
 from .urls import AmqpTarget, parse_amqp_url
 
-__all__ = ["Topology", "configure_mesh", "declare_service_queue", "ensure_shared"]
+__all__ = [
+    "Topology",
+    "configure_mesh",
+    "declare_service_queue",
+    "ensure_shared",
+    "permits_transient_queues",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +100,23 @@ class _Checker:
                 await self._channel.close()
 
 
+def permits_transient_queues(server_version: str) -> bool:
+    """Whether the broker takes non-durable, non-exclusive queues (nuropb's DLQ and response
+    queues): RabbitMQ 4.3 denies them by default, closing the connection of the declare."""
+    try:
+        major, minor = (int(part) for part in server_version.split(".")[:2])
+    except ValueError:
+        return True
+    return (major, minor) < (4, 3)
+
+
 async def ensure_shared(
     open_channel: OpenChannel,
     topology: Topology,
     *,
     dead_letters: bool,
     where: str = "the mesh",
+    transient_ok: bool = True,
 ) -> list[str]:
     """Check the mesh's shared objects passively and create only those missing, with nuropb's
     flags; an existing one is used whatever its flags. Returns what was created.
@@ -109,7 +126,8 @@ async def ensure_shared(
     exists keeps its queues as they are: nuropb names them ``nuropb-dl-queue`` (configure_mesh)
     or ``nuropb-{service}-dl`` (a transport left to itself), and neither is the lab's to add.
     Passive declares need no permission, so a user without configure permission on shared
-    objects connects to a mesh that has them.
+    objects connects to a mesh that has them. Where the broker denies non-durable queues
+    (``transient_ok`` False: RabbitMQ 4.3 and later) a new DLQ is made durable.
     """
     checker = _Checker(open_channel)
     created: list[str] = []
@@ -136,7 +154,7 @@ async def ensure_shared(
                 channel = await checker.channel()
                 # nuropb's flags (pika's defaults: not durable), so that nuropb's own setup
                 # helpers, which declare it actively, still work on this mesh
-                await channel.queue_declare(queue, durable=False)
+                await channel.queue_declare(queue, durable=not transient_ok)
                 # bound as pika binds without a key (the queue's name; a fanout ignores it)
                 await channel.queue_bind(queue, topology.dl_exchange, routing_key=queue)
                 created.append(queue)

@@ -35,7 +35,7 @@ from .errors import NuropbNotDeliveredError, NuropbTransportError
 from .event_connection import BrokerClosed, EventConnection
 from .events import TAIL_QUEUE_PATTERN, Subscription
 from .outbox import Confirms, Outbox, ReturnHandler, catch_returns, count_confirms
-from .topology import Topology, declare_service_queue, ensure_shared
+from .topology import Topology, declare_service_queue, ensure_shared, permits_transient_queues
 from .urls import AmqpTarget
 
 __all__ = ["Confirms", "Outbox", "Transport", "TransportConfig", "TransportState"]
@@ -285,12 +285,23 @@ class Transport:
 
         is_service = cfg.service_queue is not None
         where = f"mesh {self.target.vhost!r}"
-        await ensure_shared(open_channel, topo, dead_letters=is_service, where=where)
+        version = str(connection.server_properties.get("version", ""))
+        await ensure_shared(
+            open_channel,
+            topo,
+            dead_letters=is_service,
+            where=where,
+            transient_ok=permits_transient_queues(version),
+        )
         if cfg.service_queue is not None:
             await declare_service_queue(
                 open_channel, topo, cfg.service_queue, cfg.rpc_bindings, cfg.event_bindings
             )
-        await channel.queue_declare(cfg.response_queue, durable=False, auto_delete=True)
+        # Exclusive (nuropb's is not): peers only publish to it, by name, which an exclusive
+        # queue takes; and RabbitMQ 4.3 denies the non-durable non-exclusive kind.
+        await channel.queue_declare(
+            cfg.response_queue, durable=False, auto_delete=True, exclusive=True
+        )
         await channel.basic_qos(prefetch_count=cfg.prefetch_count)
         await channel.basic_consume(
             cfg.response_queue, self._on_response, no_ack=True, exclusive=True
@@ -414,7 +425,9 @@ class Transport:
 
     def _describe_setup_error(self, exc: BaseException) -> str:
         text = self.target.scrub(str(exc))
-        if isinstance(exc, aiormq.exceptions.ChannelAccessRefused) and "exclusive use" in text:
+        in_use = isinstance(exc, aiormq.exceptions.ChannelAccessRefused) and "exclusive use" in text
+        locked = isinstance(exc, aiormq.exceptions.ChannelLockedResource)
+        if in_use or locked:
             return (
                 f"another API instance is connected with this instance_id: response queue"
                 f" {self.config.response_queue!r} is in exclusive use (single-instance)"
