@@ -20,6 +20,7 @@ from .errors import NuropbTransportError
 from .urls import AmqpTarget
 
 __all__ = [
+    "CredentialsRefused",
     "MeshNotFound",
     "cannot_connect",
     "connect_target",
@@ -33,6 +34,10 @@ __all__ = [
 
 class MeshNotFound(NuropbTransportError):
     """The vhost (mesh) does not exist, or the user may not use it."""
+
+
+class CredentialsRefused(NuropbTransportError):
+    """The broker refused the user name or password."""
 
 
 async def connect_target(
@@ -78,8 +83,8 @@ def tls_context(target: AmqpTarget) -> ssl.SSLContext | None:
         ) from None
 
 
-def credentials_refused(target: AmqpTarget) -> NuropbTransportError:
-    return NuropbTransportError(
+def credentials_refused(target: AmqpTarget) -> CredentialsRefused:
+    return CredentialsRefused(
         f"broker at {target.masked} refused the credentials of user {target.username!r}"
     )
 
