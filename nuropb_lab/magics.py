@@ -155,8 +155,8 @@ class NuropbMagics(Magics):
     ).tag(config=True)
 
     def __init__(self, shell: Any = None, lab: Lab | None = None, **kwargs: Any) -> None:
+        self.lab = lab or get_lab()  # first: loading the shell's config applies settings
         super().__init__(shell=shell, **kwargs)
-        self.lab = lab or get_lab()
         self._apply_settings()
         self._commands: dict[str, Callable[[str, str | None], Any]] = {
             name: getattr(self, f"_{name}") for name in SUBCOMMANDS
