@@ -235,9 +235,9 @@ class NuropbMagics(Magics):
 
     def _help(self, rest: str, cell: str | None) -> None:
         say(
-            "%nuropb connect [URL] [URL ...] [--alias A] | status [--widget] | services [--refresh] |"
-            " describe SERVICE [METHOD] | call SERVICE.METHOD k=v ... [--timeout S]"
-            " [--encrypt|--plain] [--context JSON] [--trace ID] [--raw] [-o VAR] |"
+            "%nuropb connect [URL] [URL ...] [--alias A] | status [--widget] |"
+            " services [--refresh] | describe SERVICE [METHOD] | call SERVICE.METHOD k=v ..."
+            " [--timeout S] [--encrypt|--plain] [--context JSON] [--trace ID] [--raw] [-o VAR] |"
             " command SERVICE.METHOD k=v ... | publish TOPIC JSON | tail [PATTERN ...] [--max N]"
             " [-o VAR] | keys [SERVICE] | history [-n N] | browse | serve OBJECT [--name N]"
             " [--unsafe] | disconnect [ALIAS | --all] | dlq [--limit N] [--consume] [--queue Q]"

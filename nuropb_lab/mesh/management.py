@@ -79,9 +79,8 @@ class ManagementAPI:
             except _Unreachable as exc:
                 unreachable = unreachable or exc
                 continue
-            if base != self.base_urls[0]:
-                self.base_urls.remove(base)
-                self.base_urls.insert(0, base)
+            if base != self.base_urls[0]:  # one assignment: calls run in threads at once
+                self.base_urls = [base, *(url for url in self.base_urls if url != base)]
             return result
         assert unreachable is not None
         if len(self.base_urls) > 1:
