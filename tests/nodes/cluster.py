@@ -82,6 +82,12 @@ class Cluster:
             raw = response.read()
         return json.loads(raw) if raw else None
 
+    @property
+    def version(self) -> tuple[int, ...]:
+        """The RabbitMQ version the cluster runs, e.g. (3, 10, 8)."""
+        text = str(self.api("GET", "overview")["rabbitmq_version"])
+        return tuple(int(part) for part in text.split("-")[0].split(".") if part.isdigit())
+
     def running_nodes(self) -> set[str]:
         """Letters of the nodes the cluster sees running (asked of a running node)."""
         try:
@@ -137,8 +143,6 @@ def start_cluster(home: Path, boot_timeout: float = 120) -> Cluster:
             config += (
                 "cluster_formation.peer_discovery_backend = classic_config\n"
                 f"cluster_formation.classic_config.nodes.1 = {names['a']}\n"
-                "cluster_formation.randomized_startup_delay_range.min = 0\n"
-                "cluster_formation.randomized_startup_delay_range.max = 1\n"
             )
         nodes[letter] = RabbitNode(
             home / letter,
