@@ -1,4 +1,5 @@
-"""Where a service's queue lives on a cluster, from the management API's queue listing.
+"""Where things live on a cluster: each service's queue (from the management API's queue
+listing) and the node an API is connected to (``node_of``).
 
 A classic queue lives on one node; with a mirroring policy (RabbitMQ 3.x) its master has
 mirrors on other nodes, "in sync" once they hold every message. A quorum queue has a leader
@@ -9,9 +10,12 @@ node is down (and with no replica to take over) is listed with state "down".
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["PLACEMENT_COLUMNS", "Placement", "placement_of"]
+from ..mesh import RMQAPI
+
+__all__ = ["PLACEMENT_COLUMNS", "Placement", "node_of", "placement_of", "with_placement"]
 
 PLACEMENT_COLUMNS = ["queue_type", "node", "replicas", "in_sync"]
 
@@ -58,3 +62,21 @@ def placement_of(queue: dict[str, Any]) -> Placement:
         tuple(m for m in mirrors if m in synced),
         down,
     )
+
+
+def with_placement(
+    columns: list[str], rows: list[list[Any]], placements: Sequence[Placement | None]
+) -> tuple[list[str], list[list[Any]]]:
+    """``rows`` with the PLACEMENT_COLUMNS added when any placement is known (a cluster)."""
+    if all(p is None for p in placements):
+        return columns, rows
+    blank = [None] * len(PLACEMENT_COLUMNS)
+    rows = [[*row, *(p.row() if p else blank)] for row, p in zip(rows, placements, strict=True)]
+    return columns + PLACEMENT_COLUMNS, rows
+
+
+def node_of(api: RMQAPI) -> str:
+    """``host:port`` of the node the API is on, and which of several (``node 2 of 3``)."""
+    target = api.target
+    where = api.nodes.position(target)
+    return f"{target.host}:{target.port}" + (f" ({where})" if where else "")

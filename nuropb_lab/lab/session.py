@@ -27,7 +27,7 @@ from .dead_letters import dead_letter_queue, dead_letter_rows, read_dead_letters
 from .discovery import ServiceInfo, discover
 from .history import CallRecord, History
 from .keys import key_row, keys_frame
-from .placement import PLACEMENT_COLUMNS
+from .placement import node_of, with_placement
 from .runner import LoopRunner
 from .tail import Tail
 
@@ -115,12 +115,6 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.alias!r} {self.url} ({self.api.transport.state})>"
-
-
-def node_of(api: RMQAPI) -> str:
-    target = api.target
-    where = api.nodes.position(target)
-    return f"{target.host}:{target.port}" + (f" ({where})" if where else "")
 
 
 def split_target(target: str, method: str | None = None) -> tuple[str, str]:
@@ -354,13 +348,7 @@ class Lab:
             ]
             for i in infos
         ]
-        columns = SERVICE_COLUMNS
-        if any(i.placement is not None for i in infos):  # a cluster: where the queues live
-            columns = SERVICE_COLUMNS + PLACEMENT_COLUMNS
-            rows = [
-                [*row, *(i.placement.row() if i.placement else [None] * len(PLACEMENT_COLUMNS))]
-                for row, i in zip(rows, infos, strict=True)
-            ]
+        columns, rows = with_placement(SERVICE_COLUMNS, rows, [i.placement for i in infos])
         frame = pd.DataFrame(rows, columns=columns)
         if notice and not connection.notice_shown:
             connection.notice_shown = True
