@@ -175,6 +175,28 @@ async def start_nuropb(
     return peer, line
 
 
+async def nuropb_client(python: Path, url: str, service: str, steps: list[dict[str, Any]]) -> Any:
+    """Run a nuropb 0.1.8 client scenario (peers/nuropb_client.py); its results by step id."""
+    process = await asyncio.create_subprocess_exec(
+        str(python),
+        str(PEERS / "nuropb_client.py"),
+        url,
+        service,
+        json.dumps(steps),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0, f"{out.decode()}\n{err.decode()[-3000:]}"
+    return json.loads(out)["results"]
+
+
 @dataclasses.dataclass
 class Outcome:
     service: str

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiormq
 import pytest
-from cluster_harness import mesh_on, place_queues, queue_row, start_nuropb
+from cluster_harness import mesh_on, nuropb_client, place_queues, queue_row, start_nuropb
 from conftest import wait_for, wait_until
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
@@ -186,6 +186,10 @@ async def test_quorum_queues_beside_nuropb_0_1_8(cluster: Cluster, nuropb_python
         urls = cluster.urls(vhost)
         async with nl.RMQAPI(urls, "shared", service_instance=Echo()), nl.RMQAPI(urls) as client:
             assert await client.request("shared", "echo", {"text": "q"}, {}, ttl=10_000) == "q"
+            # a nuropb client declares only its response queue: it calls the service there
+            step = {"id": "echo", "op": "request", "method": "echo", "params": {"text": "n"}}
+            results = await nuropb_client(nuropb_python, cluster.url("c", vhost), "shared", [step])
+            assert results == {"echo": {"result": "n"}}
         peer, said = await start_nuropb(
             nuropb_python, cluster.url("b", vhost), "shared", 10, expect_ready=False
         )
