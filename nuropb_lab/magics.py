@@ -15,7 +15,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
-from traitlets import Float, Int, TraitError, Unicode, observe, validate
+from traitlets import Enum, Float, Int, TraitError, Unicode, observe, validate
 
 from .lab import Lab, LabError, check_servable, exposed_methods, get_lab
 from .mesh import ManagementUnavailable, NuropbException, mask_secrets
@@ -148,10 +148,15 @@ class NuropbMagics(Magics):
     management_url = Unicode(
         None, allow_none=True, help="Management API URL (default: the broker's host, port 15672)."
     ).tag(config=True)
+    failover_strategy = Enum(
+        ["round-robin", "shuffle"],
+        "round-robin",
+        help="Order to try several nodes in: as given (round-robin), or shuffled.",
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, lab: Lab | None = None, **kwargs: Any) -> None:
+        self.lab = lab or get_lab()  # first: loading the shell's config applies settings
         super().__init__(shell=shell, **kwargs)
-        self.lab = lab or get_lab()
         self._apply_settings()
         self._commands: dict[str, Callable[[str, str | None], Any]] = {
             name: getattr(self, f"_{name}") for name in SUBCOMMANDS
@@ -171,7 +176,7 @@ class NuropbMagics(Magics):
             raise TraitError("tail_max_rows must be at least 1")
         return int(proposal["value"])
 
-    @observe("timeout", "describe_timeout", "tail_max_rows", "management_url")
+    @observe("timeout", "describe_timeout", "tail_max_rows", "management_url", "failover_strategy")
     def _settings_changed(self, _change: Any) -> None:
         self._apply_settings()
 
@@ -180,6 +185,7 @@ class NuropbMagics(Magics):
         self.lab.describe_timeout = self.describe_timeout
         self.lab.tail_max_rows = self.tail_max_rows
         self.lab.management_url = self.management_url
+        self.lab.failover_strategy = self.failover_strategy
 
     # --- dispatch -------------------------------------------------------------------------------
 
@@ -229,22 +235,32 @@ class NuropbMagics(Magics):
 
     def _help(self, rest: str, cell: str | None) -> None:
         say(
-            "%nuropb connect [URL] [--alias A] | status [--widget] | services [--refresh] |"
-            " describe SERVICE [METHOD] | call SERVICE.METHOD k=v ... [--timeout S]"
-            " [--encrypt|--plain] [--context JSON] [--trace ID] [--raw] [-o VAR] |"
+            "%nuropb connect [URL] [URL ...] [--alias A] | status [--widget] |"
+            " services [--refresh] | describe SERVICE [METHOD] | call SERVICE.METHOD k=v ..."
+            " [--timeout S] [--encrypt|--plain] [--context JSON] [--trace ID] [--raw] [-o VAR] |"
             " command SERVICE.METHOD k=v ... | publish TOPIC JSON | tail [PATTERN ...] [--max N]"
             " [-o VAR] | keys [SERVICE] | history [-n N] | browse | serve OBJECT [--name N]"
             " [--unsafe] | disconnect [ALIAS | --all] | dlq [--limit N] [--consume] [--queue Q]"
         )
 
     @magic_arguments()
-    @argument("url", nargs="?", help="AMQP URL with the mesh (vhost); default $NUROPB_AMQP_URL")
+    @argument(
+        "url",
+        nargs="*",
+        help="AMQP URL with the mesh (vhost), or one per node of a cluster;"
+        " default $NUROPB_AMQP_URL (comma-separated for several)",
+    )
     @argument("--alias", help="name of the connection (default: the mesh name)")
     @argument("--configure", action="store_true", help="create the mesh when missing")
     def _connect(self, rest: str, cell: str | None) -> None:
         args = self._only_args(self._connect, rest)
-        connection = self.lab.connect(args.url, alias=args.alias, configure=args.configure)
-        say(f"connected to {connection.url} as {connection.alias!r}")
+        url = args.url[0] if len(args.url) == 1 else (args.url or None)
+        connection = self.lab.connect(url, alias=args.alias, configure=args.configure)
+        api = connection.api
+        where = api.nodes.position(api.target)  # which of several nodes
+        say(
+            f"connected to {connection.url}{f' ({where})' if where else ''} as {connection.alias!r}"
+        )
 
     @magic_arguments()
     @argument("--widget", action="store_true", help="a status line that updates on its own")

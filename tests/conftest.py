@@ -156,6 +156,24 @@ async def wait_until(
         await asyncio.sleep(0.02)
 
 
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A throwaway 3-node RabbitMQ cluster of the tests' own (tests/nodes), one per session;
+    skipped, saying why, where it cannot start."""
+    from nodes import NodeUnavailable, start_cluster
+
+    try:
+        started = start_cluster(tmp_path_factory.mktemp("cluster"))
+    except NodeUnavailable as exc:
+        print(f"cluster unavailable: {exc}", file=sys.stderr)
+        pytest.skip(f"cannot start a 3-node RabbitMQ cluster here: {exc}")
+    print(f"\n3-node cluster booted in {started.boot_seconds:.1f} s", file=sys.stderr)
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
 def pytest_report_header() -> list[str]:
     return [
         f"broker: {parse_amqp_url(mesh_url_for('x')).masked.rsplit('/', 1)[0]}",

@@ -3,7 +3,8 @@
 nuropb has no registry: names come from the broker's management API (the bindings of the RPC
 exchange and the ``nuropb-*-sq`` queues), exact instance and queue counts from passive queue
 declares, and what each offers from ``nuropb_describe``, asked of all at once with a short
-timeout. A service that does not answer is listed with its error.
+timeout. A service that does not answer is listed with its error. On a cluster (the API lists
+more than one node) each service also gets where its queue lives (see placement.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from ..mesh import RMQAPI, ManagementAPI, ManagementUnavailable, Topology
 from ..mesh.errors import NuropbException
+from .placement import Placement, placement_of
 
 __all__ = ["ServiceInfo", "discover", "service_names"]
 
@@ -26,6 +28,7 @@ class ServiceInfo:
     queued: int | None = None  # messages waiting in it
     description: dict[str, Any] | None = None  # the nuropb_describe answer
     error: str | None = None
+    placement: Placement | None = None  # where its queue lives, on a cluster
 
     @property
     def methods(self) -> list[str]:
@@ -48,10 +51,20 @@ class ServiceInfo:
 
 async def service_names(management: ManagementAPI, api: RMQAPI) -> dict[str, str]:
     """``{service: queue}`` from the RPC exchange's bindings and the service queues' names."""
+    return (await _listing(management, api))[0]
+
+
+async def _listing(
+    management: ManagementAPI, api: RMQAPI
+) -> tuple[dict[str, str], dict[str, Placement]]:
+    """Service names, and on a cluster where each queue lives."""
     vhost = api.mesh_name
-    bindings, queues = await asyncio.gather(
-        management.exchange_bindings(vhost, api.topology.rpc_exchange), management.queues(vhost)
+    bindings, queues, nodes = await asyncio.gather(
+        management.exchange_bindings(vhost, api.topology.rpc_exchange),
+        management.queues(vhost),
+        _nodes(management),
     )
+    placements = {q["name"]: placement_of(q) for q in queues} if len(nodes) > 1 else {}
     names: dict[str, str] = {}
     for binding in bindings:
         if binding.get("destination_type") == "queue" and binding.get("routing_key"):
@@ -60,7 +73,14 @@ async def service_names(management: ManagementAPI, api: RMQAPI) -> dict[str, str
         service = Topology.service_from_queue(queue["name"])
         if service is not None:
             names.setdefault(service, queue["name"])
-    return names
+    return names, placements
+
+
+async def _nodes(management: ManagementAPI) -> list[dict[str, Any]]:
+    try:
+        return await management.nodes()
+    except ManagementUnavailable:  # a user without the monitoring tag may not list them
+        return []
 
 
 async def _probe(
@@ -101,9 +121,10 @@ async def discover(
     (then only ``known`` names are probed)."""
     notice = None
     names: dict[str, str] = {}
+    placements: dict[str, Placement] = {}
     if management is not None:
         try:
-            names = await service_names(management, api)
+            names, placements = await _listing(management, api)
         except ManagementUnavailable as exc:
             notice = f"{exc.description}; listing only services named or called so far"
     else:
@@ -112,6 +133,9 @@ async def discover(
         for name in known:
             names.setdefault(name, Topology.service_queue(name))
     names.pop(f"{api.mesh_name}-client", None)
-    infos = [ServiceInfo(service, queue) for service, queue in sorted(names.items())]
+    infos = [
+        ServiceInfo(service, queue, placement=placements.get(queue))
+        for service, queue in sorted(names.items())
+    ]
     await asyncio.gather(*(_probe(api, info, describe_ttl_ms, refresh) for info in infos))
     return infos, notice

@@ -15,18 +15,19 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import pandas as pd
 
-from ..mesh import RMQAPI, ManagementAPI, configure_mesh, parse_amqp_url
+from ..mesh import RMQAPI, ManagementAPI, Nodes, configure_mesh
 from ..mesh.describe import public_methods
 from ..mesh.errors import NuropbException, remote_error
 from .dead_letters import dead_letter_queue, dead_letter_rows, read_dead_letters
 from .discovery import ServiceInfo, discover
 from .history import CallRecord, History
 from .keys import key_row, keys_frame
+from .placement import node_of, with_placement
 from .runner import LoopRunner
 from .tail import Tail
 
@@ -63,6 +64,7 @@ STATUS_COLUMNS = [
     "alias",
     "current",
     "url",
+    "node",
     "mesh",
     "state",
     "reconnects",
@@ -100,6 +102,16 @@ class Connection:
     @property
     def mesh(self) -> str:
         return self.api.mesh_name
+
+    @property
+    def node(self) -> str:
+        """The node the client is on (``host:port``, which of several), and where each served
+        service is when that is another node."""
+        text = node_of(self.api)
+        elsewhere = [
+            f"{n} on {node_of(a)}" for n, a in self.served.items() if a.target != self.api.target
+        ]
+        return "; ".join([text, *elsewhere])
 
     def __repr__(self) -> str:
         return f"<Connection {self.alias!r} {self.url} ({self.api.transport.state})>"
@@ -171,8 +183,10 @@ class Lab:
         tail_max_rows: int = 10_000,
         history_size: int = 10_000,
         management_url: str | None = None,
+        failover_strategy: str = "round-robin",
     ) -> None:
         self.timeout = timeout
+        self.failover_strategy = failover_strategy  # for several nodes: or "shuffle"
         self.describe_timeout = describe_timeout
         self.tail_max_rows = tail_max_rows
         self.management_url = management_url
@@ -225,15 +239,18 @@ class Lab:
 
     async def _connect(
         self,
-        url: str | Mapping[str, Any] | None = None,
+        url: str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]] | None = None,
         alias: str | None = None,
         *,
         configure: bool = False,
         management_url: str | None = None,
     ) -> Connection:
         """Connect to a mesh (URL default: $NUROPB_AMQP_URL, else the demo mesh) as ``alias``
-        (default: the mesh name), and make it current. ``configure`` creates the mesh."""
-        target = parse_amqp_url(url or os.environ.get("NUROPB_AMQP_URL") or DEFAULT_URL)
+        (default: the mesh name), and make it current. ``configure`` creates the mesh.
+        Several nodes of a cluster: a list of URLs, or one string of them comma-separated."""
+        if url is None:
+            url = os.environ.get("NUROPB_AMQP_URL") or DEFAULT_URL
+        target = Nodes.parse(url, self.failover_strategy)
         alias = alias or target.vhost
         if alias in self._connections:
             raise LabError(
@@ -278,8 +295,9 @@ class Lab:
         self._runner.stop()
 
     def status(self) -> pd.DataFrame:
-        """Connections: alias, URL (password masked), mesh, state, reconnects, calls in flight,
-        served services, tails, the last connection error."""
+        """Connections: alias, URL (the node connected to, password masked), node (host:port,
+        and which of several; served services on another node), mesh, state, reconnects,
+        calls in flight, served services, tails, the last connection error."""
         rows = []
         for alias, c in self._connections.items():
             transport = c.api.transport
@@ -288,6 +306,7 @@ class Lab:
                     alias,
                     alias == self._current,
                     c.url,
+                    c.node,
                     c.mesh,
                     transport.state,
                     transport.reconnects,
@@ -329,7 +348,8 @@ class Lab:
             ]
             for i in infos
         ]
-        frame = pd.DataFrame(rows, columns=SERVICE_COLUMNS)
+        columns, rows = with_placement(SERVICE_COLUMNS, rows, [i.placement for i in infos])
+        frame = pd.DataFrame(rows, columns=columns)
         if notice and not connection.notice_shown:
             connection.notice_shown = True
             frame.attrs["notice"] = notice
@@ -721,7 +741,7 @@ class Lab:
                 f"{name!r} is already served on {connection.alias}; disconnect to stop it"
             )
         api = RMQAPI(
-            connection.api.target,
+            connection.api.nodes,
             service_name=name,
             service_instance=obj,
             transport_settings=dict(settings or {}),

@@ -23,6 +23,7 @@ from .errors import (
 )
 from .events import MeshEvent, Subscription
 from .management import ManagementAPI, ManagementUnavailable
+from .nodes import Nodes, QueueUnavailable
 from .topology import Topology, configure_mesh
 from .urls import AmqpTarget, mask_secrets, parse_amqp_url
 
@@ -33,6 +34,7 @@ __all__ = [
     "ManagementUnavailable",
     "MeshEvent",
     "MeshNotFound",
+    "Nodes",
     "NuropbAuthenticationError",
     "NuropbAuthorizationError",
     "NuropbCallAgain",
@@ -47,6 +49,7 @@ __all__ = [
     "NuropbTimeoutError",
     "NuropbTransportError",
     "NuropbValidationError",
+    "QueueUnavailable",
     "Subscription",
     "Topology",
     "configure_mesh",

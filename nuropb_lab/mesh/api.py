@@ -19,7 +19,7 @@ import collections
 import logging
 import random
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final
 
 from aiormq.abc import DeliveredMessage
@@ -38,11 +38,12 @@ from .errors import (
     remote_error,
 )
 from .events import MeshEvent, Subscription
+from .nodes import DownQueues, Nodes
 from .service import Outcome, ServiceExecutor, event_body, response_body
 from .serving import ServiceSide, message_properties, nothing
 from .topology import Topology
 from .transport import Transport, TransportConfig, TransportState
-from .urls import AmqpTarget, parse_amqp_url
+from .urls import AmqpTarget
 
 __all__ = ["RMQAPI"]
 
@@ -89,12 +90,19 @@ class RMQAPI:
     ``transport_settings``: rpc_bindings, event_bindings, prefetch_count, default_ttl (ms),
     rpc_exchange, events_exchange, dl_exchange, dl_queue, service_queue, response_queue,
     connect_timeout (s), reconnect (bool), private_key (RSAPrivateKey), max_body_bytes,
-    max_depth.
+    max_depth, failover_strategy ("round-robin" or "shuffle", for several nodes).
+
+    ``amqp_url``: one URL (or nuropb's dict form), or the nodes of a cluster: a list of them,
+    a comma-separated string, or the dict form with a list of ``hosts`` (see mesh/nodes.py).
     """
 
     def __init__(
         self,
-        amqp_url: str | Mapping[str, Any] | AmqpTarget,
+        amqp_url: str
+        | Mapping[str, Any]
+        | AmqpTarget
+        | Sequence[str | Mapping[str, Any] | AmqpTarget]
+        | Nodes,
         service_name: str | None = None,
         instance_id: str | None = None,
         service_instance: object | None = None,
@@ -102,9 +110,9 @@ class RMQAPI:
         events_exchange: str | None = None,
         transport_settings: Mapping[str, Any] | None = None,
     ) -> None:
-        self._target = parse_amqp_url(amqp_url)
         settings = dict(transport_settings or {})
-        self._mesh_name = self._target.vhost
+        self._nodes = Nodes.parse(amqp_url, settings.get("failover_strategy") or "round-robin")
+        self._mesh_name = self._nodes.vhost
         self._instance_id = instance_id or uuid.uuid4().hex
         self._client_only = service_name is None
         if service_name is None:
@@ -171,7 +179,7 @@ class RMQAPI:
             default_ttl=self._default_ttl,
         )
         self._transport = Transport(
-            self._target,
+            self._nodes,
             config,
             on_response=self._on_response,
             on_service=self._serving.on_delivery if self._serving is not None else None,
@@ -184,6 +192,7 @@ class RMQAPI:
         self._describe_cache: dict[str, dict[str, Any]] = {}
         self._public_keys: dict[str, rsa.RSAPublicKey] = {}
         self._state_listeners: list[Callable[[TransportState], None]] = []
+        self._down_queues = DownQueues(self._transport.queue_info)
         if self._serving is not None:
             self._serving.transport = self._transport
 
@@ -203,7 +212,12 @@ class RMQAPI:
 
     @property
     def target(self) -> AmqpTarget:
-        return self._target
+        """The node connected to (or to be tried first)."""
+        return self._transport.target
+
+    @property
+    def nodes(self) -> Nodes:
+        return self._nodes
 
     @property
     def topology(self) -> Topology:
@@ -239,7 +253,7 @@ class RMQAPI:
 
     def __repr__(self) -> str:
         role = "client" if self._client_only else f"service {self._service_name!r}"
-        return f"<RMQAPI {role} on {self._target.masked} ({self._transport.state})>"
+        return f"<RMQAPI {role} on {self.target.masked} ({self._transport.state})>"
 
     def add_state_listener(self, listener: Callable[[TransportState], None]) -> None:
         """Call ``listener(state)`` on every transport state change (in the loop thread)."""
@@ -406,14 +420,20 @@ class RMQAPI:
             ttl=ttl,
         )
 
-    @staticmethod
-    def _not_delivered(payload: dict[str, Any]) -> NuropbException:
+    async def _not_delivered(self, payload: dict[str, Any]) -> NuropbException:
+        """Why the broker returned a call: no queue is bound for the service, or (the broker
+        returns these too) its queue's home node is down, which a passive declare tells."""
+        service = payload["service"]
+        down = await self._down_queues.reason(Topology.service_queue(service))
+        if down is None:
+            why = f"service {service!r} is not on the mesh (no queue bound for it)"
+        else:
+            why = f"service {service!r} cannot take calls now: its {down}"
         # nuropb clients see this as an error response, so it is a NuropbMessageError too.
         return remote_error(
             {
                 "error": "NuropbNotDeliveredError",
-                "description": f"service {payload['service']!r} is not on the mesh"
-                f" (no queue bound for it): cannot call {payload['method']}",
+                "description": f"{why}: cannot call {payload['method']}",
             },
             payload,
         )
@@ -426,7 +446,12 @@ class RMQAPI:
             log.debug("a returned message for no waiting request: %s", correlation_id)
             return
         self.stats["not_delivered"] += 1
-        pending.future.set_exception(self._not_delivered(pending.payload))
+        self._spawn(self._fail_returned(pending))
+
+    async def _fail_returned(self, pending: _Pending) -> None:
+        error = await self._not_delivered(pending.payload)
+        if not pending.future.done():
+            pending.future.set_exception(error)
 
     async def _publish_rpc(
         self, payload: dict[str, Any], body: bytes, ttl: int, encrypted: bool
@@ -439,7 +464,7 @@ class RMQAPI:
             )
         except NuropbNotDeliveredError:
             self.stats["not_delivered"] += 1
-            raise self._not_delivered(payload) from None
+            raise await self._not_delivered(payload) from None
 
     def command(
         self,

@@ -7,12 +7,14 @@ is delivered to.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import struct
 from typing import Any
 
 import aio_pika
 import aiormq
+from aio_pika.abc import TimeoutType
 from pamqp import common as pamqp_common
 from pamqp import decode as pamqp_decode
 
@@ -20,6 +22,7 @@ from .errors import NuropbTransportError
 from .urls import AmqpTarget
 
 __all__ = [
+    "CredentialsRefused",
     "MeshNotFound",
     "cannot_connect",
     "connect_target",
@@ -33,6 +36,24 @@ __all__ = [
 
 class MeshNotFound(NuropbTransportError):
     """The vhost (mesh) does not exist, or the user may not use it."""
+
+
+class CredentialsRefused(NuropbTransportError):
+    """The broker refused the user name or password."""
+
+
+class _Connection(aio_pika.Connection):
+    """aio-pika's connection, closed when it cannot open: else it is collected unclosed and
+    its ``__del__`` schedules a close that nobody awaits (a warning for every node that did
+    not answer)."""
+
+    async def connect(self, timeout: TimeoutType = None) -> None:
+        try:
+            await super().connect(timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.close()
+            raise
 
 
 async def connect_target(
@@ -53,6 +74,7 @@ async def connect_target(
             ssl_context=ssl_context,
             timeout=timeout,
             client_properties=client_properties,
+            connection_class=_Connection,
             **({"heartbeat": target.heartbeat} if target.heartbeat is not None else {}),
         )
     except aiormq.exceptions.ProbableAuthenticationError:
@@ -78,8 +100,8 @@ def tls_context(target: AmqpTarget) -> ssl.SSLContext | None:
         ) from None
 
 
-def credentials_refused(target: AmqpTarget) -> NuropbTransportError:
-    return NuropbTransportError(
+def credentials_refused(target: AmqpTarget) -> CredentialsRefused:
+    return CredentialsRefused(
         f"broker at {target.masked} refused the credentials of user {target.username!r}"
     )
 

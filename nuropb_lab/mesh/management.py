@@ -1,4 +1,8 @@
-"""A small client for the RabbitMQ management HTTP API (stdlib HTTP, run off the event loop)."""
+"""A small client for the RabbitMQ management HTTP API (stdlib HTTP, run off the event loop).
+
+On a cluster every node's API answers for the whole cluster: given several, a call goes to the
+one that answered last and fails over to the others when it cannot be reached.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,15 @@ import json
 import ssl
 import urllib.error
 import urllib.request
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from .errors import NuropbTransportError
+from .nodes import Nodes, split_urls
 from .urls import AmqpTarget
+
+T = TypeVar("T")
 
 __all__ = ["ManagementAPI", "ManagementUnavailable"]
 
@@ -21,11 +29,19 @@ class ManagementUnavailable(NuropbTransportError):
     """The management API could not be reached or refused the credentials."""
 
 
-class ManagementAPI:
-    """Calls ``/api/...`` with basic auth; every call is bounded by ``timeout`` seconds."""
+class _Unreachable(ManagementUnavailable):
+    """This node's API could not be reached: another node's may be."""
 
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 5.0) -> None:
-        self.base_url = base_url.rstrip("/")
+
+class ManagementAPI:
+    """Calls ``/api/...`` with basic auth; every call is bounded by ``timeout`` seconds (per
+    node tried). ``base_url``: one URL, or one per node (a list, or comma-separated)."""
+
+    def __init__(
+        self, base_url: str | Sequence[str], username: str, password: str, timeout: float = 5.0
+    ) -> None:
+        urls = split_urls(base_url) if isinstance(base_url, str) else list(base_url)
+        self.base_urls = [url.rstrip("/") for url in urls] or [str(base_url).rstrip("/")]
         self.username = username
         self._auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
         self.timeout = timeout
@@ -33,16 +49,50 @@ class ManagementAPI:
 
     @classmethod
     def for_target(
-        cls, target: AmqpTarget, url: str | None = None, timeout: float = 5.0
+        cls, target: AmqpTarget | Nodes, url: str | None = None, timeout: float = 5.0
     ) -> ManagementAPI:
-        return cls(url or target.management_url(), target.username, target.password, timeout)
+        """The API beside the target's node, or beside each of its nodes (``url``, or
+        $NUROPB_MANAGEMENT_URL, may name one or several, comma-separated)."""
+        nodes = target if isinstance(target, Nodes) else Nodes([target])
+        user = nodes.first
+        urls = url or ",".join(nodes.management_urls())
+        return cls(urls, user.username, user.password, timeout)
+
+    @property
+    def base_url(self) -> str:
+        """The node's API asked first (the one that answered last)."""
+        return self.base_urls[0]
 
     def __repr__(self) -> str:
-        return f"ManagementAPI({self.base_url!r}, user={self.username!r})"
+        return f"ManagementAPI({', '.join(self.base_urls)!r}, user={self.username!r})"
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
+        return self._failover(lambda base: self._call_one(base, method, path, body))
+
+    def _failover(self, call: Callable[[str], T]) -> T:
+        """``call(base_url)`` on each node's API in turn until one can be reached; the one
+        that answered is asked first next time."""
+        unreachable: ManagementUnavailable | None = None
+        for base in list(self.base_urls):
+            try:
+                result = call(base)
+            except _Unreachable as exc:
+                unreachable = unreachable or exc
+                continue
+            if base != self.base_urls[0]:  # one assignment: calls run in threads at once
+                self.base_urls = [base, *(url for url in self.base_urls if url != base)]
+            return result
+        assert unreachable is not None
+        if len(self.base_urls) > 1:
+            raise ManagementUnavailable(
+                f"no management API of the {len(self.base_urls)} nodes answered"
+                f" ({', '.join(self.base_urls)}); {unreachable}"
+            ) from None
+        raise unreachable
+
+    def _call_one(self, base: str, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.base_url + "/api/" + path, data=data, method=method)
+        request = urllib.request.Request(base + "/api/" + path, data=data, method=method)
         request.add_header("Authorization", self._auth)
         request.add_header("Content-Type", "application/json")
         try:
@@ -53,15 +103,15 @@ class ManagementAPI:
                 return None
             if exc.code == 401:
                 raise ManagementUnavailable(
-                    f"management API at {self.base_url} refused user {self.username!r} (401)"
+                    f"management API at {base} refused user {self.username!r} (401)"
                 ) from None
             raise ManagementUnavailable(
                 f"management API {method} /api/{path} failed: {exc.code} {exc.reason}"
             ) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise ManagementUnavailable(
-                f"management API at {self.base_url} is unreachable ({reason}); enable it with"
+            raise _Unreachable(
+                f"management API at {base} is unreachable ({reason}); enable it with"
                 " `rabbitmq-plugins enable rabbitmq_management` or set NUROPB_MANAGEMENT_URL"
             ) from None
         return json.loads(raw) if raw else None
@@ -96,7 +146,13 @@ class ManagementAPI:
         await self.call("DELETE", f"vhosts/{quote(vhost, safe='')}")
 
     async def queues(self, vhost: str) -> list[dict[str, Any]]:
-        columns = "name,consumers,messages,messages_ready,durable,auto_delete,arguments"
+        # with where each queue lives: its node (a mirrored queue's master, a quorum queue's
+        # leader), mirrors (in sync) or quorum members (online), and "down" when its node is
+        columns = (
+            "name,consumers,messages,messages_ready,durable,auto_delete,arguments,type,state,"
+            "node,slave_nodes,synchronised_slave_nodes,leader,members,online,"
+            "effective_policy_definition"
+        )
         result = await self.get(f"queues/{quote(vhost, safe='')}?columns={columns}")
         return list(result or [])
 
@@ -116,19 +172,24 @@ class ManagementAPI:
         path = f"vhosts/{quote(vhost, safe='')}/connections" if vhost else "connections"
         return list(await self.get(path) or [])
 
-    async def close_connection(self, name: str, reason: str = "closed by nuropb-lab") -> None:
-        request = urllib.request.Request(
-            f"{self.base_url}/api/connections/{quote(name, safe='')}", method="DELETE"
-        )
-        request.add_header("Authorization", self._auth)
-        request.add_header("X-Reason", reason)
+    async def nodes(self) -> list[dict[str, Any]]:
+        """The cluster's nodes: name and whether running."""
+        return list(await self.get("nodes?columns=name,running") or [])
 
-        def _delete() -> None:
+    async def close_connection(self, name: str, reason: str = "closed by nuropb-lab") -> None:
+        def _delete(base: str) -> None:
+            request = urllib.request.Request(
+                f"{base}/api/connections/{quote(name, safe='')}", method="DELETE"
+            )
+            request.add_header("Authorization", self._auth)
+            request.add_header("X-Reason", reason)
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout, context=self._ssl):
                     pass
             except urllib.error.HTTPError as exc:
                 if exc.code != 404:
                     raise ManagementUnavailable(f"closing connection failed: {exc.code}") from None
+            except (urllib.error.URLError, OSError) as exc:
+                raise _Unreachable(f"management API at {base} is unreachable ({exc})") from None
 
-        await asyncio.to_thread(_delete)
+        await asyncio.to_thread(self._failover, _delete)

@@ -6,16 +6,18 @@ import contextlib
 import dataclasses
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
+import aio_pika
 import aiormq
 from aiormq import Channel
 
 from .connect import MeshNotFound, connect_target
 from .errors import NuropbTransportError
 from .management import ManagementAPI
-from .urls import AmqpTarget, parse_amqp_url
+from .nodes import Nodes, connect_any
+from .urls import AmqpTarget
 
 __all__ = [
     "Topology",
@@ -205,7 +207,7 @@ async def _queue_exists(name: str, channel: Channel) -> None:
 
 
 async def configure_mesh(
-    amqp_url: str | Mapping[str, Any] | AmqpTarget,
+    amqp_url: str | Mapping[str, Any] | AmqpTarget | Sequence[Any] | Nodes,
     rpc_exchange: str | None = None,
     events_exchange: str | None = None,
     dl_exchange: str | None = None,
@@ -218,9 +220,10 @@ async def configure_mesh(
 
     Idempotent, and leaves an existing mesh as it is (one that nuropb's helpers made, too).
     The vhost is created through the management HTTP API, which is needed only when the vhost
-    does not exist yet.
+    does not exist yet. Given several nodes, the first that answers is used.
     """
-    target = parse_amqp_url(amqp_url)
+    nodes = Nodes.parse(amqp_url)
+    target = nodes.first
     topology = Topology.from_settings(
         {
             "rpc_exchange": rpc_exchange,
@@ -229,12 +232,19 @@ async def configure_mesh(
             "dl_queue": dl_queue,
         }
     )
-    api = ManagementAPI.for_target(target, management_url, timeout=timeout)
+    api = ManagementAPI.for_target(nodes, management_url, timeout=timeout)
+
+    async def connect() -> aio_pika.abc.AbstractConnection:
+        connection, _ = await connect_any(
+            nodes.order(), lambda node: connect_target(node, timeout=timeout)
+        )
+        return connection
+
     try:
-        connection = await connect_target(target, timeout=timeout)
+        connection = await connect()
     except MeshNotFound:
         await api.create_vhost(target.vhost)
-        connection = await connect_target(target, timeout=timeout)
+        connection = await connect()
 
     async def open_channel() -> Channel:
         channel = await connection.channel(publisher_confirms=False)

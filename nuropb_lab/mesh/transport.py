@@ -9,6 +9,10 @@ Event subscriptions are consumed on a second connection, opened with the first s
 an :class:`~.event_connection.EventConnection`, which reads deliveries without aiormq. It is
 part of the transport: the loss of either connection is the transport's loss (the gaps are
 recorded and both reconnect, as when the subscriptions shared the one connection).
+
+Given several nodes of a cluster (:class:`~.nodes.Nodes`), the transport connects to the first
+that answers and, after a loss, to the next ones first; ``target`` is the node it is on, and
+the events connection goes to the same node.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from .connect import connect_target
 from .errors import NuropbNotDeliveredError, NuropbTransportError
 from .event_connection import BrokerClosed, EventConnection
 from .events import TAIL_QUEUE_PATTERN, Subscription
+from .nodes import Nodes, connect_any, queue_down
 from .outbox import Confirms, Outbox, ReturnHandler, catch_returns, count_confirms
 from .topology import Topology, declare_service_queue, ensure_shared, permits_transient_queues
 from .urls import AmqpTarget
@@ -74,14 +79,15 @@ class Transport:
 
     def __init__(
         self,
-        target: AmqpTarget,
+        target: AmqpTarget | Nodes,
         config: TransportConfig,
         on_response: MessageHandler,
         on_service: MessageHandler | None = None,
         on_state: Callable[[TransportState], None] | None = None,
         on_return: ReturnHandler | None = None,
     ) -> None:
-        self.target = target
+        self.nodes = target if isinstance(target, Nodes) else Nodes([target])
+        self.target = self.nodes.first  # the node connected to (or to be tried first)
         self.config = config
         self._on_response = on_response
         self._on_service = on_service
@@ -216,10 +222,14 @@ class Transport:
 
     async def _open(self) -> None:
         cfg = self.config
-        connection = await connect_target(
-            self.target,
-            timeout=cfg.connect_timeout,
-            client_properties={"connection_name": cfg.connection_name, "product": "nuropb-lab"},
+        properties = {"connection_name": cfg.connection_name, "product": "nuropb-lab"}
+        # a reconnection tries the nodes after the one lost first
+        order = self.nodes.order(self.target if self.state == "reconnecting" else None)
+        connection, self.target = await connect_any(
+            order,
+            lambda target: connect_target(
+                target, timeout=cfg.connect_timeout, client_properties=properties
+            ),
         )
         try:
             async with asyncio.timeout(cfg.connect_timeout):
@@ -419,7 +429,10 @@ class Transport:
         try:
             async with self.temp_channel() as channel:
                 ok = await channel.queue_declare(queue, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
+        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+            down = queue_down(str(exc))
+            if down is not None:  # it exists, on a node that is down
+                raise down from None
             return None
         return int(ok.message_count or 0), int(ok.consumer_count or 0)
 
@@ -434,6 +447,9 @@ class Transport:
             )
         if isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed):
             return f"the mesh has a queue or exchange declared with other settings: {text}"
+        down = queue_down(text)
+        if down is not None:
+            return str(down)
         return f"setting up queues on {self.target.masked} failed: {type(exc).__name__}: {text}"
 
     # --- connection loss and reconnection ---------------------------------------------
@@ -512,7 +528,8 @@ class Transport:
                 log.info("reconnect attempt %d failed: %s", attempt, exc.description)
                 continue
             self.reconnects += 1
-            log.info("reconnected to %s after %d attempt(s)", self.target.masked, attempt)
+            where = f"{self.target.masked} {self.nodes.position(self.target)}".strip()
+            log.info("reconnected to %s after %d attempt(s)", where, attempt)
             self._set_state("connected")
             return
 

@@ -26,6 +26,8 @@ def service_label(info: ServiceInfo) -> str:
         parts.append("🔒")
     if info.version:
         parts.append(f"v{info.version}")
+    if info.placement is not None and info.placement.down:
+        parts.append("queue down")
     if info.error:
         parts.append("⚠")
     return "  ·  ".join(parts)
@@ -140,6 +142,17 @@ class ServiceBrowser(w.VBox):
             ("queued", "" if info.queued is None else str(info.queued)),
             ("encrypted methods", "yes" if info.encrypted else "no"),
         ]
+        placement = info.placement
+        if placement is not None:  # on a cluster: where its queue lives
+            node, replicas = placement.node or "?", ", ".join(placement.replicas) or "none"
+            rows += [
+                ("queue", f"{placement.kind} on {node}{' (down)' if placement.down else ''}"),
+                ("replicas", replicas),
+                (
+                    "not in sync",
+                    ", ".join(placement.unsynced) or ("—" if placement.replicas else ""),
+                ),
+            ]
         body = "".join(f"<tr><td>{k}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
         error = error_html("unavailable", info.error) if info.error else ""
         self.detail.value = f"<b>{html.escape(info.service)}</b><table>{body}</table>{error}"

@@ -22,7 +22,7 @@ COLORS = {
 
 
 class ConnectionStatus(w.HTML):
-    """One line per connection: state, URL (password masked), reconnects, calls in flight,
+    """One line per connection: state, URL (password masked), node, reconnects, calls in flight,
     served services and tails. Redrawn on every state change and every ``interval`` s."""
 
     def __init__(self, lab: Lab, interval: float = 1.0) -> None:
@@ -52,7 +52,8 @@ class ConnectionStatus(w.HTML):
             state = f"<span style='color:{color}'>● {transport.state}</span>"
             lines.append(
                 f"<div><b>{html.escape(alias)}</b> {state}"
-                f" {html.escape(connection.url)} · reconnects {transport.reconnects}"
+                f" {html.escape(connection.url)} · on {html.escape(connection.node)}"
+                f" · reconnects {transport.reconnects}"
                 f" · in flight {connection.api.in_flight} · serving {html.escape(served)}"
                 f" · tails {len([t for t in connection.tails if not t.stopped])}</div>"
             )

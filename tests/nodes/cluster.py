@@ -1,0 +1,169 @@
+"""A throwaway 3-node RabbitMQ cluster on this machine, for the cluster tests.
+
+Each node has a name, AMQP, management and distribution ports, data, logs and HOME of its own;
+the three share one Erlang cookie (made here, not the system broker's). The first node boots
+alone; the others find it by classic-config peer discovery and join it as they boot. A node
+that was killed is started again with the same data and rejoins by itself. The management API
+of each node listens on its AMQP port + 10000, where nuropb (and the lab) look for it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import random
+import secrets
+import socket
+import time
+import urllib.request
+from base64 import b64encode
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from .node import NodeUnavailable, RabbitNode
+
+__all__ = ["Cluster", "start_cluster"]
+
+LETTERS = ("a", "b", "c")
+
+
+def _spare_pair() -> int:
+    """An AMQP port whose + 10000 (the management port) is free too."""
+    for _ in range(200):
+        port = random.randint(20000, 29999)
+        try:
+            with socket.socket() as one, socket.socket() as two:
+                one.bind(("127.0.0.1", port))
+                two.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise NodeUnavailable("no free pair of ports (AMQP, AMQP + 10000) found")
+
+
+class Cluster:
+    """Nodes ``a``, ``b``, ``c``: URLs per node, kill and restart a node, its management API."""
+
+    def __init__(self, home: Path, nodes: dict[str, RabbitNode], ports: dict[str, int]) -> None:
+        self.home = home
+        self.nodes = nodes
+        self.ports = ports  # AMQP port by letter
+        self.boot_seconds = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Cluster {', '.join(repr(n) for n in self.nodes.values())}>"
+
+    def node_name(self, letter: str) -> str:
+        return self.nodes[letter].name
+
+    def letter_of(self, node_name: str) -> str:
+        return next(k for k, node in self.nodes.items() if node.name == node_name)
+
+    def url(self, letter: str, vhost: str) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.ports[letter]}/{quote(vhost, safe='')}"
+
+    def urls(self, vhost: str, order: str = "abc") -> list[str]:
+        return [self.url(letter, vhost) for letter in order]
+
+    def management_url(self, letter: str) -> str:
+        return f"http://127.0.0.1:{self.ports[letter] + 10000}"
+
+    def api(self, method: str, path: str, body: Any = None, letter: str | None = None) -> Any:
+        """Call the management API of ``letter`` (default: the first running node)."""
+        letter = letter or next(k for k, node in self.nodes.items() if node.running)
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.management_url(letter)}/api/{path}", data=data, method=method
+        )
+        request.add_header("Authorization", "Basic " + b64encode(b"guest:guest").decode())
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=15) as response:
+            raw = response.read()
+        return json.loads(raw) if raw else None
+
+    @property
+    def version(self) -> tuple[int, ...]:
+        """The RabbitMQ version the cluster runs, e.g. (3, 10, 8)."""
+        text = str(self.api("GET", "overview")["rabbitmq_version"])
+        return tuple(int(part) for part in text.split("-")[0].split(".") if part.isdigit())
+
+    def running_nodes(self) -> set[str]:
+        """Letters of the nodes the cluster sees running (asked of a running node)."""
+        try:
+            nodes = self.api("GET", "nodes?columns=name,running")
+        except OSError:
+            return set()
+        return {self.letter_of(n["name"]) for n in nodes if n.get("running")}
+
+    def wait_members(self, letters: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while self.running_nodes() != set(letters):
+            if time.monotonic() > deadline:
+                raise NodeUnavailable(
+                    f"the cluster sees {sorted(self.running_nodes())} running, not {letters}"
+                )
+            time.sleep(0.25)
+
+    def kill(self, letter: str) -> None:
+        """SIGKILL the node (as a crash or a pulled plug would end it)."""
+        self.nodes[letter].kill()
+
+    def restart(self, letter: str, timeout: float = 90) -> float:
+        """Start a killed node again and wait until it is back in the cluster; seconds taken."""
+        node = self.nodes[letter]
+        node.start()
+        node.wait_ready(timeout)
+        self.wait_members("abc", timeout)
+        return time.monotonic() - node._started
+
+    def stop(self) -> None:
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            list(pool.map(lambda node: node.stop(timeout=30), self.nodes.values()))
+
+
+def start_cluster(home: Path, boot_timeout: float = 120) -> Cluster:
+    """Boot nodes a, b and c as one cluster; raises NodeUnavailable saying why it cannot."""
+    started = time.monotonic()
+    cookie = secrets.token_hex(16)
+    tag = secrets.token_hex(3)
+    ports = {letter: _spare_pair() for letter in LETTERS}
+    names = {letter: f"nuropb-cluster-{tag}-{letter}@localhost" for letter in LETTERS}
+    nodes: dict[str, RabbitNode] = {}
+    for letter in LETTERS:
+        port = ports[letter]
+        config = (
+            f"listeners.tcp.default = 127.0.0.1:{port}\n"
+            f"management.tcp.port = {port + 10000}\n"
+            "management.tcp.ip = 127.0.0.1\n"
+            # fresh figures in the management API (queue members, connections) sooner
+            "collect_statistics_interval = 1000\n"
+        )
+        if letter != "a":  # a boots alone; the others join it on their first boot
+            config += (
+                "cluster_formation.peer_discovery_backend = classic_config\n"
+                f"cluster_formation.classic_config.nodes.1 = {names['a']}\n"
+            )
+        nodes[letter] = RabbitNode(
+            home / letter,
+            names[letter],
+            config,
+            ports=[port, port + 10000],
+            plugins=["rabbitmq_management"],
+            cookie=cookie,
+        )
+    cluster = Cluster(home, nodes, ports)
+    try:
+        nodes["a"].start()
+        nodes["a"].wait_ready(boot_timeout)
+        for letter in "bc":
+            nodes[letter].start()
+        for letter in "bc":
+            nodes[letter].wait_ready(boot_timeout)
+        cluster.wait_members("abc", timeout=boot_timeout)
+    except BaseException:
+        for node in nodes.values():
+            node.kill()
+        raise
+    cluster.boot_seconds = time.monotonic() - started
+    return cluster
