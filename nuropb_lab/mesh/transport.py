@@ -205,7 +205,10 @@ class Confirms:
 
     def __init__(self) -> None:
         self._tag = 0
-        self._waiting: dict[int, tuple[asyncio.Future[None], str]] = {}  # in tag order
+        # in tag order: a ``multiple`` ack settles from the front, without a scan of the rest
+        self._waiting: collections.OrderedDict[int, tuple[asyncio.Future[None], str]] = (
+            collections.OrderedDict()
+        )
         self._tags: dict[str, int] = {}  # message id -> delivery tag
 
     def expect(self, message_id: str) -> asyncio.Future[None]:
@@ -227,12 +230,20 @@ class Confirms:
             )
 
     def settle(self, delivery_tag: int, multiple: bool, ack: bool) -> None:
-        tags = [t for t in self._waiting if t <= delivery_tag] if multiple else [delivery_tag]
-        for tag in tags:
-            entry = self._waiting.pop(tag, None)
-            if entry is None:
-                continue
-            future, message_id = entry
+        waiting = self._waiting
+        if multiple:
+            # Under a burst the broker confirms with ``multiple``; scanning every waiting tag
+            # for each such ack made a burst of commands quadratic in its size.
+            entries: list[tuple[int, tuple[asyncio.Future[None], str]]] = []
+            while waiting:
+                tag = next(iter(waiting))
+                if tag > delivery_tag:
+                    break
+                entries.append((tag, waiting.pop(tag)))
+        else:
+            entry = waiting.pop(delivery_tag, None)
+            entries = [] if entry is None else [(delivery_tag, entry)]
+        for tag, (future, message_id) in entries:
             if self._tags.get(message_id) == tag:
                 del self._tags[message_id]
             if future.done():  # returned, or its publisher stopped waiting
@@ -245,7 +256,7 @@ class Confirms:
                 )
 
     def fail(self, reason: str) -> None:
-        waiting, self._waiting = self._waiting, {}
+        waiting, self._waiting = self._waiting, collections.OrderedDict()
         self._tags.clear()
         for future, _ in waiting.values():
             if not future.done():
@@ -776,8 +787,10 @@ class Transport:
         confirm_outbox, confirms = self._confirm_outbox, self._confirms
         if confirm_outbox is not None and confirms is not None:
             if isinstance(properties, frames.Properties):
-                message_id = properties.message_id or uuid.uuid4().hex
-                properties = properties._replace(message_id=message_id)
+                message_id = properties.message_id
+                if not message_id:  # a request's or command's is its correlation id
+                    message_id = uuid.uuid4().hex
+                    properties = properties._replace(message_id=message_id)
             else:
                 message_id = properties.message_id or uuid.uuid4().hex
                 properties.message_id = message_id
