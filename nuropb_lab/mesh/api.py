@@ -504,21 +504,71 @@ class RMQAPI:
         ttl: int | None = None,
         trace_id: str | None = None,
         encrypted: bool = False,
-    ) -> asyncio.Task[None]:
-        """Send a command (no response). Returns a task: await it to learn whether the
+    ) -> asyncio.Future[None]:
+        """Send a command (no response). Returns a future: await it to learn whether the
         broker routed it (NuropbNotDeliveredError if no service is bound), or ignore it."""
         payload = {
             "tag": "command",
             "service": service,
             "method": method,
             "params": params,
-            "correlation_id": uuid.uuid4().hex,
+            "correlation_id": new_id(),
             "context": context,
             "trace_id": trace_id,
         }
-        return self._spawn(
-            self._send_command(payload, self._default_ttl if ttl is None else ttl, encrypted)
+        ttl = self._default_ttl if ttl is None else ttl
+        if not encrypted:
+            sent = self._command_now(payload, ttl)
+            if sent is not None:
+                return sent
+        return self._spawn(self._send_command(payload, ttl, encrypted))
+
+    def _command_now(self, payload: dict[str, Any], ttl: int) -> asyncio.Future[None] | None:
+        """Publish a plaintext command at once, its confirmation awaited by no task: a task
+        and a timeout scope per command cost more than the rest of sending it. None when the
+        transport cannot take it now (not connected, or confirms not counted by it)."""
+        try:
+            body = codec.encode_json(payload)
+        except NuropbException:
+            return None  # the slow way fails the same, in its task
+        confirmed = self._transport.send_confirmed(
+            self._topology.rpc_exchange,
+            payload["service"],
+            body,
+            self._rpc_properties(payload, ttl, False),
         )
+        if confirmed is None:
+            return None
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_at(loop.time() + ttl / 1000, _expire, done)
+
+        def settle(confirmation: asyncio.Future[None]) -> None:
+            timer.cancel()
+            if done.done():
+                return
+            if confirmation.cancelled():
+                done.cancel()
+                return
+            error = confirmation.exception()
+            if error is None:
+                self.stats["commands"] += 1
+                done.set_result(None)
+            elif isinstance(error, NuropbNotDeliveredError):
+                self.stats["not_delivered"] += 1
+                done.set_exception(self._not_delivered(payload))
+            else:
+                done.set_exception(error)
+
+        confirmed.add_done_callback(settle)
+        done.add_done_callback(self._sent)
+        return done
+
+    @staticmethod
+    def _sent(future: asyncio.Future[Any]) -> None:
+        # a command nobody awaits: its failure is logged, as a task's would be
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("background send failed: %s", future.exception())
 
     async def _send_command(self, payload: dict[str, Any], ttl: int, encrypted: bool) -> None:
         async with asyncio.timeout(ttl / 1000):

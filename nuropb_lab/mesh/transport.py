@@ -763,6 +763,40 @@ class Transport:
         outbox = self._outbox
         return outbox if outbox is not None and outbox.channel is channel else None
 
+    def send_confirmed(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: frames.Properties | spec.Basic.Properties,
+    ) -> asyncio.Future[None] | None:
+        """Queue a mandatory message on the confirm channel, without waiting: the future is
+        settled by the broker's confirmation (NuropbNotDeliveredError when it is returned).
+        None when the confirms are not counted here or the transport is not connected (use
+        :meth:`publish`, which waits or raises)."""
+        connection, confirm_outbox, confirms = (
+            self._connection,
+            self._confirm_outbox,
+            self._confirms,
+        )
+        if connection is None or confirm_outbox is None or confirms is None or not self.alive():
+            return None
+        if isinstance(properties, frames.Properties):
+            message_id = properties.message_id
+            if not message_id:
+                message_id = uuid.uuid4().hex
+                properties = properties._replace(message_id=message_id)
+        else:
+            message_id = properties.message_id or uuid.uuid4().hex
+            properties.message_id = message_id
+        confirmed = confirms.expect(message_id)
+        try:
+            confirm_outbox.publish(exchange, routing_key, body, properties, mandatory=True)
+        except aiormq.exceptions.ChannelInvalidStateError as exc:
+            self._lost(connection, self._reason(exc))
+            raise NuropbTransportError(f"publish failed: {exc}") from None
+        return confirmed
+
     async def publish(
         self,
         exchange: str,
@@ -784,22 +818,8 @@ class Transport:
         channel = self._confirm_channel
         if connection is None or channel is None or not self.alive():
             raise NuropbTransportError(f"not connected to {self.target.masked} ({self.state})")
-        confirm_outbox, confirms = self._confirm_outbox, self._confirms
-        if confirm_outbox is not None and confirms is not None:
-            if isinstance(properties, frames.Properties):
-                message_id = properties.message_id
-                if not message_id:  # a request's or command's is its correlation id
-                    message_id = uuid.uuid4().hex
-                    properties = properties._replace(message_id=message_id)
-            else:
-                message_id = properties.message_id or uuid.uuid4().hex
-                properties.message_id = message_id
-            confirmed = confirms.expect(message_id)
-            try:
-                confirm_outbox.publish(exchange, routing_key, body, properties, mandatory=True)
-            except aiormq.exceptions.ChannelInvalidStateError as exc:
-                self._lost(connection, self._reason(exc))
-                raise NuropbTransportError(f"publish failed: {exc}") from None
+        confirmed = self.send_confirmed(exchange, routing_key, body, properties)
+        if confirmed is not None:
             await confirmed
             return
         if isinstance(properties, frames.Properties):
