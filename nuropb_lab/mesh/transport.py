@@ -44,7 +44,8 @@ __all__ = ["Confirms", "Outbox", "Transport", "TransportConfig", "TransportState
 log = logging.getLogger(__name__)
 
 TransportState = Literal["idle", "connecting", "connected", "reconnecting", "closed"]
-MessageHandler = Callable[[DeliveredMessage], Coroutine[Any, Any, None]]
+# Handles a delivery in the call; returns what is left to run (in a task), or None when done.
+MessageHandler = Callable[[DeliveredMessage], Coroutine[Any, Any, None] | None]
 ReturnHandler = Callable[[DeliveredMessage], None]
 RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 # aiormq 7 looks a channel's return and confirm handlers up per frame (Transport._catch_returns)
@@ -263,6 +264,25 @@ class Confirms:
                 future.set_exception(NuropbTransportError(reason))
 
 
+async def _done() -> None:
+    return None
+
+
+class _Consumer:
+    """A consumer as registered with aiormq. aiormq makes a task of the coroutine a consumer
+    returns, for every message; the transport's own delivery (``_deliver_directly``) calls
+    ``handle`` instead, and makes a task only of what is left to run, if anything."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self, handle: MessageHandler) -> None:
+        self.handle = handle
+
+    def __call__(self, message: DeliveredMessage) -> Coroutine[Any, Any, None]:
+        rest = self.handle(message)
+        return rest if rest is not None else _done()
+
+
 @dataclasses.dataclass
 class TransportConfig:
     topology: Topology
@@ -290,8 +310,8 @@ class Transport:
     ) -> None:
         self.target = target
         self.config = config
-        self._on_response = on_response
-        self._on_service = on_service
+        self._on_response = _Consumer(on_response)
+        self._on_service = _Consumer(on_service) if on_service is not None else None
         self._on_state = on_state
         self._on_return = on_return
         self.state: TransportState = "idle"
@@ -411,6 +431,7 @@ class Transport:
                 # Deliveries come as soon as a consumer is declared; their acks need the outbox.
                 self._outbox = Outbox(channel)
                 self._returns_caught = self._catch_returns(channel)
+                self._deliver_directly(channel)
                 await self._declare_and_consume(channel)
             events = await self._open_events() if self._subscriptions else None
         except BaseException as exc:
@@ -681,6 +702,60 @@ class Transport:
 
         channel._on_return_frame = on_return_frame  # type: ignore[method-assign]
         return True
+
+    def _deliver_directly(self, channel: Channel) -> None:
+        """Hand ``channel``'s deliveries to the consumers in the channel's reader.
+
+        aiormq makes a task per delivered message to run its consumer (with its bookkeeping,
+        and a loop iteration before the consumer runs); most of the messages here are handled
+        in the consumer's call, so that task cost more than the handling. aiormq 7 looks the
+        channel's ``_on_deliver_frame`` up for each basic.deliver; this one reads the message
+        with the channel's frame reader and calls the consumer; a task is made only for what
+        the consumer leaves to run. Without that hook aiormq's way stays.
+        """
+        read_frame = getattr(channel, "_get_frame", None)
+        read_content = getattr(channel, "_read_content", None)
+        if (
+            _AIORMQ_MAJOR < 7
+            or read_frame is None
+            or read_content is None
+            or not hasattr(channel, "_on_deliver_frame")
+        ):
+            return
+        consumers = channel.consumers
+
+        async def on_deliver_frame(frame: spec.Basic.Deliver) -> None:
+            header = await read_frame()
+            if not isinstance(header, ContentHeader):
+                raise ValueError(f"unexpected frame {header!r} instead of a content header")
+            message = await read_content(frame, header)
+            consumer = consumers.get(frame.consumer_tag or "")
+            if consumer is None:
+                return
+            # aiormq keeps each consumer wrapped (functools.wraps) in a coroutine function
+            ours = getattr(consumer, "__wrapped__", None)
+            try:
+                if isinstance(ours, _Consumer):
+                    rest = ours.handle(message)
+                else:
+                    rest = consumer(message)
+            except Exception:  # never let a consumer's failure stop the channel's reader
+                log.exception("consumer failed")
+                return
+            if rest is not None:
+                self._spawn_logged(rest)
+
+        channel._on_deliver_frame = on_deliver_frame  # type: ignore[method-assign]
+
+    def _spawn_logged(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._consumer_done)
+
+    def _consumer_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("consumer failed", exc_info=task.exception())
 
     def _count_confirms(self, channel: Channel) -> Confirms:
         """Count ``channel``'s publisher confirms here, not in aiormq.
