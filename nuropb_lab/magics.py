@@ -288,6 +288,7 @@ class NuropbMagics(Magics):
     @argument("--raw", action="store_true", help="return the whole response")
     @argument("-o", "--output", help="store the result in this variable")
     @argument("--alias")
+    @argument("--no-check", action="store_true", help="send params that do not fit the method")
     def _call(self, rest: str, cell: str | None, kind: str = "call") -> Any:
         args, extra = self._args(self._call, rest)
         if args.encrypt and args.plain:
@@ -306,6 +307,7 @@ class NuropbMagics(Magics):
                 context=context,
                 trace_id=args.trace,
                 alias=args.alias,
+                check=not args.no_check,
             )
             say(f"command {args.target} sent")
             return None
@@ -318,6 +320,7 @@ class NuropbMagics(Magics):
             trace_id=args.trace,
             raw=args.raw,
             alias=args.alias,
+            check=not args.no_check,
         )
         self._store(args.output, result)
         return None if args.output else result

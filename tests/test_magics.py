@@ -138,10 +138,10 @@ def test_expected_failures_print_one_line(connected: InteractiveShell) -> None:
         "call ghost.price sku=A": "NuropbNotDeliveredError: service 'ghost' is not on the mesh",
         "call shop.slow seconds=3 --timeout 0.2": "NuropbTimeoutError: no response from shop.slow",
         "call shop.vault code=x --plain": "LabError: shop.vault requires encryption",
-        "call shop.price qty=1": "NuropbValidationError: invalid parameters for price",
+        "call shop.price qty=1 --no-check": "NuropbValidationError: invalid parameters for price",
         "call shop.price --alias nope": "LabError: no connection named 'nope'",
         "describe shop nope": "LabError: shop has no method 'nope'",
-        "call shop.nope": "NuropbHandlingError: Unknown method nope",
+        "call shop.nope --no-check": "NuropbHandlingError: Unknown method nope",
         "describe ghost": "NuropbNotDeliveredError: service 'ghost' is not on the mesh",
     }
     for line, expected in cases.items():
@@ -149,6 +149,26 @@ def test_expected_failures_print_one_line(connected: InteractiveShell) -> None:
         assert value is None and out == ""
         assert err.startswith(expected), (line, err)
         assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_params_are_checked_before_anything_is_sent(connected: InteractiveShell) -> None:
+    before = len(get_lab().history())
+    cases = {
+        "call shop.price sku=A qty=notanumber": "ParamError: qty: expected int, got 'notanumber'",
+        "call shop.price qty=1": "ParamError: sku: required but missing",
+        "call shop.price sku=A colour=red": "ParamError: no parameter colour (it takes sku, qty)",
+        "command shop.price sku=7": "ParamError: sku: expected str, got 7",
+        "call shop.nope": "ParamError: shop has no method 'nope' (methods: echo, price, slow,",
+    }
+    for line, expected in cases.items():
+        value, out, err = run(connected, line)
+        assert value is None and out == "" and err.count("\n") == 1, (line, err)
+        assert err.startswith(expected), (line, err)
+    assert len(get_lab().history()) == before  # nothing was sent
+    # --no-check sends anyway: the service's own answer comes back
+    _, _, err = run(connected, "call shop.price sku=A qty=notanumber --no-check")
+    assert err.startswith("TypeError: can't multiply sequence"), err
+    assert len(get_lab().history()) == before + 1
 
 
 def test_bad_arguments_are_usage_errors_and_change_nothing(connected: InteractiveShell) -> None:

@@ -167,6 +167,23 @@ def test_call_form_invalid_input_calls_nothing(lab: Lab) -> None:
     assert len(lab.history()) == before
 
 
+def test_call_form_checks_params_with_the_labs_validator(lab: Lab) -> None:
+    form = CallForm(lab, "orders", "place", lab.description("orders")["methods"]["place"])
+    inputs = {i.name: i.widget for i in form.inputs}
+    inputs["sku"].value = "A1"
+    inputs["tags"].value = '"gift"'  # valid JSON, but a str where the method takes a list
+    before = len(lab.history())
+    form.call_button.click()
+    assert "tags: expected list, got &#x27;gift&#x27;" in form.result.value
+    assert form.pending is None and len(lab.history()) == before
+    form.check.value = False  # sent anyway, as --no-check does
+    magic, python = form.code_lines()
+    assert magic.endswith("--no-check") and python.endswith("check=False)")
+    form.call_button.click()
+    assert form.pending is not None and form.pending.result(10)["tags"] == "gift"
+    assert len(lab.history()) == before + 1
+
+
 def test_call_form_shows_tables_errors_and_locks_encryption(lab: Lab) -> None:
     methods = lab.description("orders")["methods"]
     lines = CallForm(lab, "orders", "lines", methods["lines"])

@@ -25,6 +25,7 @@ from .dead_letters import dead_letter_rows, read_dead_letters
 from .discovery import ServiceInfo, discover
 from .history import CallRecord, History
 from .keys import key_row, keys_frame
+from .params import check_params
 from .runner import LoopRunner
 from .tail import Tail
 
@@ -418,12 +419,12 @@ class Lab:
 
     # --- calls ------------------------------------------------------------------------------
 
-    async def _requires_encryption(
-        self, connection: Connection, service: str, method: str, timeout: float
-    ) -> bool | None:
-        """Whether the method needs encryption, from its (cached) description; None when the
-        service cannot say. A failed describe is not asked again for a while, so calls to a
-        service that cannot describe itself do not each wait for it first."""
+    async def _known_description(
+        self, connection: Connection, service: str, timeout: float
+    ) -> dict[str, Any] | None:
+        """The service's (cached) description; None when it cannot say. A failed describe is
+        not asked again for a while, so calls to a service that cannot describe itself do not
+        each wait for it first."""
         description = connection.api.cached_description(service)
         if description is None:
             if time.monotonic() < connection.undescribable.get(service, 0.0):
@@ -435,8 +436,7 @@ class Lab:
             except NuropbException:
                 connection.undescribable[service] = time.monotonic() + DESCRIBE_RETRY_S
                 return None
-        spec = (description.get("methods") or {}).get(method)
-        return None if spec is None else bool(spec.get("requires_encryption"))
+        return description
 
     async def _send(
         self,
@@ -449,8 +449,10 @@ class Lab:
         trace_id: str | None,
         raw: bool,
         alias: str | None,
+        check: bool = True,
     ) -> Any:
-        """A request (``kind`` "call") or a command, recorded in the history."""
+        """A request (``kind`` "call") or a command, recorded in the history. ``check``: the
+        params are checked against the method's description first (see params.py)."""
         connection = self.connection(alias)
         service, method = split_target(target)
         if not isinstance(params, dict):
@@ -458,9 +460,19 @@ class Lab:
         if context is not None and not isinstance(context, dict):
             raise LabError(f"context must be a JSON object (dict), not {type(context).__name__}")
         timeout = timeout or self.timeout
+        description = await self._known_description(connection, service, timeout)
+        if check and description is not None:
+            await check_params(
+                description,
+                service,
+                method,
+                params,
+                refresh=lambda: self._description(service, refresh=True, alias=alias),
+            )
         encrypted = bool(encrypt)
         if not encrypt:
-            needs = await self._requires_encryption(connection, service, method, timeout)
+            spec = ((description or {}).get("methods") or {}).get(method)
+            needs = None if spec is None else bool(spec.get("requires_encryption"))
             if needs and encrypt is False:
                 raise LabError(
                     f"{service}.{method} requires encryption; a plaintext call is refused"
@@ -531,14 +543,16 @@ class Lab:
         trace_id: str | None = None,
         raw: bool = False,
         alias: str | None = None,
+        check: bool = True,
         **kwparams: Any,
     ) -> Any:
         """Call ``"service.method"`` with ``params`` (and/or keyword arguments); wait at most
         ``timeout`` s. Encrypts when the method requires it (``encrypt=True`` always,
-        ``encrypt=False`` refuses such a method). ``raw`` returns the whole response."""
+        ``encrypt=False`` refuses such a method). ``raw`` returns the whole response.
+        ``check=False`` sends params that do not fit the method's description."""
         merged = {**(params or {}), **kwparams}
         return await self._send(
-            "call", target, merged, timeout, encrypt, context, trace_id, raw, alias
+            "call", target, merged, timeout, encrypt, context, trace_id, raw, alias, check
         )
 
     call = _blocking(_call)
@@ -556,12 +570,13 @@ class Lab:
         context: dict[str, Any] | None = None,
         trace_id: str | None = None,
         alias: str | None = None,
+        check: bool = True,
         **kwparams: Any,
     ) -> None:
         """Send a command (no response); returns once the broker has routed it."""
         merged = {**(params or {}), **kwparams}
         await self._send(
-            "command", target, merged, timeout, encrypt, context, trace_id, False, alias
+            "command", target, merged, timeout, encrypt, context, trace_id, False, alias, check
         )
 
     command = _blocking(_command)
