@@ -397,6 +397,8 @@ class BenchRun:
     def wait(self, timeout: float | None = None) -> BenchResult:
         """Start the run if need be and wait for its result (at most ``timeout`` s, else its
         own bound). Ctrl-C (a kernel interrupt) stops it and returns what was measured."""
+        if self.runner.in_loop_thread():
+            raise RuntimeError("a blocking wait on the Lab's own loop; await run.execute()")
         self.blocking = True
         future = self.start().future
         assert future is not None
@@ -759,9 +761,4 @@ class Benches:
         rows = [run.partial().summary() for run in self.runs()]
         if not rows:
             return pd.DataFrame(columns=["label", "target", "state", "count", "p50_ms", "p99_ms"])
-        frame = pd.DataFrame(rows).reset_index(drop=True)
-        return frame
-
-    def clear(self) -> None:
-        with self._lock:
-            self._runs = [r for r in self._runs if not r.progress.finished]
+        return pd.DataFrame(rows).reset_index(drop=True)

@@ -133,7 +133,10 @@ class CapacityResult:
         def paint(figure: Figure) -> None:
             load_ax, curve = figure.subplots(1, 2)
             load_ax.plot(frame["load"], frame["ok_rate"], marker="o", color="#55a868")
+            from matplotlib.ticker import ScalarFormatter
+
             load_ax.set_xscale("log", base=2 if self.by == "concurrency" else 10)
+            load_ax.xaxis.set_major_formatter(ScalarFormatter())  # 16, not 2^4
             load_ax.set_xlabel(self.by + (" (in flight)" if self.by == "concurrency" else " asked"))
             load_ax.set_ylabel("calls/s (ok)")
             curve.plot(frame["ok_rate"], frame["p99_ms"], marker="o", label="p99", color="#c44e52")
