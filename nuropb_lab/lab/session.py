@@ -708,6 +708,8 @@ class Lab:
     start_keys = _background(_keys)
 
     # --- load and latency (bench.py, capacity.py) ---------------------------------------------
+    # Faces of their own: a run is an object (progress, stop, widget), and Ctrl-C in the
+    # blocking face stops it and returns what it measured rather than raising.
 
     def _new_bench(self, target: str, params: ParamsArg, options: dict[str, Any]) -> BenchRun:
         connection = self.connection(options.pop("alias", None))
