@@ -10,7 +10,8 @@ pairs alternated round by round so drift of the machine falls on every pair alik
 2. commands and events published per second (and delivered to the service per second);
 3. encrypted against plain round trips;
 4. event tail ingest: events/s into a lab tail, RSS growth, the time to build ``.df``;
-5. discovery: the time for ``services()`` on a mesh of 20 services.
+5. discovery: the time for ``services()`` on a mesh of 20 services;
+6. load: ``lab.bench`` against nuropb's own client and the lab's (part_load.py).
 
 It prints a table and writes JSON. The vhost is deleted afterwards.
 """
@@ -40,6 +41,7 @@ from typing import Any
 from nuropb_lab.lab import Lab
 from nuropb_lab.mesh import ManagementAPI, configure_mesh, parse_amqp_url
 
+from .part_load import bench_load, load_table
 from .peer import Peer, PeerError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +113,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     )
     parser.add_argument(
         "--parts",
-        default="rpc,publish,encryption,tail,discovery",
+        default="rpc,publish,encryption,tail,discovery,load",
         help="comma-separated parts to run (default: all)",
     )
     parser.add_argument(
@@ -707,6 +709,7 @@ def table(results: dict[str, Any]) -> str:
             f" {tail['df_ms']:.1f} ms (goal < 50 ms)"
         )
         lines.append("")
+    lines += load_table(results)
     discovery = results.get("discovery")
     if discovery:
         first, then = discovery["first_s"] * 1000, discovery["median_s"] * 1000
@@ -757,6 +760,8 @@ async def run(settings: Settings) -> dict[str, Any]:
                     results["tail"] = await bench_tail(mesh)
                 if "discovery" in settings.parts:
                     results["discovery"] = await bench_discovery(mesh)
+                if "load" in settings.parts:
+                    results["load"] = await bench_load(mesh, results)
             finally:
                 await mesh.stop()
     results["environment"]["seconds"] = round(time.time() - started, 1)

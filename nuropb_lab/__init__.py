@@ -29,6 +29,7 @@ _LAB_NAMES = ("Lab", "LabError", "Tail", "get_lab")
 
 # The widgets that show the Lab's objects, wired here, above both layers (imported on use).
 views.register_view("Tail", "nuropb_lab.widgets.tail_view:TailView")
+views.register_view("BenchRun", "nuropb_lab.widgets.bench_view:BenchView")
 
 
 def __getattr__(name: str) -> Any:

@@ -37,6 +37,8 @@ SUBCOMMANDS = (
     "serve",
     "disconnect",
     "dlq",
+    "bench",
+    "benches",
     "help",
 )
 EXPECTED_ERRORS = (
@@ -240,7 +242,9 @@ class NuropbMagics(Magics):
             " [--timeout S] [--encrypt|--plain] [--context JSON] [--trace ID] [--raw] [-o VAR] |"
             " command SERVICE.METHOD k=v ... | publish TOPIC JSON | tail [PATTERN ...] [--max N]"
             " [-o VAR] | keys [SERVICE] | history [-n N] | browse | serve OBJECT [--name N]"
-            " [--unsafe] | disconnect [ALIAS | --all] | dlq [--limit N] [--consume] [--queue Q]"
+            " [--unsafe] | disconnect [ALIAS | --all] | dlq [--limit N] [--consume] [--queue Q] |"
+            " bench SERVICE.METHOD k=v ... [-n N | --duration S] [-c C] [--rate R] [--label L]"
+            " [--warmup N] [--command] [--no-check] [--background] [-o VAR] | benches"
         )
 
     @magic_arguments()
@@ -304,6 +308,7 @@ class NuropbMagics(Magics):
     @argument("--raw", action="store_true", help="return the whole response")
     @argument("-o", "--output", help="store the result in this variable")
     @argument("--alias")
+    @argument("--no-check", action="store_true", help="send params that do not fit the method")
     def _call(self, rest: str, cell: str | None, kind: str = "call") -> Any:
         args, extra = self._args(self._call, rest)
         if args.encrypt and args.plain:
@@ -322,6 +327,7 @@ class NuropbMagics(Magics):
                 context=context,
                 trace_id=args.trace,
                 alias=args.alias,
+                check=not args.no_check,
             )
             say(f"command {args.target} sent")
             return None
@@ -334,6 +340,7 @@ class NuropbMagics(Magics):
             trace_id=args.trace,
             raw=args.raw,
             alias=args.alias,
+            check=not args.no_check,
         )
         self._store(args.output, result)
         return None if args.output else result
@@ -432,6 +439,66 @@ class NuropbMagics(Magics):
             args.limit, consume=args.consume, alias=args.alias, queue=args.queue
         )
 
+    # --- load and latency (lab/bench.py) -------------------------------------------------------
+
+    @magic_arguments()
+    @argument("target", help="SERVICE.METHOD")
+    @argument("-n", type=int, dest="n", help="calls to make (default 1,000)")
+    @argument("--duration", type=float, help="seconds to run, instead of -n")
+    @argument("-c", "--concurrency", type=int, help="in flight (default 10; the cap with --rate)")
+    @argument("--rate", type=float, help="calls/s at fixed intended times (the open model)")
+    @argument("--warmup", type=int, default=0, help="calls made first, not measured")
+    @argument("--timeout", type=float, help="seconds each call waits at most")
+    @argument("--command", action="store_true", help="send commands (confirmed), not requests")
+    @argument("--encrypt", action="store_true", help="encrypt even if the method does not ask")
+    @argument("--plain", action="store_true", help="do not encrypt (refused for encrypted ones)")
+    @argument("--context", help="the request context, a JSON object")
+    @argument("--label", help="the run's name in lab.benches()")
+    @argument("--no-check", action="store_true", help="send params that do not fit the method")
+    @argument("--background", action="store_true", help="return at once (the view has Stop)")
+    @argument("-o", "--output", help="store the result (with --background: the run) here")
+    @argument("--alias")
+    def _bench(self, rest: str, cell: str | None) -> Any:
+        args, extra = self._args(self._bench, rest)
+        if args.encrypt and args.plain:
+            raise UsageError("--encrypt and --plain contradict each other")
+        run = self.lab.start_bench(
+            args.target,
+            parse_params(extra, self._namespace),
+            n=args.n,
+            duration=args.duration,
+            concurrency=args.concurrency,
+            rate=args.rate,
+            warmup=args.warmup,
+            timeout=args.timeout,
+            encrypt=True if args.encrypt else (False if args.plain else None),
+            kind="command" if args.command else "call",
+            label=args.label,
+            context=parse_json_object(args.context, "--context") if args.context else None,
+            check=not args.no_check,
+            alias=args.alias,
+        )
+        in_kernel = getattr(self.shell, "kernel", None) is not None
+        if args.background:
+            self._store(args.output, run)
+            return run.widget() if in_kernel else run
+        run.blocking = True  # the view: Stop is the kernel's interrupt while the cell waits
+        if in_kernel:
+            from IPython.display import display
+
+            display(run.widget())
+        result = run.wait()  # Ctrl-C stops the run and keeps what it measured
+        self._store(args.output, result)
+        if args.output:
+            say(result.headline())
+            return None
+        return result
+
+    def _benches(self, rest: str, cell: str | None) -> Any:
+        if rest.strip():
+            raise UsageError("%nuropb benches takes no arguments")
+        return self.lab.benches()
+
     # --- completion -----------------------------------------------------------------------------
 
     def complete(self, event: Any) -> list[str]:
@@ -443,7 +510,7 @@ class NuropbMagics(Magics):
             return list(SUBCOMMANDS)
         command = words[1]
         lab = self.lab
-        if command in ("call", "command"):
+        if command in ("call", "command", "bench"):
             if position == 2:
                 symbol = "" if ending else words[-1]
                 if "." in symbol:

@@ -77,3 +77,22 @@ def test_quick_benchmark_run_writes_every_figure(nuropb_python: Path, tmp_path: 
     assert discovery["described"] == discovery["services"] == results["settings"]["discovery_n"]
     positive(discovery, ("first_s", "median_s"))
     assert "Discovery: services()" in run.stdout
+
+
+def test_quick_load_part_writes_its_figures(nuropb_python: Path, tmp_path: Path) -> None:
+    """Part 6 (load) alone: lab.bench beside nuropb's client and the lab's, and the open model."""
+    out = tmp_path / "load.json"
+    argv = [sys.executable, "-m", "bench", "--quick", "--parts", "load", "--url", BASE_URL]
+    run = subprocess.run(
+        [*argv, "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=240
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert "Load generator: lab.bench" in run.stdout and "open model: asked" in run.stdout
+    load = json.loads(out.read_text())["load"]
+    assert set(load["clients"]) == {"lab.bench", "nuropb client", "lab peer"}
+    for row in load["clients"].values():
+        positive(row, ("rps", "p50_ms", "p99_ms", "client_cpu_us", "service_cpu_us"))
+    assert all(r["errors"] == 0 for runs in load["runs"].values() for r in runs)
+    assert set(load["ratios"]) == {"lab.bench/nuropb client", "lab.bench p50/lab peer p50"}
+    assert load["open"]["count"] > 0 and load["open"]["errors"] == 0
+    positive(load["open"], ("asked_rate", "achieved_rate", "p50_ms"))

@@ -157,10 +157,10 @@ def test_expected_failures_print_one_line(connected: InteractiveShell) -> None:
         "call ghost.price sku=A": "NuropbNotDeliveredError: service 'ghost' is not on the mesh",
         "call shop.slow seconds=3 --timeout 0.2": "NuropbTimeoutError: no response from shop.slow",
         "call shop.vault code=x --plain": "LabError: shop.vault requires encryption",
-        "call shop.price qty=1": "NuropbValidationError: invalid parameters for price",
+        "call shop.price qty=1 --no-check": "NuropbValidationError: invalid parameters for price",
         "call shop.price --alias nope": "LabError: no connection named 'nope'",
         "describe shop nope": "LabError: shop has no method 'nope'",
-        "call shop.nope": "NuropbHandlingError: Unknown method nope",
+        "call shop.nope --no-check": "NuropbHandlingError: Unknown method nope",
         "describe ghost": "NuropbNotDeliveredError: service 'ghost' is not on the mesh",
     }
     for line, expected in cases.items():
@@ -168,6 +168,68 @@ def test_expected_failures_print_one_line(connected: InteractiveShell) -> None:
         assert value is None and out == ""
         assert err.startswith(expected), (line, err)
         assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_params_are_checked_before_anything_is_sent(connected: InteractiveShell) -> None:
+    before = len(get_lab().history())
+    cases = {
+        "call shop.price sku=A qty=notanumber": "ParamError: qty: expected int, got 'notanumber'",
+        "call shop.price qty=1": "ParamError: sku: required but missing",
+        "call shop.price sku=A colour=red": "ParamError: no parameter colour (it takes sku, qty)",
+        "command shop.price sku=7": "ParamError: sku: expected str, got 7",
+        "call shop.nope": "ParamError: shop has no method 'nope' (methods: echo, price, slow,",
+    }
+    for line, expected in cases.items():
+        value, out, err = run(connected, line)
+        assert value is None and out == "" and err.count("\n") == 1, (line, err)
+        assert err.startswith(expected), (line, err)
+    assert len(get_lab().history()) == before  # nothing was sent
+    # --no-check sends anyway: the service's own answer comes back
+    _, _, err = run(connected, "call shop.price sku=A qty=notanumber --no-check")
+    assert err.startswith("TypeError: can't multiply sequence"), err
+    assert len(get_lab().history()) == before + 1
+
+
+def test_bench_runs_and_records_the_run(connected: InteractiveShell) -> None:
+    history = len(get_lab().history())
+    result, out, err = run(connected, "bench shop.price sku=A qty=2 -n 40 -c 4 --label m1")
+    assert err == "" and out == ""
+    s = result.summary()
+    assert (s["label"], s["count"], s["ok"], s["concurrency"]) == ("m1", 40, 40, 4)
+    value, out, _ = run(connected, "bench shop.echo value=1 --rate 50 -n 20 -o open_run")
+    assert value is None and connected.user_ns["open_run"].summary()["model"] == "open"
+    assert out.startswith("shop.echo (shop.echo, open rate=50/s): 20 calls")
+    value, _, _ = run(connected, "bench shop.price sku=A --command -n 10 --label m-cmd")
+    assert value.summary()["kind"] == "command" and value.summary()["ok"] == 10
+    handle, _, _ = run(connected, "bench shop.slow seconds=0.01 --duration 30 --background -o bg")
+    assert connected.user_ns["bg"] is handle and not handle.progress.finished
+    handle.stop()
+    assert handle.wait(timeout=20).state == "stopped"
+    benches, _, _ = run(connected, "benches")
+    assert {"m1", "m-cmd", "shop.echo", "shop.slow"} <= set(benches["label"])
+    assert len(get_lab().history()) == history  # runs are recorded in benches(), not per call
+
+
+def test_bench_bad_input_is_one_line_and_sends_nothing(connected: InteractiveShell) -> None:
+    before = len(get_lab().benches())
+    cases = {
+        "bench shop.price sku=A -n 0": "BenchError: n must be a whole number from 1 to",
+        "bench shop.price sku=A -c 0": "BenchError: concurrency must be a whole number from 1",
+        "bench shop.price sku=A --rate 0": "BenchError: rate must be more than 0",
+        "bench shop.price sku=A --duration -1": "BenchError: duration must be more than 0",
+        "bench shop.price sku=A -n 5 --duration 1": "BenchError: give n or duration, not both",
+        "bench ghost.price sku=A": "NuropbNotDeliveredError: service 'ghost' is not on the mesh",
+        "bench shop.nope": "ParamError: shop has no method 'nope'",
+        "bench shop.price sku=A qty=x": "ParamError: qty: expected int, got 'x'",
+        "bench shop.vault code=x --plain": "BenchError: shop.vault requires encryption",
+    }
+    for line, expected in cases.items():
+        value, out, err = run(connected, line)
+        assert value is None and out == "" and err.count("\n") == 1, (line, err)
+        assert err.startswith(expected), (line, err)
+    assert len(get_lab().benches()) == before
+    result = connected.run_cell("%nuropb bench shop.price --encrypt --plain")
+    assert type(result.error_in_exec).__name__ == "UsageError"
 
 
 def test_bad_arguments_are_usage_errors_and_change_nothing(connected: InteractiveShell) -> None:

@@ -17,7 +17,14 @@ from conftest import visible_connections, wait_for
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab
 from nuropb_lab.mesh import ManagementAPI, codec
-from nuropb_lab.widgets import CallForm, ConnectionStatus, KeysView, ServiceBrowser, TailView
+from nuropb_lab.widgets import (
+    BenchView,
+    CallForm,
+    ConnectionStatus,
+    KeysView,
+    ServiceBrowser,
+    TailView,
+)
 
 PEERS = Path(__file__).parent / "peers"
 
@@ -167,6 +174,23 @@ def test_call_form_invalid_input_calls_nothing(lab: Lab) -> None:
     assert len(lab.history()) == before
 
 
+def test_call_form_checks_params_with_the_labs_validator(lab: Lab) -> None:
+    form = CallForm(lab, "orders", "place", lab.description("orders")["methods"]["place"])
+    inputs = {i.name: i.widget for i in form.inputs}
+    inputs["sku"].value = "A1"
+    inputs["tags"].value = '"gift"'  # valid JSON, but a str where the method takes a list
+    before = len(lab.history())
+    form.call_button.click()
+    assert "tags: expected list, got &#x27;gift&#x27;" in form.result.value
+    assert form.pending is None and len(lab.history()) == before
+    form.check.value = False  # sent anyway, as --no-check does
+    magic, python = form.code_lines()
+    assert magic.endswith("--no-check") and python.endswith("check=False)")
+    form.call_button.click()
+    assert form.pending is not None and form.pending.result(10)["tags"] == "gift"
+    assert len(lab.history()) == before + 1
+
+
 def test_call_form_shows_tables_errors_and_locks_encryption(lab: Lab) -> None:
     methods = lab.description("orders")["methods"]
     lines = CallForm(lab, "orders", "lines", methods["lines"])
@@ -271,6 +295,40 @@ async def _fake_describer(
         await queue.consume(on_message)
         await stop.wait()
         await queue.delete(if_unused=False, if_empty=False)
+
+
+class Waiter:
+    async def wait(self, seconds: float = 0.005) -> None:
+        await asyncio.sleep(seconds)
+
+
+def test_bench_view_shows_progress_and_stops_a_background_run(lab: Lab) -> None:
+    lab.serve(Waiter(), name="waiter")
+    run = lab.start_bench("waiter.wait", {"seconds": 0.005}, duration=60, label="view")
+    view = run.widget()
+    assert isinstance(view, BenchView) and not view.stop_button.disabled
+    try:
+        wait_for(
+            lambda: "running" in view.status.value and "/s" in view.status.value, what="a redraw"
+        )
+        wait_for(lambda: view.bar.value > 0, what="the bar to move")
+        assert view.bar.bar_style == "info" and "p99" in view.status.value
+        view.stop_button.click()  # a background run: the button works
+        result = run.wait(timeout=20)
+        assert result.state == "stopped" and result.summary()["count"] > 0
+        wait_for(lambda: "stopped" in view.status.value, what="the final redraw")
+        assert view.stop_button.disabled and view.bar.bar_style == "warning"
+        assert view.redraws < 60  # throttled: a few a second, not one per call
+    finally:
+        view.close()
+    blocking = lab.start_bench("waiter.wait", {"seconds": 0.001}, n=20)
+    blocking.blocking = True  # as the magic's blocking run: Stop cannot act while the cell waits
+    blocking_view = blocking.widget()
+    blocking.wait(timeout=20)
+    wait_for(lambda: "done" in blocking_view.status.value, what="the done redraw")
+    assert blocking_view.bar.value == 1.0 and blocking_view.bar.bar_style == "success"
+    assert blocking_view.stop_button.disabled
+    blocking_view.close()
 
 
 def test_keys_view_warnings(lab: Lab, mesh_url: str) -> None:

@@ -1,7 +1,11 @@
 """The Lab: a plain-Python session over nuropb meshes, shared by the magic and the widgets."""
 
+from .bench import BenchError, BenchProgress, BenchRun
+from .bench_result import BenchResult
+from .capacity import CapacityResult
 from .discovery import ServiceInfo
 from .history import CallRecord
+from .params import ParamError
 from .runner import LoopRunner
 from .session import (
     DEFAULT_URL,
@@ -16,11 +20,17 @@ from .tail import Tail
 
 __all__ = [
     "DEFAULT_URL",
+    "BenchError",
+    "BenchProgress",
+    "BenchResult",
+    "BenchRun",
     "CallRecord",
+    "CapacityResult",
     "Connection",
     "Lab",
     "LabError",
     "LoopRunner",
+    "ParamError",
     "ServiceInfo",
     "Tail",
     "check_servable",

@@ -23,10 +23,14 @@ import pandas as pd
 from ..mesh import RMQAPI, ManagementAPI, Nodes, configure_mesh
 from ..mesh.describe import public_methods
 from ..mesh.errors import NuropbException, remote_error
+from .bench import Benches, BenchRun, BenchSpec, ParamsArg
+from .bench_result import BenchResult, LatencySplitter
+from .capacity import CapacityResult, CapacitySweep
 from .dead_letters import dead_letter_queue, dead_letter_rows, read_dead_letters
 from .discovery import ServiceInfo, discover
 from .history import CallRecord, History
 from .keys import key_row, keys_frame
+from .params import check_params
 from .placement import node_of, with_placement
 from .runner import LoopRunner
 from .tail import Tail
@@ -191,6 +195,7 @@ class Lab:
         self.tail_max_rows = tail_max_rows
         self.management_url = management_url
         self._history = History(history_size)
+        self._benches = Benches()
         # The transport reports a lost connection in one line; aiormq's own record of it
         # (an error with a traceback) would fill the notebook during every broker restart.
         logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
@@ -440,12 +445,12 @@ class Lab:
 
     # --- calls ------------------------------------------------------------------------------
 
-    async def _requires_encryption(
-        self, connection: Connection, service: str, method: str, timeout: float
-    ) -> bool | None:
-        """Whether the method needs encryption, from its (cached) description; None when the
-        service cannot say. A failed describe is not asked again for a while, so calls to a
-        service that cannot describe itself do not each wait for it first."""
+    async def _known_description(
+        self, connection: Connection, service: str, timeout: float
+    ) -> dict[str, Any] | None:
+        """The service's (cached) description; None when it cannot say. A failed describe is
+        not asked again for a while, so calls to a service that cannot describe itself do not
+        each wait for it first."""
         description = connection.api.cached_description(service)
         if description is None:
             if time.monotonic() < connection.undescribable.get(service, 0.0):
@@ -457,8 +462,7 @@ class Lab:
             except NuropbException:
                 connection.undescribable[service] = time.monotonic() + DESCRIBE_RETRY_S
                 return None
-        spec = (description.get("methods") or {}).get(method)
-        return None if spec is None else bool(spec.get("requires_encryption"))
+        return description
 
     async def _send(
         self,
@@ -471,8 +475,10 @@ class Lab:
         trace_id: str | None,
         raw: bool,
         alias: str | None,
+        check: bool = True,
     ) -> Any:
-        """A request (``kind`` "call") or a command, recorded in the history."""
+        """A request (``kind`` "call") or a command, recorded in the history. ``check``: the
+        params are checked against the method's description first (see params.py)."""
         connection = self.connection(alias)
         service, method = split_target(target)
         if not isinstance(params, dict):
@@ -480,9 +486,19 @@ class Lab:
         if context is not None and not isinstance(context, dict):
             raise LabError(f"context must be a JSON object (dict), not {type(context).__name__}")
         timeout = timeout or self.timeout
+        description = await self._known_description(connection, service, timeout)
+        if check and description is not None:
+            await check_params(
+                description,
+                service,
+                method,
+                params,
+                refresh=lambda: self._description(service, refresh=True, alias=alias),
+            )
         encrypted = bool(encrypt)
         if not encrypt:
-            needs = await self._requires_encryption(connection, service, method, timeout)
+            spec = ((description or {}).get("methods") or {}).get(method)
+            needs = None if spec is None else bool(spec.get("requires_encryption"))
             if needs and encrypt is False:
                 raise LabError(
                     f"{service}.{method} requires encryption; a plaintext call is refused"
@@ -553,14 +569,16 @@ class Lab:
         trace_id: str | None = None,
         raw: bool = False,
         alias: str | None = None,
+        check: bool = True,
         **kwparams: Any,
     ) -> Any:
         """Call ``"service.method"`` with ``params`` (and/or keyword arguments); wait at most
         ``timeout`` s. Encrypts when the method requires it (``encrypt=True`` always,
-        ``encrypt=False`` refuses such a method). ``raw`` returns the whole response."""
+        ``encrypt=False`` refuses such a method). ``raw`` returns the whole response.
+        ``check=False`` sends params that do not fit the method's description."""
         merged = {**(params or {}), **kwparams}
         return await self._send(
-            "call", target, merged, timeout, encrypt, context, trace_id, raw, alias
+            "call", target, merged, timeout, encrypt, context, trace_id, raw, alias, check
         )
 
     call = _blocking(_call)
@@ -578,12 +596,13 @@ class Lab:
         context: dict[str, Any] | None = None,
         trace_id: str | None = None,
         alias: str | None = None,
+        check: bool = True,
         **kwparams: Any,
     ) -> None:
         """Send a command (no response); returns once the broker has routed it."""
         merged = {**(params or {}), **kwparams}
         await self._send(
-            "command", target, merged, timeout, encrypt, context, trace_id, False, alias
+            "command", target, merged, timeout, encrypt, context, trace_id, False, alias, check
         )
 
     command = _blocking(_command)
@@ -718,6 +737,59 @@ class Lab:
     keys = _blocking(_keys)
     akeys = _awaitable(_keys)
     start_keys = _background(_keys)
+
+    # --- load and latency (bench.py, capacity.py) ---------------------------------------------
+    # Faces of their own: a run is an object (progress, stop, widget), and Ctrl-C in the
+    # blocking face stops it and returns what it measured rather than raising.
+
+    def _new_bench(self, target: str, params: ParamsArg, options: dict[str, Any]) -> BenchRun:
+        connection = self.connection(options.pop("alias", None))
+        spec = BenchSpec.make(target, params, default_timeout=self.timeout, **options)
+        return BenchRun(spec, connection.api, self._runner, self.describe_timeout, self._benches)
+
+    def bench(self, target: str, params: ParamsArg = None, **options: Any) -> BenchResult:
+        """Put ``target`` ("service.method") under load and measure it; options: see
+        :meth:`BenchSpec.make` (n or duration, concurrency or rate, warmup, timeout, encrypt,
+        kind, label, context, check) and ``alias``. Ctrl-C stops it, keeping the result."""
+        return self._new_bench(target, params, options).wait()
+
+    async def abench(self, target: str, params: ParamsArg = None, **options: Any) -> BenchResult:
+        """The async twin of :meth:`bench`."""
+        return await self._runner.run_async(self._new_bench(target, params, options).execute())
+
+    def start_bench(self, target: str, params: ParamsArg = None, **options: Any) -> BenchRun:
+        """Start a bench and return at once: ``.progress``, ``.widget()`` (with a Stop button),
+        ``.stop()``, ``.wait()``, ``.result``."""
+        return self._new_bench(target, params, options).start()
+
+    def benches(self) -> pd.DataFrame:
+        """Every bench run of this session, side by side (one summary row each)."""
+        return self._benches.frame()
+
+    @property
+    def bench_splitters(self) -> list[LatencySplitter]:
+        """Taps that split a bench's latency into queued and in-service (bench_result.py)."""
+        return self._benches.splitters
+
+    def _new_sweep(self, target: str, params: ParamsArg, options: dict[str, Any]) -> CapacitySweep:
+        api = self.connection(options.pop("alias", None)).api
+        options.setdefault("timeout", self.timeout)
+        runner, book = self._runner, self._benches
+        return CapacitySweep.make(
+            target, params, api, runner, self.describe_timeout, book, **options
+        )
+
+    def capacity(self, target: str, params: ParamsArg = None, **options: Any) -> CapacityResult:
+        """A bench at each of ``concurrency=[1, 2, 4, ...]`` (the default) or ``rate=[...]``:
+        the throughput-latency curve and its knee (``.df``, ``.knee``, ``.plot()``). Each step
+        lasts ``duration`` (default 2 s) or ``n`` calls. Ctrl-C keeps the steps measured."""
+        return self._new_sweep(target, params, options).wait()
+
+    async def acapacity(
+        self, target: str, params: ParamsArg = None, **options: Any
+    ) -> CapacityResult:
+        """The async twin of :meth:`capacity`."""
+        return await self._runner.run_async(self._new_sweep(target, params, options).execute())
 
     # --- serving ----------------------------------------------------------------------------
 

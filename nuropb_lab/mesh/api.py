@@ -40,7 +40,7 @@ from .errors import (
 from .events import MeshEvent, Subscription
 from .nodes import DownQueues, Nodes
 from .service import Outcome, ServiceExecutor, event_body, response_body
-from .serving import ServiceSide, message_properties, nothing
+from .serving import ServiceSide, message_properties
 from .topology import Topology
 from .transport import Transport, TransportConfig, TransportState
 from .urls import AmqpTarget
@@ -453,6 +453,12 @@ class RMQAPI:
         if not pending.future.done():
             pending.future.set_exception(error)
 
+    async def _fail_command(self, done: asyncio.Future[None], payload: dict[str, Any]) -> None:
+        """Fail a returned command with why (a passive declare may tell its node is down)."""
+        error = await self._not_delivered(payload)
+        if not done.done():
+            done.set_exception(error)
+
     async def _publish_rpc(
         self, payload: dict[str, Any], body: bytes, ttl: int, encrypted: bool
     ) -> None:
@@ -475,21 +481,71 @@ class RMQAPI:
         ttl: int | None = None,
         trace_id: str | None = None,
         encrypted: bool = False,
-    ) -> asyncio.Task[None]:
-        """Send a command (no response). Returns a task: await it to learn whether the
+    ) -> asyncio.Future[None]:
+        """Send a command (no response). Returns a future: await it to learn whether the
         broker routed it (NuropbNotDeliveredError if no service is bound), or ignore it."""
         payload = {
             "tag": "command",
             "service": service,
             "method": method,
             "params": params,
-            "correlation_id": uuid.uuid4().hex,
+            "correlation_id": new_id(),
             "context": context,
             "trace_id": trace_id,
         }
-        return self._spawn(
-            self._send_command(payload, self._default_ttl if ttl is None else ttl, encrypted)
+        ttl = self._default_ttl if ttl is None else ttl
+        if not encrypted:
+            sent = self._command_now(payload, ttl)
+            if sent is not None:
+                return sent
+        return self._spawn(self._send_command(payload, ttl, encrypted))
+
+    def _command_now(self, payload: dict[str, Any], ttl: int) -> asyncio.Future[None] | None:
+        """Publish a plaintext command at once, its confirmation awaited by no task: a task
+        and a timeout scope per command cost more than the rest of sending it. None when the
+        transport cannot take it now (not connected, or confirms not counted by it)."""
+        try:
+            body = codec.encode_json(payload)
+        except NuropbException:
+            return None  # the slow way fails the same, in its task
+        confirmed = self._transport.send_confirmed(
+            self._topology.rpc_exchange,
+            payload["service"],
+            body,
+            self._rpc_properties(payload, ttl, False),
         )
+        if confirmed is None:
+            return None
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_at(loop.time() + ttl / 1000, _expire, done)
+
+        def settle(confirmation: asyncio.Future[None]) -> None:
+            timer.cancel()
+            if done.done():
+                return
+            if confirmation.cancelled():
+                done.cancel()
+                return
+            error = confirmation.exception()
+            if error is None:
+                self.stats["commands"] += 1
+                done.set_result(None)
+            elif isinstance(error, NuropbNotDeliveredError):
+                self.stats["not_delivered"] += 1
+                self._spawn(self._fail_command(done, payload))
+            else:
+                done.set_exception(error)
+
+        confirmed.add_done_callback(settle)
+        done.add_done_callback(self._sent)
+        return done
+
+    @staticmethod
+    def _sent(future: asyncio.Future[Any]) -> None:
+        # a command nobody awaits: its failure is logged, as a task's would be
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("background send failed: %s", future.exception())
 
     async def _send_command(self, payload: dict[str, Any], ttl: int, encrypted: bool) -> None:
         async with asyncio.timeout(ttl / 1000):
@@ -616,15 +672,13 @@ class RMQAPI:
 
     # --- receiving ----------------------------------------------------------------------
 
-    def _on_response(self, message: DeliveredMessage) -> Coroutine[Any, Any, None]:
-        """The response queue's consumer. aiormq runs the coroutine a consumer returns in a
-        task of its own; the response is handled here, in the call, so that the waiting
-        request resumes a loop iteration sooner (nothing here awaits)."""
+    def _on_response(self, message: DeliveredMessage) -> None:
+        """The response queue's consumer: the response is handled here, in the call (nothing
+        here awaits), so that the waiting request resumes a loop iteration sooner."""
         try:
             self._take_response(message)
         except Exception:
             log.exception("could not handle a response")
-        return nothing()
 
     def _take_response(self, message: DeliveredMessage) -> None:
         properties = message.header.properties

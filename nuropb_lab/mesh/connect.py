@@ -2,7 +2,7 @@
 
 Importing this module also makes pamqp's frame decoding tolerate strings that are not UTF-8
 (see :func:`tolerate_non_utf8`): without that, one such message kills every connection it
-is delivered to.
+is delivered to; and has aiormq read frames in chunks (chunked_frames.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from aio_pika.abc import TimeoutType
 from pamqp import common as pamqp_common
 from pamqp import decode as pamqp_decode
 
+from .chunked_frames import read_frames_in_chunks
 from .errors import NuropbTransportError
 from .urls import AmqpTarget
 
@@ -198,3 +199,4 @@ def tolerate_non_utf8() -> None:
 
 
 tolerate_non_utf8()
+read_frames_in_chunks()

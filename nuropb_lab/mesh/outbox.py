@@ -5,8 +5,9 @@ pamqp's generic code, and on a confirm channel waits for each publish's confirma
 the channel's lock; on the hot path those cost more than the rest of a message's handling.
 Here an :class:`Outbox` encodes frames directly (frames.py) and writes a loop iteration's
 frames at once; :class:`Confirms` counts publisher confirms itself; and
-:func:`catch_returns` / :func:`count_confirms` hook aiormq 7's per-frame handlers of a
-channel (``_on_return_frame``, ``_on_confirm_frame``), which is why aiormq is pinned to 7.
+:func:`catch_returns`, :func:`count_confirms` and :func:`deliver_directly` hook aiormq 7's
+per-frame handlers of a channel (``_on_return_frame``, ``_on_confirm_frame``,
+``_on_deliver_frame``), which is why aiormq is pinned to 7.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import asyncio
 import collections
 import importlib.metadata
 import logging
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
 
 import aiormq
 from aiormq import Channel
@@ -27,11 +28,22 @@ from pamqp.header import ContentHeader
 from . import frames
 from .errors import NuropbNotDeliveredError, NuropbTransportError
 
-__all__ = ["Confirms", "Outbox", "ReturnHandler", "catch_returns", "count_confirms"]
+__all__ = [
+    "Confirms",
+    "Consumer",
+    "MessageHandler",
+    "Outbox",
+    "ReturnHandler",
+    "catch_returns",
+    "count_confirms",
+    "deliver_directly",
+]
 
 log = logging.getLogger(__name__)
 
 ReturnHandler = Callable[[DeliveredMessage], None]
+# Handles a delivery in the call; returns what is left to run (in a task), or None when done.
+MessageHandler = Callable[[DeliveredMessage], Coroutine[Any, Any, None] | None]
 PACED_BATCH = 64  # paced messages (events) per write, see Outbox.room
 # aiormq 7 looks a channel's return and confirm handlers up per frame (catch_returns)
 _AIORMQ_MAJOR = int(importlib.metadata.version("aiormq").split(".")[0])
@@ -188,7 +200,10 @@ class Confirms:
 
     def __init__(self) -> None:
         self._tag = 0
-        self._waiting: dict[int, tuple[asyncio.Future[None], str]] = {}  # in tag order
+        # in tag order: a ``multiple`` ack settles from the front, without a scan of the rest
+        self._waiting: collections.OrderedDict[int, tuple[asyncio.Future[None], str]] = (
+            collections.OrderedDict()
+        )
         self._tags: dict[str, int] = {}  # message id -> delivery tag
 
     def expect(self, message_id: str) -> asyncio.Future[None]:
@@ -210,12 +225,20 @@ class Confirms:
             )
 
     def settle(self, delivery_tag: int, multiple: bool, ack: bool) -> None:
-        tags = [t for t in self._waiting if t <= delivery_tag] if multiple else [delivery_tag]
-        for tag in tags:
-            entry = self._waiting.pop(tag, None)
-            if entry is None:
-                continue
-            future, message_id = entry
+        waiting = self._waiting
+        if multiple:
+            # Under a burst the broker confirms with ``multiple``; scanning every waiting tag
+            # for each such ack made a burst of commands quadratic in its size.
+            entries: list[tuple[int, tuple[asyncio.Future[None], str]]] = []
+            while waiting:
+                tag = next(iter(waiting))
+                if tag > delivery_tag:
+                    break
+                entries.append((tag, waiting.pop(tag)))
+        else:
+            entry = waiting.pop(delivery_tag, None)
+            entries = [] if entry is None else [(delivery_tag, entry)]
+        for tag, (future, message_id) in entries:
             if self._tags.get(message_id) == tag:
                 del self._tags[message_id]
             if future.done():  # returned, or its publisher stopped waiting
@@ -228,11 +251,30 @@ class Confirms:
                 )
 
     def fail(self, reason: str) -> None:
-        waiting, self._waiting = self._waiting, {}
+        waiting, self._waiting = self._waiting, collections.OrderedDict()
         self._tags.clear()
         for future, _ in waiting.values():
             if not future.done():
                 future.set_exception(NuropbTransportError(reason))
+
+
+async def _done() -> None:
+    return None
+
+
+class Consumer:
+    """A consumer as registered with aiormq. aiormq makes a task of the coroutine a consumer
+    returns, for every message; :func:`deliver_directly` calls ``handle`` instead, and makes
+    a task only of what is left to run, if anything."""
+
+    __slots__ = ("handle",)
+
+    def __init__(self, handle: MessageHandler) -> None:
+        self.handle = handle
+
+    def __call__(self, message: DeliveredMessage) -> Coroutine[Any, Any, None]:
+        rest = self.handle(message)
+        return rest if rest is not None else _done()
 
 
 def catch_returns(channel: Channel, on_return: ReturnHandler) -> bool:
@@ -301,3 +343,45 @@ def count_confirms(channel: Channel) -> Confirms:
     channel._on_confirm_frame = on_confirm_frame  # type: ignore[method-assign]
     channel._on_return_frame = on_return_frame  # type: ignore[method-assign]
     return confirms
+
+
+def deliver_directly(channel: Channel, spawn: Callable[[Coroutine[Any, Any, None]], None]) -> None:
+    """Hand ``channel``'s deliveries to the consumers in the channel's reader.
+
+    aiormq makes a task per delivered message to run its consumer (with its bookkeeping,
+    and a loop iteration before the consumer runs); most of the messages here are handled
+    in the consumer's call, so that task cost more than the handling. aiormq 7 looks the
+    channel's ``_on_deliver_frame`` up for each basic.deliver; this one reads the message
+    with the channel's frame reader and calls the consumer; ``spawn`` makes a task only of
+    what the consumer leaves to run. Without that hook aiormq's way stays.
+    """
+    read_frame = getattr(channel, "_get_frame", None)
+    read_content = getattr(channel, "_read_content", None)
+    if (
+        _AIORMQ_MAJOR < 7
+        or read_frame is None
+        or read_content is None
+        or not hasattr(channel, "_on_deliver_frame")
+    ):
+        return
+    consumers = channel.consumers
+
+    async def on_deliver_frame(frame: spec.Basic.Deliver) -> None:
+        header = await read_frame()
+        if not isinstance(header, ContentHeader):
+            raise ValueError(f"unexpected frame {header!r} instead of a content header")
+        message = await read_content(frame, header)
+        consumer = consumers.get(frame.consumer_tag or "")
+        if consumer is None:
+            return
+        # aiormq keeps each consumer wrapped (functools.wraps) in a coroutine function
+        ours = getattr(consumer, "__wrapped__", None)
+        try:
+            rest = ours.handle(message) if isinstance(ours, Consumer) else consumer(message)
+        except Exception:  # never let a consumer's failure stop the channel's reader
+            log.exception("consumer failed")
+            return
+        if rest is not None:
+            spawn(rest)
+
+    channel._on_deliver_frame = on_deliver_frame  # type: ignore[method-assign]

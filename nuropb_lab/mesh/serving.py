@@ -28,7 +28,7 @@ from .errors import NuropbMessageError, error_dict
 from .service import Outcome, ServiceExecutor, event_body, response_body
 from .transport import Transport
 
-__all__ = ["ServiceSide", "message_properties", "nothing", "run_eagerly"]
+__all__ = ["ServiceSide", "message_properties", "run_eagerly"]
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +52,16 @@ def message_properties(
     )
 
 
-async def nothing() -> None:
-    return None
-
-
-def run_eagerly(coro: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None]:
+def run_eagerly(coro: Coroutine[Any, Any, None]) -> Coroutine[Any, Any, None] | None:
     """Run ``coro`` now, up to its first wait, in a context of its own; the coroutine returned
-    runs the rest (in the task aiormq makes of it). For a handler that mostly never waits
-    this saves a loop iteration per message (an eager task, as asyncio has from 3.12)."""
+    runs the rest (the transport makes a task of it), None when it is done. For a handler
+    that mostly never waits this saves a task and a loop iteration per message (an eager
+    task, as asyncio has from 3.12)."""
     context = contextvars.copy_context()
     try:
         waits_for = context.run(coro.send, None)
     except StopIteration:
-        return nothing()
+        return None
     return _resume(coro, waits_for, context)
 
 
@@ -118,9 +115,9 @@ class ServiceSide:
         self._spawn = spawn
         self.transport: Transport | None = None  # set once the API has made it
 
-    def on_delivery(self, message: DeliveredMessage) -> Coroutine[Any, Any, None]:
+    def on_delivery(self, message: DeliveredMessage) -> Coroutine[Any, Any, None] | None:
         """The service queue's consumer: handles the message in the call, up to its first
-        wait (a sync method answers and acks here); aiormq's task runs the rest, if any."""
+        wait (a sync method answers and acks here); a task runs the rest, if any."""
         return run_eagerly(self._handle(message))
 
     async def _handle(self, message: DeliveredMessage) -> None:

@@ -30,7 +30,6 @@ from typing import Any, Literal, cast
 import aio_pika
 import aiormq
 from aiormq import Channel
-from aiormq.abc import DeliveredMessage
 from pamqp import commands as spec
 
 from . import frames
@@ -39,7 +38,16 @@ from .errors import NuropbNotDeliveredError, NuropbTransportError
 from .event_connection import BrokerClosed, EventConnection
 from .events import TAIL_QUEUE_PATTERN, Subscription
 from .nodes import Nodes, connect_any, queue_down
-from .outbox import Confirms, Outbox, ReturnHandler, catch_returns, count_confirms
+from .outbox import (
+    Confirms,
+    Consumer,
+    MessageHandler,
+    Outbox,
+    ReturnHandler,
+    catch_returns,
+    count_confirms,
+    deliver_directly,
+)
 from .topology import Topology, declare_service_queue, ensure_shared, permits_transient_queues
 from .urls import AmqpTarget
 
@@ -48,7 +56,6 @@ __all__ = ["Confirms", "Outbox", "Transport", "TransportConfig", "TransportState
 log = logging.getLogger(__name__)
 
 TransportState = Literal["idle", "connecting", "connected", "reconnecting", "closed"]
-MessageHandler = Callable[[DeliveredMessage], Coroutine[Any, Any, None]]
 RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 # aiormq 7's channels can be hooked (outbox.catch_returns) and read deeper
 _AIORMQ_MAJOR = int(importlib.metadata.version("aiormq").split(".")[0])
@@ -89,8 +96,8 @@ class Transport:
         self.nodes = target if isinstance(target, Nodes) else Nodes([target])
         self.target = self.nodes.first  # the node connected to (or to be tried first)
         self.config = config
-        self._on_response = on_response
-        self._on_service = on_service
+        self._on_response = Consumer(on_response)
+        self._on_service = Consumer(on_service) if on_service is not None else None
         self._on_state = on_state
         self._on_return = on_return
         self.state: TransportState = "idle"
@@ -262,6 +269,7 @@ class Transport:
                 self._returns_caught = self._on_return is not None and catch_returns(
                     channel, self._on_return
                 )
+                deliver_directly(channel, self._spawn_logged)
                 await self._declare_and_consume(underlay, channel)
             events = await self._open_events() if self._subscriptions else None
         except BaseException as exc:
@@ -535,6 +543,16 @@ class Transport:
 
     # --- publishing -------------------------------------------------------------------
 
+    def _spawn_logged(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._consumer_done)
+
+    def _consumer_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("consumer failed", exc_info=task.exception())
+
     def _drop_outbox(self) -> None:
         outbox, self._outbox = self._outbox, None
         if outbox is not None:
@@ -580,6 +598,40 @@ class Transport:
         outbox = self._outbox
         return outbox if outbox is not None and outbox.channel is channel else None
 
+    def send_confirmed(
+        self,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: frames.Properties | spec.Basic.Properties,
+    ) -> asyncio.Future[None] | None:
+        """Queue a mandatory message on the confirm channel, without waiting: the future is
+        settled by the broker's confirmation (NuropbNotDeliveredError when it is returned).
+        None when the confirms are not counted here or the transport is not connected (use
+        :meth:`publish`, which waits or raises)."""
+        connection, confirm_outbox, confirms = (
+            self._connection,
+            self._confirm_outbox,
+            self._confirms,
+        )
+        if connection is None or confirm_outbox is None or confirms is None or not self.alive():
+            return None
+        if isinstance(properties, frames.Properties):
+            message_id = properties.message_id
+            if not message_id:
+                message_id = uuid.uuid4().hex
+                properties = properties._replace(message_id=message_id)
+        else:
+            message_id = properties.message_id or uuid.uuid4().hex
+            properties.message_id = message_id
+        confirmed = confirms.expect(message_id)
+        try:
+            confirm_outbox.publish(exchange, routing_key, body, properties, mandatory=True)
+        except aiormq.exceptions.ChannelInvalidStateError as exc:
+            self._lost(connection, self._reason(exc))
+            raise NuropbTransportError(f"publish failed: {exc}") from None
+        return confirmed
+
     async def publish(
         self,
         exchange: str,
@@ -601,20 +653,8 @@ class Transport:
         channel = self._confirm_channel
         if connection is None or channel is None or not self.alive():
             raise NuropbTransportError(f"not connected to {self.target.masked} ({self.state})")
-        confirm_outbox, confirms = self._confirm_outbox, self._confirms
-        if confirm_outbox is not None and confirms is not None:
-            if isinstance(properties, frames.Properties):
-                message_id = properties.message_id or uuid.uuid4().hex
-                properties = properties._replace(message_id=message_id)
-            else:
-                message_id = properties.message_id or uuid.uuid4().hex
-                properties.message_id = message_id
-            confirmed = confirms.expect(message_id)
-            try:
-                confirm_outbox.publish(exchange, routing_key, body, properties, mandatory=True)
-            except aiormq.exceptions.ChannelInvalidStateError as exc:
-                self._lost(connection, self._reason(exc))
-                raise NuropbTransportError(f"publish failed: {exc}") from None
+        confirmed = self.send_confirmed(exchange, routing_key, body, properties)
+        if confirmed is not None:
             await confirmed
             return
         if isinstance(properties, frames.Properties):

@@ -4,10 +4,11 @@ Callbacks never block the kernel: they schedule work on the Lab loop and set tra
 when it is done; live views redraw a few times a second at most and show bounded rows.
 """
 
+from .bench_view import BenchView
 from .browser import ServiceBrowser
 from .call_form import CallForm
 from .keys_view import KeysView
 from .status import ConnectionStatus
 from .tail_view import TailView
 
-__all__ = ["CallForm", "ConnectionStatus", "KeysView", "ServiceBrowser", "TailView"]
+__all__ = ["BenchView", "CallForm", "ConnectionStatus", "KeysView", "ServiceBrowser", "TailView"]

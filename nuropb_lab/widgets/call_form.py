@@ -10,6 +10,7 @@ from typing import Any
 import ipywidgets as w
 
 from ..lab import Lab
+from ..lab.params import param_problems
 from ..mesh.errors import NuropbException
 from .render import error_html, result_html
 
@@ -101,6 +102,7 @@ class CallForm(w.VBox):
         self.service = service
         self.method = method
         self.alias = alias
+        self.spec = spec
         parameters = spec.get("parameters") or {}
         required = set(parameters.get("required") or [])
         properties = parameters.get("properties") or []
@@ -120,6 +122,9 @@ class CallForm(w.VBox):
         )
         self.trace_id = w.Text(
             value="", description="trace id", style={"description_width": "140px"}
+        )
+        self.check = w.Checkbox(
+            value=True, description="check the parameters against the description", indent=False
         )
         self.encrypt = w.Checkbox(
             value=self.requires_encryption,
@@ -146,7 +151,7 @@ class CallForm(w.VBox):
                 title,
                 *[i.widget for i in self.inputs],
                 w.Accordion(
-                    [w.VBox([self.context, self.ttl, self.trace_id])],
+                    [w.VBox([self.context, self.ttl, self.trace_id, self.check])],
                     titles=("options",),
                     selected_index=None,
                 ),
@@ -159,12 +164,16 @@ class CallForm(w.VBox):
     # --- reading the form -----------------------------------------------------------------
 
     def params(self) -> dict[str, Any]:
-        """The parameters as entered; ValueError names the first bad one."""
+        """The parameters as entered; ValueError names the first bad one, or (when checked)
+        what does not fit the method's description (the Lab's one validator, params.py)."""
         values = {}
         for item in self.inputs:
             present, value = item.value()
             if present:
                 values[item.name] = value
+        problems = param_problems(self.spec, values) if self.check.value else []
+        if problems:
+            raise ValueError("; ".join(problems))
         return values
 
     def context_value(self) -> dict[str, Any]:
@@ -203,6 +212,9 @@ class CallForm(w.VBox):
         if self.alias:
             magic.append(f"--alias {self.alias}")
             options.append(("alias", repr(self.alias)))
+        if not self.check.value:
+            magic.append("--no-check")
+            options.append(("check", "False"))
         python += [f"{k}={v}" for k, v in options]
         return " ".join(magic), f"lab.call({', '.join(p for p in python if p)})"
 
@@ -235,6 +247,7 @@ class CallForm(w.VBox):
             context=context,
             trace_id=self.trace_id.value.strip() or None,
             alias=self.alias,
+            check=self.check.value,
         )
         self.pending.add_done_callback(self._on_done)
 
