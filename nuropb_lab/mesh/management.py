@@ -131,12 +131,12 @@ class ManagementAPI:
                 return bool(row.get("tracing"))
         return None
 
-    async def set_tracing(self, vhost: str, on: bool) -> None:
-        """Switch the vhost's firehose on or off (administrator only). The PUT replaces the
-        vhost's settings, so its description, tags and default queue type are sent as they
-        are."""
+    def set_tracing_blocking(self, vhost: str, on: bool) -> None:
+        """Switch the vhost's firehose on or off (administrator only), blocking. The PUT
+        replaces the vhost's settings, so its description, tags and default queue type are
+        sent as they are."""
         name = quote(vhost, safe="")
-        info = await self.get(f"vhosts/{name}")
+        info = self._call("GET", f"vhosts/{name}")
         if info is None:
             raise ManagementUnavailable(f"no vhost {vhost!r} on {self.base_url}")
         body: dict[str, Any] = {"tracing": on}
@@ -148,7 +148,10 @@ class ManagementAPI:
         queue_type = info.get("default_queue_type")
         if queue_type and queue_type != "undefined":
             body["default_queue_type"] = queue_type
-        await self.call("PUT", f"vhosts/{name}", body)
+        self._call("PUT", f"vhosts/{name}", body)
+
+    async def set_tracing(self, vhost: str, on: bool) -> None:
+        await asyncio.to_thread(self.set_tracing_blocking, vhost, on)
 
     async def global_parameter(self, name: str) -> Any:
         """The value of a global runtime parameter, or None when there is none."""
