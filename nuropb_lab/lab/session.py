@@ -27,6 +27,9 @@ from .history import CallRecord, History
 from .keys import key_row, keys_frame
 from .runner import LoopRunner
 from .tail import Tail
+from .tap import Tap
+from .tap import ops as tap_ops
+from .tap.replay import replay as _replay
 
 __all__ = ["DEFAULT_URL", "Connection", "Lab", "LabError", "get_lab"]
 
@@ -68,6 +71,8 @@ STATUS_COLUMNS = [
     "served",
     "tails",
     "last_error",
+    "taps",
+    "firehose",
 ]
 
 
@@ -84,6 +89,7 @@ class Connection:
     management: ManagementAPI
     served: dict[str, RMQAPI] = dataclasses.field(default_factory=dict)
     tails: list[Tail] = dataclasses.field(default_factory=list)
+    taps: list[Tap] = dataclasses.field(default_factory=list)
     known: set[str] = dataclasses.field(default_factory=set)  # services named or called
     services: dict[str, ServiceInfo] = dataclasses.field(default_factory=dict)
     fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -255,6 +261,7 @@ class Lab:
         served objects. Returns the aliases closed."""
         targets = list(self._connections.values()) if all else [self.connection(alias)]
         for connection in targets:
+            await tap_ops.stop_taps(self, connection)  # switches off a firehose a tap had on
             for tail in list(connection.tails):
                 await self._stop_tail(connection, tail)
             for api in list(connection.served.values()):
@@ -277,8 +284,12 @@ class Lab:
 
     def status(self) -> pd.DataFrame:
         """Connections: alias, URL (password masked), mesh, state, reconnects, calls in flight,
-        served services, tails, the last connection error."""
+        served services, tails, the last connection error, taps, and the mesh's firehose (on,
+        off, or left on by a lab that is gone: then ``attrs["notice"]`` says so)."""
         rows = []
+        firehoses = {
+            alias: self._wait(tap_ops.firehose_text(c)) for alias, c in self._connections.items()
+        }
         for alias, c in self._connections.items():
             transport = c.api.transport
             rows.append(
@@ -293,9 +304,15 @@ class Lab:
                     ", ".join(c.served),
                     len([t for t in c.tails if not t.stopped]),
                     transport.last_error,
+                    len(c.taps),
+                    firehoses[alias],
                 ]
             )
-        return pd.DataFrame(rows, columns=STATUS_COLUMNS)
+        frame = pd.DataFrame(rows, columns=STATUS_COLUMNS)
+        orphaned = [f"{a}: firehose {f}" for a, f in firehoses.items() if "ORPHANED" in f]
+        if orphaned:
+            frame.attrs["notice"] = "; ".join(orphaned)
+        return frame
 
     # --- discovery ------------------------------------------------------------------------
 
@@ -642,6 +659,22 @@ class Lab:
     @property
     def tails(self) -> list[Tail]:
         return [t for c in self._connections.values() for t in c.tails]
+
+    # --- taps (lab/tap/): the wire tap, the firehose switch, replay -------------------------
+
+    tap = _blocking(tap_ops.tap)
+    atap = _awaitable(tap_ops.tap)
+    start_tap = _background(tap_ops.tap)
+    firehose = _blocking(tap_ops.firehose)
+    afirehose = _awaitable(tap_ops.firehose)
+    firehose_off = _blocking(tap_ops.firehose_off)
+    afirehose_off = _awaitable(tap_ops.firehose_off)
+    replay = _blocking(_replay)
+    areplay = _awaitable(_replay)
+
+    @property
+    def taps(self) -> list[Tap]:
+        return [t for c in self._connections.values() for t in c.taps]
 
     # --- dead letters ---------------------------------------------------------------------
 
