@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from typing import TYPE_CHECKING
 
 from ...mesh import ManagementUnavailable, NuropbException
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
 __all__ = ["firehose", "firehose_off", "firehose_text", "stop_tap", "stop_taps", "tap"]
 
 log = logging.getLogger(__name__)
+
+# every tap a Lab made, stopped ones too while they are referenced (replay finds rows there)
+_made: weakref.WeakKeyDictionary[Lab, weakref.WeakSet[Tap]] = weakref.WeakKeyDictionary()
 
 NO_FIREHOSE = (
     "no firehose ({why}); tapping through a queue of its own instead: requests, commands and"
@@ -109,9 +113,15 @@ async def tap(
         stopper=lambda t: _stop_soon(lab, connection, t),
     )
     connection.taps.append(made)
+    _made.setdefault(lab, weakref.WeakSet()).add(made)
     if notice:
         log.info("tap on %s: %s", connection.alias, notice)
     return made
+
+
+def taps_made(lab: Lab) -> list[Tap]:
+    """The taps this Lab made that are still around (live or stopped)."""
+    return list(_made.get(lab, ()))
 
 
 def _lab_error(text: str) -> Exception:

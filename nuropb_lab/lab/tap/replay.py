@@ -71,7 +71,9 @@ def _from_row(row: Mapping[str, Any], source: str) -> Replayable:
 
 
 def _in_taps(lab: Lab, correlation_id: str) -> Replayable | None:
-    for made in lab.taps:
+    from .ops import taps_made
+
+    for made in taps_made(lab):
         for row in reversed(made.snapshot()):
             if row[6] == correlation_id and row[1] in ("request", "command"):
                 return _from_row(dict(zip(COLUMNS, row, strict=True)), "tap")

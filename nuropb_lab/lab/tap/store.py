@@ -89,7 +89,7 @@ class LoadedTap(TapData):
 def load_tap(path: str | Path) -> LoadedTap:
     """A tap saved with ``tap.save(path)``."""
     path = Path(path)
-    frame = pd.read_json(path, lines=True, orient="records", dtype=False, convert_dates=False)
+    frame = pd.read_json(path, lines=True, orient="records", dtype=False)
     if frame.empty:
         frame = pd.DataFrame(columns=[*COLUMNS, "_call"])
     frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601")

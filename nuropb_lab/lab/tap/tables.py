@@ -287,7 +287,8 @@ def edge_stats(calls: pd.DataFrame, keys: list[str], span: float) -> pd.DataFram
 
 def trace_spans(spans: pd.DataFrame) -> pd.DataFrame:
     """Spans of one trace with their nesting: a span's parent is the latest call before it,
-    still running then, to the service that made it (an event's: that published it)."""
+    still running then, to the service that made it (an event's: the latest call to the
+    service that published it)."""
     if spans.empty:
         return pd.DataFrame(columns=TRACE_COLUMNS)
     origin = spans["time"].min()
@@ -309,8 +310,10 @@ def trace_spans(spans: pd.DataFrame) -> pd.DataFrame:
             for j in range(i - 1, -1, -1):
                 if kinds[j] == "event" or services[j] != caller:
                     continue
-                # still running when this began (an unanswered call: until the trace's end)
-                if open_ended[j] or ends[j] >= starts[i]:
+                # still running when this began (an unanswered call: until the trace's end);
+                # an event: published by it, also just after it answered (as outcome events
+                # are, after the response)
+                if kinds[i] == "event" or open_ended[j] or ends[j] >= starts[i]:
                     found = j
                     break
         depth.append(depth[found] + 1 if found is not None else 0)

@@ -83,6 +83,7 @@ class Tap(TapData):
     def calls(self) -> pd.DataFrame:
         capture = self.capture
         with capture.lock:
+            capture.calls.expire(time.time())  # also when no traffic came to do it
             rows = capture.calls.rows()
         return calls_frame(rows)
 
@@ -191,6 +192,8 @@ class Tap(TapData):
     def status(self) -> dict[str, Any]:
         capture = self.capture
         calls = capture.calls
+        with capture.lock:
+            calls.expire(time.time())  # also when no traffic came to do it
         return {
             "mode": self.mode,
             "services": " ".join(self.services) or "all",
