@@ -65,6 +65,7 @@ COLUMNS = (
     "truncated",  # payload cut to a preview (body over body_limit bytes)
     "context",
     "routed_to",  # an event's subscribers (firehose only): who the broker routed it to
+    "connection",  # the publisher's connection, as the broker names it (firehose only)
 )
 #: bodies decoded at most this large; a larger one is shown by its size only
 DECODE_LIMITS = codec.DecodeLimits(max_bytes=4 * 1024 * 1024, max_depth=64)
@@ -374,6 +375,7 @@ class Capture:
                 truncated,
                 context,
                 routed_to,
+                connection,
             )
         )
         self.kept += 1

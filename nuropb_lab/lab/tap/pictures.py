@@ -94,15 +94,15 @@ def graph_data(
                     "target": str(service),
                     "kind": "call",
                     "count": len(group),
-                    "per_s": len(group) / span,
+                    "per_s": float(len(group) / span),
                     "errors": errors,
-                    "error_pct": errors / known * 100 if known else None,
+                    "error_pct": float(errors / known * 100) if known else None,
                     "p50_ms": None if pd.isna(p50) else float(p50),
                 }
             )
     topic_nodes: set[str] = set()
     if not events.empty:
-        mapping = _group_topics([str(t) for t in events["topic"].dropna()], max_topics)
+        mapping = _group_topics([t for t in events["topic"] if isinstance(t, str)], max_topics)
         published: dict[tuple[str, str], int] = {}
         delivered: dict[tuple[str, str], int] = {}
         for publisher, topic, routed in zip(
@@ -111,11 +111,11 @@ def graph_data(
             events["routed_to"].tolist(),
             strict=True,
         ):
-            if topic is None:
+            if not isinstance(topic, str):
                 continue
-            node = mapping[str(topic)]
+            node = mapping[topic]
             topic_nodes.add(node)
-            key = (publisher or UNKNOWN, node)
+            key = (publisher if isinstance(publisher, str) else UNKNOWN, node)
             published[key] = published.get(key, 0) + 1
             if isinstance(routed, (tuple, list)):
                 targets = [r for r in routed if r != "lab tap"]
@@ -123,7 +123,7 @@ def graph_data(
                 targets = [
                     label
                     for label, patterns in subscribers.items()
-                    if any(topic_matches(p, str(topic)) for p in patterns)
+                    if any(topic_matches(p, topic) for p in patterns)
                 ]
             for target in sorted(set(targets)):
                 delivered[(node, target)] = delivered.get((node, target), 0) + 1
@@ -308,7 +308,7 @@ def draw_waterfall(trace_id: str, spans: pd.DataFrame) -> Picture:
         what = span["topic"] if kind == "event" else f"{span['service']}.{span['method']}"
         rows.append(
             {
-                "label": f"{'   ' * int(span['depth'])}{span['caller'] or UNKNOWN} → {what}",
+                "label": f"{span['caller'] or UNKNOWN} → {what}",
                 "kind": kind,
                 "depth": int(span["depth"]),
                 "start_ms": float(span["start_ms"]),
@@ -321,15 +321,21 @@ def draw_waterfall(trace_id: str, spans: pd.DataFrame) -> Picture:
     data = {"trace_id": trace_id, "spans": rows, "total_ms": total}
 
     def paint(figure: Figure) -> None:
-        ax = figure.add_subplot()
-        ax.set_title(f"trace {trace_id}: {len(rows)} span(s), {total:.1f} ms", fontsize=10)
+        names, ax = figure.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1, 2.4]})
+        figure.suptitle(f"trace {trace_id}: {len(rows)} span(s), {total:.1f} ms", fontsize=10)
+        names.set_axis_off()
+        names.set_xlim(0, 1)
         if not rows:
             ax.set_axis_off()
             ax.text(0.5, 0.5, "no spans with this trace id", ha="center", va="center",
                     transform=ax.transAxes, color="#666666")  # fmt: skip
             return
-        extent = max(total, 1e-3)
+        extent = max(total, 1.0)  # ms: a trace quicker than the tap can tell apart
         for y, row in enumerate(rows):
+            # the name column: indented by nesting depth, as a tree
+            prefix = "└ " if row["depth"] else ""
+            names.text(0.02 + 0.07 * row["depth"], y, prefix + row["label"],
+                       ha="left", va="center", fontsize=8)  # fmt: skip
             color = "#718096" if row["ok"] is None else ("#38a169" if row["ok"] else ERROR_EDGE)
             if row["kind"] == "event":
                 ax.plot([row["start_ms"]], [y], marker="D", color=EVENT_EDGE, markersize=6)
@@ -340,7 +346,7 @@ def draw_waterfall(trace_id: str, spans: pd.DataFrame) -> Picture:
                 ax.barh(y, queued, left=row["start_ms"], height=0.55, color=color, alpha=0.35)
                 ax.barh(
                     y,
-                    max(row["latency_ms"] - queued, extent / 400),
+                    max(row["latency_ms"] - queued, extent / 300),
                     left=row["start_ms"] + queued,
                     height=0.55,
                     color=color,
@@ -352,8 +358,8 @@ def draw_waterfall(trace_id: str, spans: pd.DataFrame) -> Picture:
                     va="center",
                     fontsize=7,
                 )
-        ax.set_yticks(range(len(rows)), [r["label"] for r in rows], fontsize=8)
-        ax.invert_yaxis()
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.tick_params(axis="y", left=False, labelleft=False)
         ax.set_xlim(0, extent * 1.18)
         ax.set_xlabel("ms from the trace's first span")
         ax.grid(axis="x", alpha=0.3)

@@ -60,6 +60,7 @@ class Tap(TapData):
         self._stopped = False
         self._listeners: dict[Callable[[Tap], None], Callable[[], None]] = {}
         self._bindings: tuple[float, dict[str, list[str]]] = (0.0, {})
+        self._clients: tuple[float, dict[str, str]] = (0.0, {})
 
     @property
     def mode(self) -> str:
@@ -77,7 +78,39 @@ class Tap(TapData):
 
     @property
     def df(self) -> pd.DataFrame:
-        return messages_frame(self.capture.snapshot())
+        frame = messages_frame(self.capture.snapshot())
+        unnamed = frame["caller"].isna() & frame["connection"].notna()
+        if unnamed.any():  # e.g. events published before their connection was seen in a call
+            names = self._connection_labels(set(frame.loc[unnamed, "connection"]))
+            frame.loc[unnamed, "caller"] = frame.loc[unnamed, "connection"].map(names)
+        return frame
+
+    def _connection_labels(self, connections: set[str]) -> dict[str, str | None]:
+        """Who uses each connection: learnt from its traffic, else from the client properties
+        the management API shows (a lab API's connection_name, a nuropb API's name)."""
+        known = dict(self.capture.connections)
+        missing = connections - set(known)
+        at, looked = self._clients
+        if missing and (time.monotonic() - at > BINDINGS_TTL or missing - set(looked)):
+            looked = self._look_up_clients()
+            self._clients = (time.monotonic(), looked)
+        return {c: known.get(c) or looked.get(c) for c in connections}
+
+    def _look_up_clients(self) -> dict[str, str]:
+        if self.management is None:
+            return {}
+        try:
+            rows = self.management._call(
+                "GET", f"vhosts/{_quote(self.vhost)}/connections?columns=name,client_properties"
+            )
+        except ManagementUnavailable:
+            return {}
+        found = {}
+        for row in rows or []:
+            label = client_label(row.get("client_properties") or {}, self.vhost)
+            if label:
+                found[str(row.get("name"))] = label
+        return found
 
     @property
     def calls(self) -> pd.DataFrame:
@@ -229,6 +262,23 @@ class Tap(TapData):
         table = shown.to_html(index=False, border=0, na_rep="") if len(latest) else ""
         notice = f"<div><i>{html.escape(self.notice)}</i></div>" if self.notice else ""
         return f"<div><code>{html.escape(repr(self))}</code></div>{notice}{table}"
+
+
+def client_label(properties: dict[str, Any], vhost: str) -> str | None:
+    """The service (or client label) a connection's client properties name: nuropb 0.1.8 sets
+    ``name`` (and ``client_only``), a lab API ``connection_name`` = {vhost}-{service}-{id}."""
+    if properties.get("client_only") == "true":
+        return f"{vhost}-client"
+    name = properties.get("name")
+    if isinstance(name, str) and name:
+        return name
+    connection_name = properties.get("connection_name")
+    prefix = f"{vhost}-"
+    if isinstance(connection_name, str) and connection_name.startswith(prefix):
+        service, dash, instance = connection_name[len(prefix) :].rpartition("-")
+        if dash and service and instance != "events":
+            return service
+    return None
 
 
 def _quote(text: str) -> str:
