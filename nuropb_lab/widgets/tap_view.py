@@ -9,6 +9,7 @@ import datetime
 import fnmatch
 import html
 import logging
+import re
 import threading
 from typing import Any
 
@@ -30,6 +31,18 @@ TIME, KIND, CALLER, SERVICE, METHOD, TOPIC, CID, TRACE, BYTES, ENCRYPTED, PAYLOA
 def tap_view(tap: Tap, graph_only: bool = False, **options: Any) -> Any:
     """The view the Lab's ``tap.widget()`` / ``tap.graph_view()`` ask for."""
     return GraphView(tap, **options) if graph_only else TapView(tap, **options)
+
+
+CELL = (
+    "padding:1px 6px;white-space:nowrap;max-width:22em;overflow:hidden;text-overflow:ellipsis;"
+    "text-align:left"
+)
+_SVG_SIZE = re.compile(r'(<svg\b[^>]*?)\swidth="[^"]*"\s+height="[^"]*"')
+
+
+def responsive(svg: str) -> str:
+    """The picture scaled to its box's width (its viewBox keeps the proportions)."""
+    return _SVG_SIZE.sub(r'\1 style="width:100%;height:auto"', svg, count=1)
 
 
 def _matches(row: tuple[Any, ...], pattern: str) -> bool:
@@ -89,7 +102,7 @@ class GraphView(w.VBox):
                 log.exception("the service graph could not be drawn")
                 return
             self.data = picture.data
-            self.picture.value = picture.svg
+            self.picture.value = responsive(picture.svg)
             nodes, edges = len(self.data["nodes"]), len(self.data["edges"])
             when = datetime.datetime.now().strftime("%H:%M:%S")
             self.caption.value = (
@@ -151,9 +164,9 @@ class TapView(w.HBox):
                 self.notice,
                 self.table,
             ],
-            layout=w.Layout(width="58%"),
+            layout=w.Layout(width="55%", overflow="auto"),
         )
-        self.graph.layout.width = "42%"
+        self.graph.layout.width = "45%"
         super().__init__([left, self.graph])
         self.draw()
 
@@ -195,30 +208,34 @@ class TapView(w.HBox):
             + (f" · {s['gaps']} gap(s)" if s["gaps"] else "")
         )
         body = "".join(self._row_html(r) for r in reversed(self.shown))
+        head = "".join(
+            f"<th style='{CELL}'>{h}</th>" for h in ("time", "kind", "message", "trace", "payload")
+        )
         self.table.value = (
-            "<table><tr><th>time</th><th>kind</th><th>from → to</th><th>what</th>"
-            f"<th>trace</th><th>bytes</th><th>payload</th></tr>{body}</table>"
+            f"<table style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{body}</table>"
         )
 
-    @staticmethod
-    def _row_html(row: tuple[Any, ...]) -> str:
+    def _row_html(self, row: tuple[Any, ...]) -> str:
         when = datetime.datetime.fromtimestamp(row[TIME]).strftime("%H:%M:%S.%f")[:-3]
+        caller = row[CALLER] or self.tap.known_caller(row) or "?"
         if row[KIND] == "event":
-            route, what = row[CALLER] or "?", row[TOPIC] or ""
+            message = f"{caller} ⇢ {row[TOPIC] or ''}"
         else:
-            route = f"{row[CALLER] or '?'} → {row[SERVICE] or '?'}"
-            what = row[METHOD] or ""
+            message = f"{caller} → {row[SERVICE] or '?'}.{row[METHOD] or '?'}"
         if row[ENCRYPTED]:
             payload = f"🔒 encrypted, {row[BYTES]} bytes"
         elif row[ERROR]:
-            payload = f"<span style='color:#b00020'>{html.escape(str(row[ERROR]))[:200]}</span>"
+            payload = f"<span style='color:#b00020'>{html.escape(str(row[ERROR])[:120])}</span>"
         else:
-            payload = html.escape(json_text(row[PAYLOAD], indent=None, limit=160))
-        return (
-            f"<tr><td>{when}</td><td>{row[KIND]}</td><td>{html.escape(route)}</td>"
-            f"<td>{html.escape(str(what))}</td><td>{html.escape(str(row[TRACE] or ''))}</td>"
-            f"<td>{row[BYTES]}</td><td><code>{payload}</code></td></tr>"
-        )
+            payload = f"<code>{html.escape(json_text(row[PAYLOAD], indent=None, limit=120))}</code>"
+        cells = [
+            when,
+            str(row[KIND]),
+            html.escape(message),
+            html.escape(str(row[TRACE] or "")),
+            payload,
+        ]
+        return "<tr>" + "".join(f"<td style='{CELL}'>{c}</td>" for c in cells) + "</tr>"
 
     def close(self) -> None:
         self.tap.remove_listener(self._on_traffic)

@@ -207,7 +207,8 @@ def draw_graph(data: dict[str, Any]) -> Picture:
     nodes, edges = data["nodes"], data["edges"]
     columns = max([n["column"] for n in nodes] or [0]) + 1
     tallest = max([n["row"] for n in nodes] or [0]) + 1
-    width = max(5.0, 2.8 * columns + 0.6)
+    # at most 10 inches (960 px): a notebook shows an SVG output at its own size
+    width = min(10.0, max(5.0, 2.4 * columns + 0.6))
     height = max(2.2, 0.85 * tallest + 1.0)
     spots: dict[str, tuple[float, float]] = {}
     by_column: dict[int, int] = {}

@@ -109,6 +109,8 @@ class TapData:
         if by not in ("edge", "method", "call"):
             raise ValueError("by is one of 'edge', 'method', 'call'")
         calls, span = self._window(self.calls, window)
+        unseen = calls["encrypted"].map({True: "(encrypted)", False: "(unknown)"})
+        calls = calls.assign(method=calls["method"].fillna(unseen))
         return edge_stats(calls, keys, span)
 
     def _window(self, calls: pd.DataFrame, window: float | None) -> tuple[pd.DataFrame, float]:

@@ -85,6 +85,14 @@ class Tap(TapData):
             frame.loc[unnamed, "caller"] = frame.loc[unnamed, "connection"].map(names)
         return frame
 
+    def known_caller(self, row: tuple[Any, ...]) -> str | None:
+        """Who published a row whose caller was not known when it came, if known by now
+        (no I/O: what its traffic taught, and the last look at the management API)."""
+        connection = row[-1]
+        if not connection:
+            return None
+        return self.capture.connections.get(connection) or self._clients[1].get(connection)
+
     def _connection_labels(self, connections: set[str]) -> dict[str, str | None]:
         """Who uses each connection: learnt from its traffic, else from the client properties
         the management API shows (a lab API's connection_name, a nuropb API's name)."""
