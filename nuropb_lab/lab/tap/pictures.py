@@ -260,7 +260,8 @@ def _draw_edge(
         color = ERROR_EDGE
     width = 0.8 + min(3.0, math.log10(1 + edge["per_s"] * 10))
     backwards = target[0] <= source[0]
-    rad = 0.35 if backwards else 0.08
+    # bent further when it goes back, or past a column, so it passes the nodes between
+    rad = 0.35 if backwards else (0.08 if target[0] - source[0] <= 1 else 0.22)
     if source == target:  # a service calling itself
         target = (target[0] + 0.001, target[1] + 0.001)
         rad = 2.5
@@ -279,10 +280,15 @@ def _draw_edge(
             "connectionstyle": f"arc3,rad={rad}",
         },
     )
-    mx, my = (source[0] + target[0]) / 2, (source[1] + target[1]) / 2
-    # the arc's middle is off the straight line by rad * length, to its right
+    # the label on the arc (a quadratic Bezier whose control point is off the middle by rad
+    # times the length), a call's nearer its caller and an event's nearer its topic, so that
+    # the labels of edges that share a node fall apart
     dx, dy = target[0] - source[0], target[1] - source[1]
-    mx, my = mx + rad * dy / 2, my - rad * dx / 2
+    cx = (source[0] + target[0]) / 2 + rad * dy
+    cy = (source[1] + target[1]) / 2 - rad * dx
+    t = 0.4 if call else 0.6
+    mx = (1 - t) ** 2 * source[0] + 2 * t * (1 - t) * cx + t**2 * target[0]
+    my = (1 - t) ** 2 * source[1] + 2 * t * (1 - t) * cy + t**2 * target[1]
     ax.text(
         mx,
         my,
