@@ -12,7 +12,9 @@ strings, voids, integers, booleans, nested tables and arrays decoded here, as th
 trace records carry them, and any other table by pamqp with the decoders of connect.py that
 tolerate strings that are not UTF-8), and so are ``correlation_id``, ``reply_to``,
 ``expiration`` and ``timestamp`` (what a wire tap needs to pair and name the messages it
-copies); the others are skipped.
+copies); the others are skipped. For the consumers named in ``FrameReader.raw_headers`` the
+header table is not decoded but kept as its bytes (``Delivery.raw_headers``): a consumer that
+needs a few fields of a large table (a firehose trace record's) reads just those.
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ class Delivery(NamedTuple):
     expiration: str | None = None
     #: the ``timestamp`` property (seconds since the epoch), when the publisher set one
     timestamp: int | None = None
+    #: the header table undecoded (its 4-byte size, then its entries), for a consumer in
+    #: ``FrameReader.raw_headers``; ``headers`` is None then
+    raw_headers: bytes | None = None
 
 
 class MethodFrame(NamedTuple):
@@ -100,6 +105,7 @@ class _Content:
         "parts",
         "problem",
         "properties",
+        "raw_headers",
         "received",
         "redelivered",
         "routing_key",
@@ -118,11 +124,12 @@ class _Content:
         self.problem: str | None = None
         # (correlation_id, reply_to, expiration, timestamp), when any is set
         self.properties: tuple[str | None, str | None, str | None, int | None] | None = None
+        self.raw_headers: bytes | None = None
         self.parts: list[bytes] = []
         self.received = 0
 
     def delivery(self, channel: int, body: bytes) -> Delivery:
-        if self.properties is None:
+        if self.properties is None and self.raw_headers is None:
             return Delivery(
                 channel,
                 self.consumer_tag,
@@ -144,8 +151,12 @@ class _Content:
             self.headers,
             body,
             self.problem,
-            *self.properties,
+            *(self.properties or _NO_PROPERTIES),
+            self.raw_headers,
         )
+
+
+_NO_PROPERTIES: Final = (None, None, None, None)
 
 
 def _shortstr(data: bytes, at: int) -> tuple[str, int]:
@@ -260,10 +271,12 @@ class FrameReader:
     are not frames raise :class:`FrameError`.
     """
 
-    __slots__ = ("_content", "_have", "_need", "_parts", "frame_max")
+    __slots__ = ("_content", "_have", "_need", "_parts", "frame_max", "raw_headers")
 
     def __init__(self, frame_max: int = DEFAULT_FRAME_MAX) -> None:
         self.frame_max = frame_max
+        #: consumer tags whose deliveries keep their header table as bytes
+        self.raw_headers: set[str] = set()
         self._parts: list[bytes] = []  # bytes of an incomplete frame
         self._have = 0  # their length
         self._need = 0  # the length that completes it (or its 7-byte head, not yet whole)
@@ -329,7 +342,9 @@ class FrameReader:
                     content = contents.get(channel)
                     if content is None or content.body_size >= 0:
                         raise FrameError(f"a content header out of place on channel {channel}")
-                    self._content_header(content, data, start, end)
+                    self._content_header(
+                        content, data, start, end, content.consumer_tag in self.raw_headers
+                    )
                     if content.body_size == 0:
                         del contents[channel]
                         out.append(content.delivery(channel, b""))
@@ -370,7 +385,9 @@ class FrameReader:
         return MethodFrame(channel, frame)
 
     @staticmethod
-    def _content_header(content: _Content, data: bytes, start: int, end: int) -> None:
+    def _content_header(
+        content: _Content, data: bytes, start: int, end: int, raw: bool = False
+    ) -> None:
         class_id, _weight, body_size, flags = _CONTENT_HEADER.unpack_from(data, start)
         if class_id != 60:
             raise FrameError(f"a content header of class {class_id}, not basic")
@@ -389,11 +406,17 @@ class FrameReader:
             raise FrameError("the content header's properties run past its frame")
         if flags & 0x2000:
             (size,) = _LONG.unpack_from(data, at)
-            try:
-                content.headers = _headers(data, at, end)
-            except (ValueError, struct.error, IndexError) as exc:
-                # the frame's bounds are known, so the connection goes on: one bad message
-                content.problem = f"its header table cannot be decoded: {exc}"
+            if raw:
+                if at + 4 + size > end:
+                    content.problem = "its header table runs past its frame"
+                else:
+                    content.raw_headers = data[at : at + 4 + size]
+            else:
+                try:
+                    content.headers = _headers(data, at, end)
+                except (ValueError, struct.error, IndexError) as exc:
+                    # the frame's bounds are known, so the connection goes on: one bad message
+                    content.problem = f"its header table cannot be decoded: {exc}"
             at += 4 + size
         if not flags & 0x07C0:  # none of the properties a tap reads (as on most events)
             return
