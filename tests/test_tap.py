@@ -166,6 +166,39 @@ def request(method: str, n: int, **step: Any) -> list[dict[str, Any]]:
     return [{"id": f"{method}-{i}", "op": "request", "method": method, **step} for i in range(n)]
 
 
+# --- trace records read from their raw header tables (no broker) ------------------------
+
+
+def test_a_trace_record_read_from_its_raw_header_table() -> None:
+    from test_frame_reader import TRACE_HEADERS, message
+
+    from nuropb_lab.lab.tap.records import read_trace
+    from nuropb_lab.mesh.frame_reader import Delivery, FrameReader
+
+    reader = FrameReader()
+    reader.raw_headers.add("tap-q")
+    data = message(b"{}", TRACE_HEADERS, consumer_tag="tap-q") + message(b"{}", TRACE_HEADERS)
+    raw, decoded = reader.feed(data)
+    assert isinstance(raw, Delivery) and isinstance(decoded, Delivery)
+    assert raw.headers is None and raw.raw_headers is not None and raw.problem is None
+    assert decoded.headers == TRACE_HEADERS and decoded.raw_headers is None  # others as before
+    record = read_trace(raw.raw_headers)
+    properties = TRACE_HEADERS["properties"]
+    assert record == (
+        "request",
+        "calc",
+        properties["correlation_id"],
+        properties["reply_to"],
+        "t1",
+        False,
+        TRACE_HEADERS["connection"],
+        ["nuropb-calc-sq"],
+    )
+    for cut in (3, 40, len(raw.raw_headers) - 1):
+        with pytest.raises(ValueError):
+            read_trace(raw.raw_headers[:cut])
+
+
 # --- the firehose: a nuropb client calling a nuropb service and a lab service ----------
 
 

@@ -28,17 +28,17 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ...mesh import codec
-from ...mesh.errors import NuropbMessageError
 from ...mesh.events import Subscription, tail_queue_name
 from ...mesh.frame_reader import Delivery
 from .calls import Call, Calls
+from .records import read_trace
 
 __all__ = [
     "COLUMNS",
     "FIREHOSE_KEYS",
     "TRACE_EXCHANGE",
     "Capture",
+    "FirehoseSubscription",
     "TapSubscription",
     "queue_label",
 ]
@@ -68,7 +68,7 @@ COLUMNS = (
     "connection",  # the publisher's connection, as the broker names it (firehose only)
 )
 #: bodies decoded at most this large; a larger one is shown by its size only
-DECODE_LIMITS = codec.DecodeLimits(max_bytes=4 * 1024 * 1024, max_depth=64)
+DECODE_MAX = 4 * 1024 * 1024
 
 _labels: dict[str, str] = {}
 _LABELS_MAX = 10_000
@@ -120,6 +120,19 @@ class TapSubscription(Subscription):
         self.services = list(services)
         self.events = events
 
+    @classmethod
+    def make(
+        cls,
+        capture: Capture,
+        firehose: bool,
+        rpc_exchange: str,
+        services: list[str],
+        events: bool,
+        max_length: int,
+    ) -> TapSubscription:
+        kind = FirehoseSubscription if firehose else TapSubscription
+        return kind(capture, firehose, rpc_exchange, services, events, max_length)
+
     def bindings(self, events_exchange: str) -> list[tuple[str, str]]:
         if self.firehose:
             return [(TRACE_EXCHANGE, key) for key in FIREHOSE_KEYS]
@@ -131,9 +144,16 @@ class TapSubscription(Subscription):
             if self.firehose:
                 self.capture.take_firehose(deliveries)
             else:
-                self.capture.take_copies(deliveries, self.rpc_exchange)
+                self.capture.take_copies(deliveries)
         except Exception:  # a bug here must not end the events connection
             log.exception("%s: the tap could not take its deliveries", self.queue)
+
+
+class FirehoseSubscription(TapSubscription):
+    """On the firehose: trace records come with their header tables undecoded (records.py
+    reads the few fields the tap uses)."""
+
+    raw_headers = True
 
 
 def _ignore(_event: Any) -> None:
@@ -185,45 +205,40 @@ class Capture:
                 if self.paused:
                     self.skipped += 1
                     continue
-                headers = delivery.headers
-                properties = headers.get("properties") if headers else None
-                if not isinstance(properties, dict):
+                raw = delivery.raw_headers
+                try:
+                    if raw is None:
+                        raise ValueError("no header table")
+                    record = read_trace(raw)
+                except ValueError:
                     self.undecodable += 1
                     continue
-                nuropb = properties.get("headers")
-                kind = nuropb.get("nuropb_type") if isinstance(nuropb, dict) else None
+                kind = record.nuropb_type
                 if kind is None:
                     self.other += 1
                     continue
-                assert headers is not None and isinstance(nuropb, dict)
                 key = delivery.routing_key
-                if key[0] == "d":  # deliver.{queue}: a consumer got it
+                if key.startswith("deliver."):  # a consumer got it
                     if kind == "request" or kind == "command":
-                        self._delivered(
-                            now,
-                            properties.get("correlation_id"),
-                            key[8:],
-                            headers.get("connection"),
-                        )
+                        self._delivered(now, record.correlation_id, key[8:], record.connection)
                     continue
-                keys = headers.get("routing_keys")
-                routing_key = keys[0] if keys else ""
                 self._message(
                     now,
                     kind,
-                    routing_key,
-                    properties.get("correlation_id"),
-                    properties.get("reply_to"),
-                    nuropb,
+                    record.routing_key,
+                    record.correlation_id,
+                    record.reply_to,
+                    record.trace_id,
+                    record.encrypted,
                     delivery.body,
-                    headers.get("connection"),
-                    headers.get("routed_queues"),
+                    record.connection,
+                    record.routed_queues,
                 )
             self.calls.expire(now)
         for listener in self.listeners:
             listener()
 
-    def take_copies(self, deliveries: Iterable[Delivery], rpc_exchange: str) -> None:
+    def take_copies(self, deliveries: Iterable[Delivery]) -> None:
         """Copies from the tap's own queue: requests and commands (no responses), events."""
         now = time.time()
         with self.lock:
@@ -238,13 +253,15 @@ class Capture:
                     self.other += 1
                     continue
                 assert headers is not None
+                trace_id = headers.get("trace_id")
                 self._message(
                     now,
-                    kind,
+                    str(kind),
                     delivery.routing_key,
                     delivery.correlation_id,
                     delivery.reply_to,
-                    headers,
+                    trace_id if isinstance(trace_id, str) else None,
+                    headers.get("encrypted") in ("yes", b"yes"),
                     delivery.body,
                     None,
                     None,
@@ -273,15 +290,14 @@ class Capture:
         routing_key: str,
         correlation_id: str | None,
         reply_to: str | None,
-        nuropb: dict[str, Any],
+        trace_id: str | None,
+        encrypted: bool,
         body: bytes,
         connection: str | None,
         routed: list[Any] | None,
         waits: bool = True,
     ) -> None:
         """One published message (firehose) or copy: a row, and its call's news."""
-        encrypted = nuropb.get("encrypted") == "yes"
-        trace_id = nuropb.get("trace_id")
         call: Call | None = None
         if kind == "response":
             call = self.calls.answered(correlation_id, now) if correlation_id else None
@@ -326,8 +342,10 @@ class Capture:
         truncated = False
         if not encrypted:
             try:
-                decoded = codec.decode_json(body, DECODE_LIMITS)
-            except NuropbMessageError as exc:
+                if size > DECODE_MAX:
+                    raise ValueError(f"a body of {size} bytes is not decoded")
+                decoded = json.loads(body)
+            except (ValueError, RecursionError) as exc:
                 decoded = None
                 error = f"undecodable: {exc}"
                 self.undecodable += 1

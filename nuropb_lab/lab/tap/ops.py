@@ -72,7 +72,7 @@ async def tap(
     if firehose is not False:
         try:
             await check_administrator(connection.management)
-            subscription = TapSubscription(
+            subscription = TapSubscription.make(
                 capture, True, api.topology.rpc_exchange, [], capture.events, length
             )
             await api.transport.subscribe(subscription)
@@ -85,7 +85,7 @@ async def tap(
     bound = names
     if subscription is None:
         bound, missing, how = await _bindable(lab, connection, names)
-        subscription = TapSubscription(
+        subscription = TapSubscription.make(
             capture, False, api.topology.rpc_exchange, bound, capture.events, length
         )
         await api.transport.subscribe(subscription)
