@@ -40,6 +40,7 @@ from typing import Any
 from nuropb_lab.lab import Lab
 from nuropb_lab.mesh import ManagementAPI, configure_mesh, parse_amqp_url
 
+from . import part_tap
 from .peer import Peer, PeerError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     )
     parser.add_argument(
         "--parts",
-        default="rpc,publish,encryption,tail,discovery",
+        default="rpc,publish,encryption,tail,discovery,tap",
         help="comma-separated parts to run (default: all)",
     )
     parser.add_argument(
@@ -715,6 +716,7 @@ def table(results: dict[str, Any]) -> str:
             f" described, {discovery['listed']} listed): first {first:.0f} ms,"
             f" then median {then:.0f} ms (goal < 1 s)"
         )
+    lines += part_tap.table(results)
     return "\n".join(lines)
 
 
@@ -757,6 +759,8 @@ async def run(settings: Settings) -> dict[str, Any]:
                     results["tail"] = await bench_tail(mesh)
                 if "discovery" in settings.parts:
                     results["discovery"] = await bench_discovery(mesh)
+                if "tap" in settings.parts:
+                    results["tap"] = await part_tap.bench_tap(mesh)
             finally:
                 await mesh.stop()
     results["environment"]["seconds"] = round(time.time() - started, 1)
