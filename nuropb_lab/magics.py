@@ -454,7 +454,9 @@ class NuropbMagics(Magics):
             tap = taps[-1]
         else:
             tap = self.lab.tap(alias=args.alias)
-            say(f"started a tap on {alias} for the graph ({tap.mode}); tap.stop() via lab.taps")
+            say(
+                f"started a tap on {alias} for the graph ({tap.mode}): lab.taps[-1].stop() stops it"
+            )
             if tap.notice:
                 say(f"note: {tap.notice}", error=True)
         if args.static:

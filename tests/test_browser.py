@@ -265,4 +265,5 @@ def drive_traffic(page: Any, url: str) -> None:
     assert "shopper → orders.place_order" in waterfall.locator(".jp-OutputArea").inner_text()
     waterfall.scroll_into_view_if_needed()
     page.screenshot(path=SCREENSHOTS / "05-traffic-waterfall.png")
-    assert page.locator('[data-mime-type="application/vnd.jupyter.stderr"]').count() == 0
+    errors = page.locator('[data-mime-type="application/vnd.jupyter.stderr"]')
+    assert errors.count() == 0, errors.all_inner_texts()
