@@ -369,6 +369,12 @@ def test_without_administrator_the_fallback_and_its_one_line(
         assert sorted(mine.loc[mine["kind"] == "request", "payload"].map(lambda p: p["n"])) == list(
             range(7)
         )
+        # the graph without responses: the calls' edge has no latency, the event its topic
+        edges = {(e["source"], e["target"], e["kind"]): e for e in tap.graph(None).data["edges"]}
+        client = f"{vhost_of(nuropb_mesh)}-client"
+        shelf = edges[(client, "shelf", "call")]
+        assert shelf["count"] == 9 and shelf["p50_ms"] is None  # 7 + the command + describe
+        assert edges[("(unknown)", "shelf.counted", "publish")]["count"] == 1
         tap.stop()
     finally:
         user_lab.close()
