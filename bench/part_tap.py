@@ -3,7 +3,8 @@
 - ingest: the tap's consumer is cancelled while a pika peer publishes requests and their
   responses (firehose trace records, two per call; the tap decodes the bodies and pairs them)
   and the tap's queue fills, then it consumes again: trace records/s from the first to the
-  last taken in is the tap's rate from a backlog;
+  last taken in is the tap's rate from a backlog (and, for comparison, the rate at which the
+  broker delivers the same backlog to a consumer that only counts);
 - memory: RSS growth once ``10 x tail_n`` trace records went through a tap of ``tail_rows``
   rows (every 10th request never answered, so the pending-pair map fills, is bounded and
   expires);
@@ -32,6 +33,19 @@ __all__ = ["bench_tap", "table"]
 
 BACKLOG_MAX = 40_000  # trace records in the backlog
 PENDING_TTL = 5.0  # s, in the memory run: unanswered requests expire within the run
+
+
+class _Counter:
+    """In place of the capture's take: counts the records and tells the listeners, nothing
+    more (the broker's delivery rate, for comparison)."""
+
+    def __init__(self, capture: Any) -> None:
+        self.capture = capture
+
+    def __call__(self, deliveries: Any) -> None:
+        self.capture.received += len(deliveries)
+        for listener in self.capture.listeners:
+            listener()
 
 
 class _Arrivals:
@@ -122,6 +136,29 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
                 file=sys.stderr,
                 flush=True,
             )
+        # the same backlog to a consumer that only counts: what the broker delivers at here
+        counted: list[float] = []
+        taking = tap.capture.take_firehose
+        tap.capture.take_firehose = _Counter(tap.capture)  # type: ignore[method-assign]
+        try:
+            for _ in range(s.rounds):
+                await lab.runner.run_async(_consuming(lab, tap, False))
+                await flood.ask(
+                    {"op": "calls", "service": "bench-tap-sink", "n": records_backlog // 2}
+                )
+                await _backlog(lab, tap, records_backlog)
+                arrivals.reset()
+                await lab.runner.run_async(_consuming(lab, tap, True))
+                await _settled(arrivals)
+                counted.append(arrivals.rate())
+        finally:
+            tap.capture.take_firehose = taking  # type: ignore[method-assign]
+        print(
+            f"  tap: the broker delivers {median(counted):,.0f} trace records/s to a consumer"
+            " that only counts them",
+            file=sys.stderr,
+            flush=True,
+        )
         paired = int(tap.calls["answered"].sum())
         tap.remove_listener(arrivals)
         await lab.runner.run_async(_stop(lab, tap))
@@ -203,6 +240,7 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
             "rows": s.tail_rows,
             "ingest_per_s": median([r["per_s"] for r in runs]),
             "ingest_cpu_us": median([r["cpu_us_per_record"] for r in runs]),
+            "broker_per_s": median(counted),
             "published_per_s": median([r["published_per_s"] for r in runs]),
             "backlog": records_backlog,
             "paired": paired,
@@ -265,7 +303,8 @@ def table(results: dict[str, Any]) -> list[str]:
         f"Wire tap (lab.tap on the firehose, {tap['rows']:,} rows)",
         f"  taken in from a backlog: {tap['ingest_per_s']:,.0f} trace records/s (goal >= 30,000;"
         f" {tap['ingest_cpu_us']:.0f} us CPU each; requests paired with their responses,"
-        f" {tap['paired']:,} of the calls kept)",
+        f" {tap['paired']:,} of the calls kept); the broker delivers"
+        f" {tap['broker_per_s']:,.0f}/s to a consumer that only counts",
         f"  RSS growth after {memory['records']:,} records: {memory['rss_growth_mb']:.1f} MB"
         f" (goal < 100 MB); pending pairs {memory['pending']:,} (bound {memory['max_pending']:,};"
         f" {memory['expired']:,} expired, {memory['evicted']:,} evicted); .df of"
