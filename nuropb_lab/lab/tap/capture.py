@@ -205,6 +205,11 @@ class Capture:
                 if self.paused:
                     self.skipped += 1
                     continue
+                key = delivery.routing_key
+                if key.startswith("deliver.") and (key.endswith("-rq") or key.endswith("-tq")):
+                    # a response reaching its caller, a copy reaching a tail or tap: nothing
+                    # the tap uses, so not even read
+                    continue
                 raw = delivery.raw_headers
                 try:
                     if raw is None:
@@ -217,7 +222,6 @@ class Capture:
                 if kind is None:
                     self.other += 1
                     continue
-                key = delivery.routing_key
                 if key.startswith("deliver."):  # a consumer got it
                     if kind == "request" or kind == "command":
                         self._delivered(now, record.correlation_id, key[8:], record.connection)
@@ -271,8 +275,6 @@ class Capture:
             listener()
 
     def _delivered(self, now: float, correlation_id: Any, queue: str, connection: Any) -> None:
-        if queue.endswith("-tq"):  # a copy to a tail or tap, not the service's delivery
-            return
         call = self.calls.pending.get(correlation_id) if correlation_id else None
         if call is None:
             return
