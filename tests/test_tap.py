@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import ROOT, mesh_url_for, wait_for
+from conftest import ROOT, close_connections, mesh_url_for, wait_for
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
@@ -341,10 +341,15 @@ class Shelf:
         return n
 
 
+def shelf_served(lab: Lab) -> None:
+    if "shelf" not in lab.connection().served:
+        lab.serve(Shelf(), name="shelf")
+
+
 def test_without_administrator_the_fallback_and_its_one_line(
     lab: Lab, tap_user: str, nuropb_mesh: str, management: ManagementAPI
 ) -> None:
-    lab.serve(Shelf(), name="shelf")
+    shelf_served(lab)
     user_lab = Lab(timeout=10)
     try:
         user_lab.connect(tap_user, alias="user")
@@ -382,6 +387,7 @@ def test_without_administrator_the_fallback_and_its_one_line(
 
 
 def test_no_firehose_asked_for_binds_only_existing_services(lab: Lab, nuropb_mesh: str) -> None:
+    shelf_served(lab)
     tap = lab.tap("shelf", "ghost", firehose=False)
     try:
         assert tap.mode == "queue" and tap.events is False
@@ -392,6 +398,30 @@ def test_no_firehose_asked_for_binds_only_existing_services(lab: Lab, nuropb_mes
         lab.call("shelf.count", n=1)
         wait_for(lambda: (tap.df["method"] == "count").any(), WAIT, "the copy")
         assert set(tap.df["service"]) == {"shelf"} and (tap.df["method"] == "count").sum() == 1
+    finally:
+        tap.stop()
+
+
+async def _close_events_connection(management: ManagementAPI, vhost: str) -> int:
+    return await close_connections(management, vhost, 1, "-events")
+
+
+def test_a_tap_rides_out_a_lost_connection(
+    lab: Lab, nuropb_mesh: str, management: ManagementAPI
+) -> None:
+    shelf_served(lab)
+    lab.call("shelf.count", n=0)  # described before the tap: only the calls below are seen
+    tap = lab.tap("shelf")
+    try:
+        lab.call("shelf.count", n=1)
+        wait_for(lambda: tap.calls["answered"].sum() == 1, WAIT, "the first call")
+        closed = asyncio.run(_close_events_connection(management, vhost_of(nuropb_mesh)))
+        assert closed == 1
+        wait_for(lambda: len(tap.gaps) == 1 and tap.subscription.active, WAIT, "reconnection")
+        assert tracing(management, nuropb_mesh)
+        assert lab.call("shelf.count", n=2) == 2
+        wait_for(lambda: tap.calls["answered"].sum() == 2, WAIT, "the call after it")
+        assert tap.gaps[0][1] is not None and tap.state == "live"
     finally:
         tap.stop()
 
