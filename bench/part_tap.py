@@ -3,8 +3,10 @@
 - ingest: the tap's consumer is cancelled while a pika peer publishes requests and their
   responses (firehose trace records, two per call; the tap decodes the bodies and pairs them)
   and the tap's queue fills, then it consumes again: trace records/s from the first to the
-  last taken in is the tap's rate from a backlog (and, for comparison, the rate at which the
-  broker delivers the same backlog to a consumer that only counts);
+  last taken in is the tap's rate from a backlog; for comparison, the rate at which the
+  broker delivers the same backlog to a consumer that only counts, and the tap's own path
+  (the bytes of a drain, recorded as read, fed again in process: frames, records, bodies,
+  pairs, rows), which the broker does not limit;
 - memory: RSS growth once ``10 x tail_n`` trace records went through a tap of ``tail_rows``
   rows (every 10th request never answered, so the pending-pair map fills, is bounded and
   expires);
@@ -23,6 +25,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from nuropb_lab.lab import Lab
+from nuropb_lab.lab.tap.capture import Capture
+from nuropb_lab.mesh.frame_reader import Delivery, FrameReader
 
 from .peer import Peer, PeerError
 
@@ -160,6 +164,16 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
             flush=True,
         )
         paired = int(tap.calls["answered"].sum())
+        # the tap's own pace, the broker aside: the bytes of one drain, recorded as they came,
+        # fed again in process through a fresh reader and capture
+        recorded = await _record_drain(lab, tap, flood, records_backlog)
+        replayed = [_replay(recorded, tap) for _ in range(3)]
+        print(
+            f"  tap: {median(replayed):,.0f} trace records/s through the tap's own path"
+            " (frames, records, bodies, pairs, rows), replayed in process",
+            file=sys.stderr,
+            flush=True,
+        )
         tap.remove_listener(arrivals)
         await lab.runner.run_async(_stop(lab, tap))
 
@@ -241,6 +255,7 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
             "ingest_per_s": median([r["per_s"] for r in runs]),
             "ingest_cpu_us": median([r["cpu_us_per_record"] for r in runs]),
             "broker_per_s": median(counted),
+            "pipeline_per_s": median(replayed),
             "published_per_s": median([r["published_per_s"] for r in runs]),
             "backlog": records_backlog,
             "paired": paired,
@@ -288,6 +303,62 @@ async def _backlog(lab: Lab, tap: Any, records: int, timeout: float = 120.0) -> 
         await asyncio.sleep(0.2)
 
 
+class _TeeReader(FrameReader):
+    """A frame reader that keeps a copy of every chunk it is fed."""
+
+    __slots__ = ("chunks",)
+
+    def __init__(self, like: FrameReader) -> None:
+        super().__init__(like.frame_max)
+        self.raw_headers = set(like.raw_headers)
+        self.chunks: list[bytes] = []
+
+    def feed(self, data: bytes) -> list[Any]:
+        self.chunks.append(bytes(data))
+        return super().feed(data)
+
+
+async def _record_drain(lab: Lab, tap: Any, flood: Peer, records: int) -> list[bytes]:
+    """One more backlog drained, with the events connection's bytes recorded."""
+    events = _events(lab)
+    await lab.runner.run_async(_consuming(lab, tap, False))
+    await flood.ask({"op": "calls", "service": "bench-tap-sink", "n": records // 2})
+    await _backlog(lab, tap, records)
+    plain = events._reader
+    tee = _TeeReader(plain)
+    events._reader = tee  # between reads: no frame is half read now
+    try:
+        arrivals = _Arrivals(tap)
+        tap.add_listener(arrivals)
+        await lab.runner.run_async(_consuming(lab, tap, True))
+        await _settled(arrivals)
+        tap.remove_listener(arrivals)
+    finally:
+        events._reader = plain
+    return tee.chunks
+
+
+def _replay(chunks: list[bytes], tap: Any) -> float:
+    """Records/s from ``chunks`` (socket reads) to rows and calls, in this thread."""
+    reader = FrameReader()
+    reader.raw_headers.add(tap.subscription.queue)
+    capture = Capture(
+        max_rows=tap.max_rows,
+        max_calls=tap.max_rows,
+        max_pending=tap.capture.calls.max_pending,
+        pending_ttl=120.0,
+        body_limit=tap.capture.body_limit,
+        services=None,
+        events=True,
+    )
+    started = time.perf_counter()
+    for chunk in chunks:
+        deliveries = [d for d in reader.feed(chunk) if isinstance(d, Delivery)]
+        if deliveries:
+            capture.take_firehose(deliveries)
+    return capture.received / (time.perf_counter() - started)
+
+
 async def _stop(lab: Lab, tap: Any) -> None:
     from nuropb_lab.lab.tap.ops import stop_tap
 
@@ -304,7 +375,8 @@ def table(results: dict[str, Any]) -> list[str]:
         f"  taken in from a backlog: {tap['ingest_per_s']:,.0f} trace records/s (goal >= 30,000;"
         f" {tap['ingest_cpu_us']:.0f} us CPU each; requests paired with their responses,"
         f" {tap['paired']:,} of the calls kept); the broker delivers"
-        f" {tap['broker_per_s']:,.0f}/s to a consumer that only counts",
+        f" {tap['broker_per_s']:,.0f}/s to a consumer that only counts; the tap's own path,"
+        f" the same bytes replayed in process: {tap['pipeline_per_s']:,.0f}/s",
         f"  RSS growth after {memory['records']:,} records: {memory['rss_growth_mb']:.1f} MB"
         f" (goal < 100 MB); pending pairs {memory['pending']:,} (bound {memory['max_pending']:,};"
         f" {memory['expired']:,} expired, {memory['evicted']:,} evicted); .df of"
