@@ -232,11 +232,27 @@ def test_tap_view_and_service_graph_show(
             context.close()
 
 
+def run_all_cells(page: Any) -> None:
+    """Run > Run All Cells, until a cell has started (a click while the notebook is still
+    settling, its workspace just reset, can be lost)."""
+    started = """() => [...document.querySelectorAll('.jp-InputPrompt')]
+        .some((p) => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
+    for _ in range(3):
+        page.locator(".jp-Notebook .jp-Cell").first.click()  # the notebook has the focus
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        try:
+            page.wait_for_function(started, timeout=15_000)
+            return
+        except Exception:  # playwright's TimeoutError: try once more
+            continue
+    raise AssertionError("Run All Cells did not start the notebook")
+
+
 def drive_traffic(page: Any, url: str) -> None:
     page.goto(url)
     page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    run_all_cells(page)
     # the last cell stops the tap: the firehose is off again
     page.locator(".jp-CodeCell").last.get_by_text("firehose of", exact=False).wait_for()
     assert "off" in page.locator(".jp-CodeCell").last.locator(".jp-OutputArea").inner_text()
