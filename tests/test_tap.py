@@ -199,6 +199,34 @@ def test_a_trace_record_read_from_its_raw_header_table() -> None:
             read_trace(raw.raw_headers[:cut])
 
 
+def test_nesting_takes_the_tap_clock_as_it_is() -> None:
+    """Times are when the tap read each record: a nested call may read as a hair before its
+    parent, or at the same time; the tree comes out right, parents first."""
+    from nuropb_lab.lab.tap.tables import trace_spans
+
+    t0 = pd.Timestamp("2026-01-01", tz="UTC")
+    spans = pd.DataFrame(
+        {
+            "time": [t0 + pd.Timedelta(milliseconds=m) for m in (0.0, -0.5, 5.0, 0.0)],
+            "trace_id": "t",
+            "kind": ["request", "request", "event", "request"],
+            "caller": ["client", "front", "front", "back"],
+            "service": ["front", "back", None, "front"],  # back calls front in turn
+            "method": ["order", "take", None, "note"],
+            "topic": [None, None, "shop.ordered", None],
+            "latency_ms": [3.0, 1.0, float("nan"), 0.0],
+            "queued_ms": [0.0, 0.0, float("nan"), 0.0],
+            "ok": pd.array([True, True, pd.NA, True], dtype="boolean"),
+            "error": None,
+            "correlation_id": ["a", "b", "a", "c"],
+        }
+    )
+    tree = trace_spans(spans)
+    assert list(tree["method"].fillna("event")) == ["order", "take", "note", "event"]
+    assert list(tree["depth"]) == [0, 1, 2, 1]
+    assert list(tree["parent"]) == [None, "a", "b", "a"]
+
+
 # --- the firehose: a nuropb client calling a nuropb service and a lab service ----------
 
 
@@ -676,7 +704,7 @@ def test_traces_and_the_waterfall(shop: tuple[Lab, Any, Audit], nuropb_mesh: str
     trace = tap.trace("t-1")
     spans = trace.df
     assert list(spans["kind"]) == ["request", "request", "event"]
-    assert list(spans["depth"]) == [0, 1, 1]
+    assert list(spans["depth"]) == [0, 1, 1], spans.to_string()
     assert list(spans["caller"]) == [client, "front", "front"]
     assert spans.iloc[1]["parent"] == spans.iloc[0]["correlation_id"]
     assert spans.iloc[2]["parent"] == spans.iloc[0]["correlation_id"]

@@ -67,6 +67,7 @@ COLUMNS = (
     "routed_to",  # an event's subscribers (firehose only): who the broker routed it to
     "connection",  # the publisher's connection, as the broker names it (firehose only)
 )
+MAX_CONNECTIONS = 10_000  # connections remembered by name
 #: bodies decoded at most this large; a larger one is shown by its size only
 DECODE_MAX = 4 * 1024 * 1024
 
@@ -281,7 +282,7 @@ class Capture:
         if call.delivered is None:
             call.delivered = now
         if connection and queue.endswith("-sq"):
-            self.connections[connection] = call.service or queue_label(queue)
+            self._learn(connection, call.service or queue_label(queue))
         if call.kind == "command":  # nothing more comes for a command
             self.calls.pending.pop(correlation_id, None)
 
@@ -306,7 +307,7 @@ class Capture:
             if call is not None:
                 caller, service, method = call.caller, call.service, call.method
                 if connection:
-                    self.connections[connection] = service or "?"
+                    self._learn(connection, service or "?")
             else:
                 if correlation_id:
                     self.calls.unpaired += 1
@@ -333,8 +334,8 @@ class Capture:
             if not self._wanted(caller, service):
                 self.other += 1
                 return
-            if connection and caller:
-                self.connections.setdefault(connection, caller)
+            if connection and caller and connection not in self.connections:
+                self._learn(connection, caller)
             method = None
             topic = None
         size = len(body)
@@ -413,6 +414,13 @@ class Capture:
                 ),
                 waits,
             )
+
+    def _learn(self, connection: str, label: str) -> None:
+        connections = self.connections
+        if connections.get(connection) != label:
+            connections[connection] = label
+            if len(connections) > MAX_CONNECTIONS:  # many short-lived clients: forget the oldest
+                del connections[next(iter(connections))]
 
     def _wanted(self, caller: str | None, service: str | None) -> bool:
         wanted = self.services

@@ -17,7 +17,15 @@ from .tap import Tap
 if TYPE_CHECKING:
     from ..session import Connection, Lab
 
-__all__ = ["firehose", "firehose_off", "firehose_text", "stop_tap", "stop_taps", "tap"]
+__all__ = [
+    "firehose",
+    "firehose_off",
+    "firehose_text",
+    "stop_tap",
+    "stop_taps",
+    "tap",
+    "taps_made",
+]
 
 log = logging.getLogger(__name__)
 

@@ -287,40 +287,70 @@ def edge_stats(calls: pd.DataFrame, keys: list[str], span: float) -> pd.DataFram
     return frame[columns]
 
 
+#: ms of slack in nesting: times are when the tap read a record, and records read together
+#: share a time (or, from a loaded machine, come a little apart from what happened)
+NESTING_SLACK_MS = 2.0
+
+
 def trace_spans(spans: pd.DataFrame) -> pd.DataFrame:
-    """Spans of one trace with their nesting: a span's parent is the latest call before it,
-    still running then, to the service that made it (an event's: the latest call to the
-    service that published it)."""
+    """Spans of one trace with their nesting, in tree order (each span after its parent,
+    siblings by time). A span's parent is the call to the service that made it, begun by
+    then and still running (an unanswered call: running on), the latest such; an event's,
+    the latest call to the service that published it (outcome events go out just after the
+    response)."""
     if spans.empty:
         return pd.DataFrame(columns=TRACE_COLUMNS)
     origin = spans["time"].min()
     starts = ((spans["time"] - origin).dt.total_seconds() * 1000).tolist()
-    ends = [
-        s + (lat if isinstance(lat, float) and not math.isnan(lat) else 0.0)
-        for s, lat in zip(starts, spans["latency_ms"].tolist(), strict=True)
-    ]
-    open_ended = spans["latency_ms"].isna().tolist()
+    latencies = spans["latency_ms"].tolist()
+    open_ended = [not isinstance(v, float) or math.isnan(v) for v in latencies]
+    ends = [s if o else s + v for s, v, o in zip(starts, latencies, open_ended, strict=True)]
     kinds = spans["kind"].tolist()
     callers = spans["caller"].tolist()
     services = spans["service"].tolist()
     ids = spans["correlation_id"].tolist()
-    depth: list[int] = []
-    parent: list[str | None] = []
+    slack = NESTING_SLACK_MS
+    parents: list[int | None] = []
     for i, caller in enumerate(callers):
-        found = None
-        if caller is not None:
-            for j in range(i - 1, -1, -1):
-                if kinds[j] == "event" or services[j] != caller:
-                    continue
-                # still running when this began (an unanswered call: until the trace's end);
-                # an event: published by it, also just after it answered (as outcome events
-                # are, after the response)
-                if kinds[i] == "event" or open_ended[j] or ends[j] >= starts[i]:
-                    found = j
-                    break
-        depth.append(depth[found] + 1 if found is not None else 0)
-        parent.append(ids[found] if found is not None else None)
+        found: int | None = None
+        for j, service in enumerate(services):
+            if j == i or kinds[j] == "event" or service != caller or caller is None:
+                continue
+            if starts[j] > starts[i] + slack:
+                continue  # began after this one
+            if kinds[i] != "event" and not open_ended[j] and ends[j] < starts[i] - slack:
+                continue  # over before this one began
+            if found is None or starts[j] > starts[found]:
+                found = j
+        parents.append(found)
+    # a cycle (two calls to each other within the slack) is cut where it closes
+    for i in range(len(parents)):
+        seen = {i}
+        up = parents[i]
+        while up is not None:
+            if up in seen:
+                parents[i] = None
+                break
+            seen.add(up)
+            up = parents[up]
+    children: dict[int | None, list[int]] = {}
+    for i, p in enumerate(parents):
+        children.setdefault(p, []).append(i)
+    order: list[int] = []
+    depth = [0] * len(parents)
+
+    def visit(node: int, level: int) -> None:
+        depth[node] = level
+        order.append(node)
+        for child in sorted(children.get(node, []), key=lambda c: (starts[c], c)):
+            visit(child, level + 1)
+
+    for root in sorted(children.get(None, []), key=lambda c: (starts[c], c)):
+        visit(root, 0)
+    parent_ids = [None if p is None else ids[p] for p in parents]
     frame = spans.assign(
-        start_ms=starts, depth=depth, parent=pd.Series(parent, index=spans.index, dtype=object)
+        start_ms=starts,
+        depth=depth,
+        parent=pd.Series(parent_ids, index=spans.index, dtype=object),
     )
-    return frame[TRACE_COLUMNS].reset_index(drop=True)
+    return frame.iloc[order][TRACE_COLUMNS].reset_index(drop=True)
