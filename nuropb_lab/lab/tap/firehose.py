@@ -190,6 +190,9 @@ async def release(management: ManagementAPI, vhost: str, queue: str) -> bool:
             if not hold.queues:
                 del _holds[_key(management, vhost)]
     state = await look(management, vhost)
+    if state.on is None and not await management.vhost_exists(vhost):
+        await _forget(management, vhost)  # the mesh itself is gone: its marker goes too
+        return False
     ours = hold.switched_on if hold is not None else False
     left = [q for q in state.taps if q != queue and (hold is None or q not in hold.queues)]
     if not state.on or left or not (state.owner is not None or ours):
@@ -203,11 +206,15 @@ async def release(management: ManagementAPI, vhost: str, queue: str) -> bool:
 async def switch_off(management: ManagementAPI, vhost: str) -> None:
     """Tracing off and the owner marker gone."""
     await management.set_tracing(vhost, False)
+    await _forget(management, vhost)
+    log.info("switched the firehose off for %s", vhost)
+
+
+async def _forget(management: ManagementAPI, vhost: str) -> None:
     try:
         await management.delete_global_parameter(marker_name(vhost))
     except ManagementUnavailable as exc:
         log.info("could not delete the firehose marker of %s: %s", vhost, exc)
-    log.info("switched the firehose off for %s", vhost)
 
 
 # --- at interpreter exit ---------------------------------------------------------------------
@@ -243,9 +250,12 @@ def switch_off_at_exit() -> None:
             owner = api._call("GET", f"global-parameters/{quote(marker_name(vhost), safe='')}")
             if others or not (owner or hold.switched_on):
                 continue
-            if not (api._call("GET", f"vhosts/{name}") or {}).get("tracing"):
-                continue
-            api.set_tracing_blocking(vhost, False)
+            info = api._call("GET", f"vhosts/{name}")
+            if info is not None and info.get("tracing"):
+                api.set_tracing_blocking(vhost, False)
+            elif info is not None:
+                continue  # off already, by someone else: their marker is theirs to delete
+            # switched off, or the mesh is gone: the marker goes
             api._call("DELETE", f"global-parameters/{quote(marker_name(vhost), safe='')}")
         except Exception as exc:  # at exit: say it, do not raise
             log.warning("could not switch the firehose of %s off at exit: %s", vhost, exc)
