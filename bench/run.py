@@ -41,6 +41,7 @@ from typing import Any
 from nuropb_lab.lab import Lab
 from nuropb_lab.mesh import ManagementAPI, configure_mesh, parse_amqp_url
 
+from . import part_tap
 from .part_load import bench_load, load_table
 from .peer import Peer, PeerError
 
@@ -113,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     )
     parser.add_argument(
         "--parts",
-        default="rpc,publish,encryption,tail,discovery,load",
+        default="rpc,publish,encryption,tail,discovery,load,tap",
         help="comma-separated parts to run (default: all)",
     )
     parser.add_argument(
@@ -718,6 +719,7 @@ def table(results: dict[str, Any]) -> str:
             f" described, {discovery['listed']} listed): first {first:.0f} ms,"
             f" then median {then:.0f} ms (goal < 1 s)"
         )
+    lines += part_tap.table(results)
     return "\n".join(lines)
 
 
@@ -762,6 +764,8 @@ async def run(settings: Settings) -> dict[str, Any]:
                     results["discovery"] = await bench_discovery(mesh)
                 if "load" in settings.parts:
                     results["load"] = await bench_load(mesh, results)
+                if "tap" in settings.parts:
+                    results["tap"] = await part_tap.bench_tap(mesh)
             finally:
                 await mesh.stop()
     results["environment"]["seconds"] = round(time.time() - started, 1)

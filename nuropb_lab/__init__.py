@@ -14,22 +14,27 @@ from .mesh import __all__ as _mesh_all
 
 if TYPE_CHECKING:
     from .lab import Lab, LabError, Tail, get_lab
+    from .lab.tap import Tap, load_tap
 
 __all__ = [
     "Lab",
     "LabError",
     "Tail",
+    "Tap",
     "__version__",
     "get_lab",
     "load_ipython_extension",
+    "load_tap",
     *_mesh_all,
 ]
 
 _LAB_NAMES = ("Lab", "LabError", "Tail", "get_lab")
+_TAP_NAMES = ("Tap", "load_tap")
 
 # The widgets that show the Lab's objects, wired here, above both layers (imported on use).
 views.register_view("Tail", "nuropb_lab.widgets.tail_view:TailView")
 views.register_view("BenchRun", "nuropb_lab.widgets.bench_view:BenchView")
+views.register_view("Tap", "nuropb_lab.widgets.tap_view:tap_view")
 
 
 def __getattr__(name: str) -> Any:
@@ -38,6 +43,10 @@ def __getattr__(name: str) -> Any:
         from . import lab
 
         return getattr(lab, name)
+    if name in _TAP_NAMES:
+        from .lab import tap
+
+        return getattr(tap, name)
     raise AttributeError(f"module 'nuropb_lab' has no attribute {name!r}")
 
 

@@ -39,6 +39,10 @@ SUBCOMMANDS = (
     "dlq",
     "bench",
     "benches",
+    "tap",
+    "graph",
+    "replay",
+    "firehose",
     "help",
 )
 EXPECTED_ERRORS = (
@@ -244,7 +248,10 @@ class NuropbMagics(Magics):
             " [-o VAR] | keys [SERVICE] | history [-n N] | browse | serve OBJECT [--name N]"
             " [--unsafe] | disconnect [ALIAS | --all] | dlq [--limit N] [--consume] [--queue Q] |"
             " bench SERVICE.METHOD k=v ... [-n N | --duration S] [-c C] [--rate R] [--label L]"
-            " [--warmup N] [--command] [--no-check] [--background] [-o VAR] | benches"
+            " [--warmup N] [--command] [--no-check] [--background] [-o VAR] | benches |"
+            " tap [SERVICE ...] [--events] [--no-firehose] [--max N] [--widget] [-o VAR] |"
+            " graph [--window S] [--static] | replay CORRELATION_ID|$ROW [k=v ...] [-o VAR] |"
+            " firehose [off]"
         )
 
     @magic_arguments()
@@ -274,7 +281,10 @@ class NuropbMagics(Magics):
             from .widgets import ConnectionStatus
 
             return ConnectionStatus(self.lab)
-        return self.lab.status()
+        frame = self.lab.status()
+        if frame.attrs.get("notice"):
+            say(f"note: {frame.attrs['notice']}", error=True)
+        return frame
 
     @magic_arguments()
     @argument("--refresh", action="store_true", help="(discovery always asks the broker afresh)")
@@ -499,6 +509,87 @@ class NuropbMagics(Magics):
             raise UsageError("%nuropb benches takes no arguments")
         return self.lab.benches()
 
+    # --- the wire tap (lab/tap/) -------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("services", nargs="*", help="only calls to or from these (default: all)")
+    @argument("--events", action="store_true", help="events too (default when no service named)")
+    @argument("--no-firehose", action="store_true", help="a queue of its own: no responses")
+    @argument("--max", type=int, dest="max_rows", help="messages kept (newest)")
+    @argument("--widget", action="store_true", help="show the live tap view")
+    @argument("-o", "--output", help="store the tap in this variable")
+    @argument("--alias")
+    def _tap(self, rest: str, cell: str | None) -> Any:
+        args = self._only_args(self._tap, rest)
+        tap = self.lab.tap(
+            *args.services,
+            events=True if args.events else None,
+            firehose=False if args.no_firehose else None,
+            max_rows=args.max_rows,
+            alias=args.alias,
+        )
+        if tap.notice:
+            say(f"note: {tap.notice}", error=True)
+        self._store(args.output, tap)
+        return tap.widget() if args.widget else tap
+
+    @magic_arguments()
+    @argument("--window", type=float, default=60.0, help="seconds of traffic shown")
+    @argument("--static", action="store_true", help="a picture, not a live widget")
+    @argument("--alias")
+    def _graph(self, rest: str, cell: str | None) -> Any:
+        args = self._only_args(self._graph, rest)
+        alias = self.lab.connection(args.alias).alias
+        taps = [t for t in self.lab.taps if t.alias == alias and not t.stopped]
+        if taps:
+            tap = taps[-1]
+        else:
+            tap = self.lab.tap(alias=args.alias)
+            say(
+                f"started a tap on {alias} for the graph ({tap.mode}): lab.taps[-1].stop() stops it"
+            )
+            if tap.notice:
+                say(f"note: {tap.notice}", error=True)
+        if args.static:
+            return tap.graph(window=args.window)
+        return tap.graph_view(window=args.window)
+
+    @magic_arguments()
+    @argument("request", help="a correlation id (of a tap's row or a dead letter) or $ROW")
+    @argument("--timeout", type=float)
+    @argument("--context", help="a new request context (JSON object)")
+    @argument("--trace", help="a new trace id")
+    @argument("-o", "--output", help="store the answer in this variable")
+    @argument("--alias")
+    def _replay(self, rest: str, cell: str | None) -> Any:
+        args, extra = self._args(self._replay, rest)
+        edits = parse_params(extra, self._namespace)
+        row: Any = args.request
+        if row.startswith("$"):
+            row = parse_value(row, self._namespace)
+        context = parse_json_object(args.context, "--context") if args.context else None
+        answer = self.lab.replay(
+            row,
+            edits,
+            context=context,
+            trace_id=args.trace,
+            timeout=args.timeout,
+            alias=args.alias,
+        )
+        self._store(args.output, answer)
+        return None if args.output else answer
+
+    @magic_arguments()
+    @argument("action", nargs="?", choices=("off",), help="off: switch the firehose off")
+    @argument("--alias")
+    def _firehose(self, rest: str, cell: str | None) -> None:
+        args = self._only_args(self._firehose, rest)
+        if args.action == "off":
+            state = self.lab.firehose_off(alias=args.alias)
+        else:
+            state = self.lab.firehose(alias=args.alias)
+        say(f"firehose of {state.vhost!r}: {state.describe()}")
+
     # --- completion -----------------------------------------------------------------------------
 
     def complete(self, event: Any) -> list[str]:
@@ -520,6 +611,8 @@ class NuropbMagics(Magics):
             service = words[2].rpartition(".")[0]
             method = words[2].rpartition(".")[2]
             return [f"{p}=" for p in self._parameters(service, method)]
+        if command == "tap":
+            return lab.service_names()
         if command in ("describe", "keys") and position == 2:
             return lab.service_names()
         if command == "describe" and position == 3:

@@ -73,6 +73,14 @@ def test_quick_benchmark_run_writes_every_figure(nuropb_python: Path, tmp_path: 
     assert tail["df_rows"] == tail["rows"] == results["settings"]["tail_rows"]
     assert "Event tail ingest" in run.stdout
 
+    tap = results["tap"]
+    positive(tap, ("ingest_per_s", "ingest_cpu_us", "published_per_s"))
+    assert tap["memory"]["records"] >= 10 * results["settings"]["tail_n"]
+    assert tap["memory"]["rows"] == results["settings"]["tail_rows"]
+    assert tap["memory"]["pending"] <= tap["memory"]["max_pending"]
+    positive(tap["rpc"], ("without_rps", "with_rps", "ratio"))
+    assert "Wire tap" in run.stdout
+
     discovery = results["discovery"]
     assert discovery["described"] == discovery["services"] == results["settings"]["discovery_n"]
     positive(discovery, ("first_s", "median_s"))

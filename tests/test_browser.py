@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,3 +201,85 @@ def drive(page: Any, url: str) -> None:
     assert json.loads(result.inner_text()) == {"sku": "B200", "units": 3}
     browser.scroll_into_view_if_needed()
     shot(page, "3-called")
+
+
+def test_tap_view_and_service_graph_show(
+    jupyterlab: str, sync_playwright: Any, tmp_path: Path
+) -> None:
+    """05-traffic: the service graph (an SVG output) and the live tap view render."""
+    # a workspace of its own, so only this notebook is open (and its kernel is the one shown)
+    url = jupyterlab.replace(
+        "/lab/tree/02-browse-and-call.ipynb?",
+        "/lab/workspaces/traffic/tree/05-traffic.ipynb?reset&",
+    )
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        context.set_default_timeout(WAIT_MS)
+        try:
+            page = context.new_page()
+            drive_traffic(page, url)
+        except Exception:
+            if context.pages:
+                context.pages[-1].screenshot(path=SCREENSHOTS / "05-traffic-failed.png")
+            raise
+        finally:
+            context.close()
+
+
+def run_all_cells(page: Any) -> None:
+    """Run > Run All Cells, until a cell has started (a click while the notebook is still
+    settling, its workspace just reset, can be lost)."""
+    started = """() => [...document.querySelectorAll('.jp-InputPrompt')]
+        .some((p) => /\\[(\\*|\\d+)\\]/.test(p.textContent))"""
+    for _ in range(3):
+        page.locator(".jp-Notebook .jp-Cell").first.click()  # the notebook has the focus
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        try:
+            page.wait_for_function(started, timeout=15_000)
+            return
+        except Exception:  # playwright's TimeoutError: try once more
+            continue
+    raise AssertionError("Run All Cells did not start the notebook")
+
+
+def drive_traffic(page: Any, url: str) -> None:
+    page.goto(url)
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()
+    run_all_cells(page)
+    # the last cell stops the tap: the firehose is off again
+    page.locator(".jp-CodeCell").last.get_by_text("firehose of", exact=False).wait_for()
+    assert "off" in page.locator(".jp-CodeCell").last.locator(".jp-OutputArea").inner_text()
+
+    graph = page.locator(".jp-CodeCell", has_text="tap.graph()").first
+    # JupyterLab shows an SVG output as an image of it
+    picture = graph.locator(".jp-RenderedSVG img").first
+    picture.wait_for()
+    svg = urllib.parse.unquote(picture.get_attribute("src") or "")
+    assert svg.startswith("data:image/svg+xml")
+    assert all(f">{name}<" in svg for name in ("shopper", "orders", "inventory")), svg[:300]
+    graph.scroll_into_view_if_needed()
+    page.screenshot(path=SCREENSHOTS / "05-traffic-graph.png")
+
+    view = page.locator(".jp-CodeCell", has_text="tap.widget(rows=12)").first
+    view.locator(".widget-html table tr").nth(5).wait_for()  # the newest messages
+    view.locator(".widget-html svg").first.wait_for()  # the graph beside them
+    assert "shopper" in view.locator(".widget-html table").first.inner_text()
+    beside = view.locator(".widget-html svg text").all_text_contents()
+    assert {"shopper", "orders", "inventory"} <= {t.strip() for t in beside}, beside
+    view.scroll_into_view_if_needed()
+    page.screenshot(path=SCREENSHOTS / "05-traffic-tap-view.png")
+
+    waterfall = page.locator(".jp-CodeCell", has_text="tap.trace(slowest").first
+    waterfall.locator(".jp-RenderedHTMLCommon svg").first.wait_for()
+    assert "shopper → orders.place_order" in waterfall.locator(".jp-OutputArea").inner_text()
+    waterfall.scroll_into_view_if_needed()
+    page.screenshot(path=SCREENSHOTS / "05-traffic-waterfall.png")
+    errors = page.locator('[data-mime-type="application/vnd.jupyter.stderr"]')
+    assert errors.count() == 0, errors.all_inner_texts()

@@ -195,6 +195,68 @@ def test_the_other_properties_do_not_disturb_the_headers() -> None:
     )
     (delivery,) = FrameReader().feed(data)
     assert isinstance(delivery, Delivery) and delivery.headers == NUROPB_HEADERS
+    # what a wire tap pairs and names messages by
+    assert (delivery.correlation_id, delivery.reply_to, delivery.expiration) == ("c", "r", "1000")
+    assert delivery.timestamp == int(datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC).timestamp())
+
+
+def test_properties_absent_are_none() -> None:
+    (delivery,) = FrameReader().feed(message(b"{}", NUROPB_HEADERS, content_type="a/b"))
+    assert isinstance(delivery, Delivery)
+    assert delivery.correlation_id is delivery.reply_to is delivery.timestamp is None
+    (delivery,) = FrameReader().feed(message(b"{}", None, reply_to="nuropb-x-1-rq"))
+    assert isinstance(delivery, Delivery) and delivery.headers is None
+    assert delivery.reply_to == "nuropb-x-1-rq" and delivery.correlation_id is None
+
+
+#: the headers of a firehose trace record (amq.rabbitmq.trace), as RabbitMQ 3.10 sends them
+TRACE_HEADERS = {
+    "exchange_name": "nuropb-rpc-exchange",
+    "routing_keys": ["calc"],
+    "properties": {
+        "message_id": "77f2",
+        "expiration": "3600000",
+        "reply_to": "nuropb-m-client-786b-rq",
+        "correlation_id": "77f2",
+        "headers": {**NUROPB_HEADERS, "nuropb_type": "request", "trace_id": "t1"},
+        "content_type": "application/json",
+        "delivery_mode": 1,
+    },
+    "node": "rabbit@localhost",
+    "vhost": "m",
+    "connection": "127.0.0.1:54610 -> 127.0.0.1:5672",
+    "channel": 1,
+    "user": "guest",
+    "routed_queues": ["nuropb-calc-sq"],
+    "redelivered": 0,
+}
+
+
+def test_a_trace_record_is_decoded_here_not_by_pamqp(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nuropb_lab.mesh.frame_reader as reader_module
+
+    def refuse(_raw: bytes) -> Any:
+        raise AssertionError("the trace record's table went to pamqp")
+
+    monkeypatch.setattr(reader_module, "field_table", refuse)
+    (delivery,) = FrameReader().feed(message(b"{}", TRACE_HEADERS))
+    assert isinstance(delivery, Delivery) and delivery.problem is None
+    assert delivery.headers == TRACE_HEADERS == pamqp_headers(TRACE_HEADERS)
+
+
+nested_values = st.recursive(
+    st.one_of(st.none(), short, st.booleans(), st.integers(-(2**63), 2**63 - 1)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(short, inner, max_size=3)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(headers=st.dictionaries(short, nested_values, max_size=5))
+def test_nested_tables_and_arrays_decode_as_pamqp_does(headers: dict[str, Any]) -> None:
+    (delivery,) = FrameReader().feed(message(b"{}", headers, correlation_id="c"))
+    assert isinstance(delivery, Delivery) and delivery.problem is None
+    assert delivery.headers == pamqp_headers(headers) and delivery.correlation_id == "c"
 
 
 def test_decimal_and_nested_values() -> None:

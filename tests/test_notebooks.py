@@ -20,7 +20,7 @@ from nuropb_lab.mesh import ManagementAPI
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 EXECUTED = ROOT / ".cache" / "executed" / "tests"  # kept for a look when one fails
-NAMES = ["01-quickstart", "02-browse-and-call", "03-events", "04-encryption"]
+NAMES = ["01-quickstart", "02-browse-and-call", "03-events", "04-encryption", "05-traffic"]
 WIDGET = "application/vnd.jupyter.widget-view+json"
 USER = f"nb-{uuid.uuid4().hex[:6]}"
 PASSWORD = f"pw-{uuid.uuid4().hex}"
@@ -31,7 +31,8 @@ def demo_url(mesh_url: str, management: ManagementAPI) -> Iterator[str]:
     """The demo mesh; the notebooks reach it as a user with a password of its own, so that
     every executed notebook can be searched for that password."""
     vhost = mesh_url.rsplit("/", 1)[1]
-    management._call("PUT", f"users/{USER}", {"password": PASSWORD, "tags": "management"})
+    # an administrator: 05-traffic switches the mesh's firehose on (and off)
+    management._call("PUT", f"users/{USER}", {"password": PASSWORD, "tags": "administrator"})
     management._call(
         "PUT", f"permissions/{vhost}/{USER}", {"configure": ".*", "write": ".*", "read": ".*"}
     )
@@ -131,6 +132,23 @@ def test_encryption(demo_url: str) -> None:
     )
     assert "refused by the vault: NuropbAuthorizationError" in text(outputs(nb, "import nuropb"))
     assert "[reveal, store]" in text(outputs(nb, "%nuropb keys vault"))
+
+
+def test_traffic(demo_url: str, management: ManagementAPI) -> None:
+    nb = run("05-traffic", demo_url)
+    assert "(firehose): live" in text(outputs(nb, "%nuropb tap -o tap"))
+    assert "shopper" in text(outputs(nb, "tap.stats()"))
+    assert "place_order" in text(outputs(nb, 'tap.stats(by="method")'))
+    graph = outputs(nb, "tap.graph()")
+    assert "image/svg+xml" in kinds(graph) and "inventory" in graph[0].data["image/svg+xml"]
+    assert WIDGET in kinds(outputs(nb, "tap.widget("))
+    waterfall = outputs(nb, "calls = tap.calls")[0].data["text/html"]
+    assert "<svg" in waterfall and "shopper → orders.place_order" in waterfall
+    assert "'order_id': 'W-" in text(outputs(nb, "df = tap.df"))
+    assert "shopper" in text(outputs(nb, "import tempfile"))
+    assert text(outputs(nb, "tap.stop()")).strip().endswith(": off")
+    vhost = demo_url.rsplit("/", 1)[1]
+    assert management._call("GET", f"vhosts/{vhost}")["tracing"] is False
 
 
 def test_an_error_cell_fails_the_run_and_the_copy_is_written(tmp_path: Path) -> None:

@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--for", dest="seconds", type=float, help="stop after this many seconds")
     parser.add_argument("--rate", type=float, default=8.0, help="sensor readings per second")
+    parser.add_argument(
+        "--traffic", type=float, default=3.0, help="web shop visits per second (default 3)"
+    )
+    parser.add_argument(
+        "--no-traffic", dest="traffic", action="store_const", const=0.0, help="no web shop"
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="wait: give up after this")
     parser.add_argument("--no-broker", action="store_true", help="do not check or start a broker")
     args = parser.parse_args(argv)
@@ -58,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             names = ", ".join(demo.apis)
             print(f"demo mesh ready on {masked}: {names} (Ctrl-C stops)", flush=True)
 
-        await run_demo(args.url, args.seconds, args.rate, stop, ready)
+        await run_demo(args.url, args.seconds, args.rate, stop, ready, traffic=args.traffic)
 
     try:
         asyncio.run(serve())

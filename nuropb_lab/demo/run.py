@@ -13,6 +13,7 @@ from typing import Any
 
 from ..mesh import RMQAPI, NuropbException, configure_mesh, parse_amqp_url
 from .services import Inventory, Orders, Sensors, Vault, publish_readings
+from .traffic import shop, shopper_api
 
 __all__ = ["DemoMesh", "demo_process", "run_demo", "wait_for_demo"]
 
@@ -34,7 +35,14 @@ class DemoMesh:
             "vault": self.vault,
             "sensors": self.sensors,
         }
-        self.apis = {name: RMQAPI(url, name, service_instance=obj) for name, obj in objects.items()}
+        # inventory hears of every order placed (an event edge in the service graph)
+        settings = {"inventory": {"event_bindings": ["orders.placed"]}}
+        self.apis = {
+            name: RMQAPI(url, name, service_instance=obj, transport_settings=settings.get(name))
+            for name, obj in objects.items()
+        }
+        self.orders.api = self.apis["orders"]  # orders takes stock over the mesh
+        self.clients: dict[str, RMQAPI] = {}  # the web shop's, when there is traffic
 
     async def start(self) -> None:
         await configure_mesh(self.url)
@@ -42,7 +50,7 @@ class DemoMesh:
             await api.connect()
 
     async def stop(self) -> None:
-        for api in self.apis.values():
+        for api in [*self.clients.values(), *self.apis.values()]:
             with contextlib.suppress(Exception):
                 await api.disconnect()
 
@@ -53,12 +61,20 @@ async def run_demo(
     rate: float = 8.0,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[DemoMesh], None] | None = None,
+    traffic: float = 0.0,
 ) -> DemoMesh:
-    """Serve the demo until ``stop`` is set or ``seconds`` pass."""
+    """Serve the demo until ``stop`` is set or ``seconds`` pass; with ``traffic``, a web shop
+    visits the mesh that many times a second (see traffic.py)."""
     stop = stop or asyncio.Event()
     demo = DemoMesh(url, rate)
     await demo.start()
     publisher = asyncio.create_task(publish_readings(demo.sensors, demo.apis["sensors"], stop))
+    shopper: asyncio.Task[int] | None = None
+    if traffic > 0:
+        shopper_client = shopper_api(url)
+        await shopper_client.connect()
+        demo.clients["shopper"] = shopper_client  # disconnected with the services
+        shopper = asyncio.create_task(shop(shopper_client, stop, traffic))
     if on_ready is not None:
         on_ready(demo)
     try:
@@ -70,6 +86,8 @@ async def run_demo(
     finally:
         stop.set()
         await publisher
+        if shopper is not None:
+            await shopper
         await demo.stop()
     return demo
 
@@ -95,12 +113,19 @@ async def wait_for_demo(url: str, timeout: float = 60.0) -> float:
 
 @contextlib.contextmanager
 def demo_process(
-    url: str, rate: float = 8.0, timeout: float = 60.0, output: Any = None
+    url: str,
+    rate: float = 8.0,
+    timeout: float = 60.0,
+    output: Any = None,
+    traffic: float | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """``python -m nuropb_lab.demo`` in a child process (the broker must answer already),
     waited for until it answers; stopped with SIGTERM on exit. ``output``: a file for its
-    stdout and stderr (default: discarded)."""
+    stdout and stderr (default: discarded). ``traffic``: the web shop's visits a second (None:
+    the CLI's default; 0: none)."""
     command = [sys.executable, "-m", "nuropb_lab.demo", "--url", url, "--no-broker"]
+    if traffic is not None:
+        command += ["--traffic", str(traffic)]
     process = subprocess.Popen(
         [*command, "--rate", str(rate)],
         stdin=subprocess.DEVNULL,

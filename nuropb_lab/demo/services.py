@@ -1,7 +1,8 @@
 """Demo services that exercise every feature of the lab.
 
 - ``orders``: typed parameters and defaults, a slow async method, one that fails, one that
-  returns a list of records; placing an order publishes ``orders.placed``.
+  returns a list of records; placing an order takes the stock from ``inventory`` over the
+  mesh (carrying the trace id) and publishes ``orders.placed``.
 - ``inventory``: stock levels, a command-friendly ``restock``, low-stock records.
 - ``vault``: encrypted methods and an authorize function (token ``demo-token``).
 - ``sensors``: publishes readings on ``sensors.<kind>.<room>`` several times a second.
@@ -24,6 +25,7 @@ from ..mesh import (
     nuropb_context,
     publish_to_mesh,
 )
+from ..mesh.service import current_trace_id
 
 __all__ = ["DEMO_TOKEN", "Inventory", "Orders", "Sensors", "Vault", "publish_readings"]
 
@@ -40,7 +42,9 @@ class Inventory:
     _version = "1.4.0"
 
     def __init__(self) -> None:
-        self.levels: dict[str, int] = {"A100": 12, "B200": 3, "C300": 40, "D400": 0}
+        self.orders_seen = 0  # orders.placed events heard (the service graph shows them)
+        # K100: what the web shop (traffic.py) sells, so the other SKUs stay as the tours expect
+        self.levels: dict[str, int] = {"A100": 12, "B200": 3, "C300": 40, "D400": 0, "K100": 400}
 
     def stock(self, sku: str) -> dict[str, Any]:
         """Units in stock for one SKU."""
@@ -67,6 +71,10 @@ class Inventory:
         self.levels[sku] = have - qty
         return self.levels[sku]
 
+    def _handle_event_(self, topic: str, event: Any, target: Any, context: Any) -> None:
+        # subscribed to orders.placed (see run.py): what was sold, for the next stock count
+        self.orders_seen += 1
+
 
 class Orders:
     """Orders: place, list, and report on them."""
@@ -76,11 +84,23 @@ class Orders:
 
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
+        #: the orders service's own API, set when it is served: stock is then taken over the
+        #: mesh (inventory.take), else from ``inventory`` directly
+        self.api: RMQAPI | None = None
         self.orders: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1001)
+        self._web_ids = itertools.count(1001)
+
+    async def _take(self, sku: str, qty: int) -> int:
+        if self.api is None:
+            return self.inventory.take(sku, qty)
+        left = await self.api.request(
+            "inventory", "take", {"sku": sku, "qty": qty}, {}, trace_id=current_trace_id(), ttl=5000
+        )
+        return int(left)
 
     @nuropb_context
-    def place_order(
+    async def place_order(
         self,
         ctx: NuropbContextManager,
         sku: str,
@@ -91,8 +111,10 @@ class Orders:
         """Place an order for ``qty`` units of ``sku``; publishes ``orders.placed``."""
         if qty < 1:
             raise NuropbValidationError("qty must be at least 1")
-        left = self.inventory.take(sku, qty)
-        order_id = f"O-{next(self._ids)}"
+        left = await self._take(sku, qty)
+        # the web shop's orders (context channel "web") are numbered apart: W-1001, ...
+        web = ctx.context.get("channel") == "web"
+        order_id = f"W-{next(self._web_ids)}" if web else f"O-{next(self._ids)}"
         order: dict[str, Any] = {
             "order_id": order_id,
             "sku": sku,

@@ -570,9 +570,10 @@ async def _all_of(tasks: Sequence[asyncio.Future[Any]]) -> None:
 class Benches:
     """The Lab's record of its bench runs, side by side, and the latency splitters (taps)."""
 
-    def __init__(self) -> None:
+    def __init__(self, running_taps: Callable[[], Sequence[LatencySplitter]] = list) -> None:
         self._runs: list[BenchRun] = []
-        self.splitters: list[LatencySplitter] = []
+        self.splitters: list[LatencySplitter] = []  # added by hand
+        self._running_taps = running_taps
         self._lock = threading.Lock()
 
     def add(self, run: BenchRun) -> None:
@@ -585,7 +586,7 @@ class Benches:
             return list(self._runs)
 
     def splitters_now(self) -> list[LatencySplitter]:
-        return list(self.splitters)
+        return [*self._running_taps(), *self.splitters]
 
     def frame(self) -> pd.DataFrame:
         """Every run's summary, one row each, labelled (a running one as measured so far)."""

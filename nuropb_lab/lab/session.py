@@ -34,6 +34,9 @@ from .params import check_params
 from .placement import node_of, with_placement
 from .runner import LoopRunner
 from .tail import Tail
+from .tap import Tap
+from .tap import ops as tap_ops
+from .tap.replay import replay as _replay
 
 __all__ = ["DEFAULT_URL", "Connection", "Lab", "LabError", "get_lab"]
 
@@ -76,6 +79,8 @@ STATUS_COLUMNS = [
     "served",
     "tails",
     "last_error",
+    "taps",
+    "firehose",
 ]
 
 
@@ -92,6 +97,7 @@ class Connection:
     management: ManagementAPI
     served: dict[str, RMQAPI] = dataclasses.field(default_factory=dict)
     tails: list[Tail] = dataclasses.field(default_factory=list)
+    taps: list[Tap] = dataclasses.field(default_factory=list)
     known: set[str] = dataclasses.field(default_factory=set)  # services named or called
     services: dict[str, ServiceInfo] = dataclasses.field(default_factory=dict)
     fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)
@@ -195,7 +201,8 @@ class Lab:
         self.tail_max_rows = tail_max_rows
         self.management_url = management_url
         self._history = History(history_size)
-        self._benches = Benches()
+        # a running wire tap splits a bench's latency into queued and in-service
+        self._benches = Benches(lambda: self.taps)
         # The transport reports a lost connection in one line; aiormq's own record of it
         # (an error with a traceback) would fill the notebook during every broker restart.
         logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
@@ -279,6 +286,7 @@ class Lab:
         served objects. Returns the aliases closed."""
         targets = list(self._connections.values()) if all else [self.connection(alias)]
         for connection in targets:
+            await tap_ops.stop_taps(self, connection)  # switches off a firehose a tap had on
             for tail in list(connection.tails):
                 await self._stop_tail(connection, tail)
             for api in list(connection.served.values()):
@@ -302,8 +310,13 @@ class Lab:
     def status(self) -> pd.DataFrame:
         """Connections: alias, URL (the node connected to, password masked), node (host:port,
         and which of several; served services on another node), mesh, state, reconnects,
-        calls in flight, served services, tails, the last connection error."""
+        calls in flight, served services, tails, the last connection error, taps, and the
+        mesh's firehose (on, off, or left on by a lab that is gone: then ``attrs["notice"]``
+        says so)."""
         rows = []
+        firehoses = {
+            alias: self._wait(tap_ops.firehose_text(c)) for alias, c in self._connections.items()
+        }
         for alias, c in self._connections.items():
             transport = c.api.transport
             rows.append(
@@ -319,9 +332,15 @@ class Lab:
                     ", ".join(c.served),
                     len([t for t in c.tails if not t.stopped]),
                     transport.last_error,
+                    len(c.taps),
+                    firehoses[alias],
                 ]
             )
-        return pd.DataFrame(rows, columns=STATUS_COLUMNS)
+        frame = pd.DataFrame(rows, columns=STATUS_COLUMNS)
+        orphaned = [f"{a}: firehose {f}" for a, f in firehoses.items() if "ORPHANED" in f]
+        if orphaned:
+            frame.attrs["notice"] = "; ".join(orphaned)
+        return frame
 
     # --- discovery ------------------------------------------------------------------------
 
@@ -683,6 +702,22 @@ class Lab:
     @property
     def tails(self) -> list[Tail]:
         return [t for c in self._connections.values() for t in c.tails]
+
+    # --- taps (lab/tap/): the wire tap, the firehose switch, replay -------------------------
+
+    tap = _blocking(tap_ops.tap)
+    atap = _awaitable(tap_ops.tap)
+    start_tap = _background(tap_ops.tap)
+    firehose = _blocking(tap_ops.firehose)
+    afirehose = _awaitable(tap_ops.firehose)
+    firehose_off = _blocking(tap_ops.firehose_off)
+    afirehose_off = _awaitable(tap_ops.firehose_off)
+    replay = _blocking(_replay)
+    areplay = _awaitable(_replay)
+
+    @property
+    def taps(self) -> list[Tap]:
+        return [t for c in self._connections.values() for t in c.taps]
 
     # --- dead letters ---------------------------------------------------------------------
 

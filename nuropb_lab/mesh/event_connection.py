@@ -239,6 +239,8 @@ class EventConnection(asyncio.Protocol):
         await self._on_setup(setup, f"declaring {queue}")
         # registered first: deliveries can come in the same read as consume-ok
         self._consumers[queue] = subscription
+        if subscription.raw_headers:
+            self._reader.raw_headers.add(queue)
         consume = spec.Basic.Consume(queue=queue, consumer_tag=queue, no_ack=True)
         try:
             await self._all(
@@ -246,6 +248,7 @@ class EventConnection(asyncio.Protocol):
             )
         except BaseException:
             self._consumers.pop(queue, None)
+            self._reader.raw_headers.discard(queue)
             raise
         subscription.resumed()
 
@@ -253,6 +256,7 @@ class EventConnection(asyncio.Protocol):
         """Stop consuming the subscription's queue (the queue stays)."""
         queue = subscription.queue
         self._consumers.pop(queue, None)  # deliveries still on their way are dropped
+        self._reader.raw_headers.discard(queue)
         cancel = self._request(_CHANNEL, spec.Basic.Cancel(consumer_tag=queue), spec.Basic.CancelOk)
         await self._all([cancel], f"cancelling the consumer of {queue}")
 

@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from aiormq.abc import DeliveredMessage
 
@@ -104,6 +104,9 @@ class Subscription:
     gaps: list[tuple[float, float | None]] = dataclasses.field(default_factory=list)
     active: bool = False
     limits: codec.DecodeLimits = codec.DEFAULT_LIMITS
+    #: deliveries come with their header table undecoded (Delivery.raw_headers), for a
+    #: subscription that reads a few fields of large tables itself (a wire tap's)
+    raw_headers: ClassVar[bool] = False
 
     def bindings(self, events_exchange: str) -> list[tuple[str, str]]:
         """(exchange, routing key) of each binding of the queue: the patterns on the events

@@ -7,9 +7,14 @@ frames of a delivery (basic.deliver, content header, body) are parsed with ``str
 bytes as they arrive, with no await and no task, into one :class:`Delivery`. Every other
 method frame (connection setup, closes, consume-ok ...) is rare and decoded by pamqp.
 
-Of the content header's properties only ``headers`` is decoded (what a nuropb event needs):
-a table of strings and voids directly, any other table by pamqp (with the decoders of
-connect.py that tolerate strings that are not UTF-8).
+Of the content header's properties, ``headers`` is decoded (what a nuropb event needs; with
+strings, voids, integers, booleans, nested tables and arrays decoded here, as the firehose's
+trace records carry them, and any other table by pamqp with the decoders of connect.py that
+tolerate strings that are not UTF-8), and so are ``correlation_id``, ``reply_to``,
+``expiration`` and ``timestamp`` (what a wire tap needs to pair and name the messages it
+copies); the others are skipped. For the consumers named in ``FrameReader.raw_headers`` the
+header table is not decoded but kept as its bytes (``Delivery.raw_headers``): a consumer that
+needs a few fields of a large table (a firehose trace record's) reads just those.
 """
 
 from __future__ import annotations
@@ -34,6 +39,18 @@ _TAG: Final = struct.Struct(">QB")  # delivery tag, redelivered (bit)
 _CONTENT_HEADER: Final = struct.Struct(">HHQH")  # class, weight, body size, property flags
 _LONG: Final = struct.Struct(">I")
 _SHORT: Final = struct.Struct(">H")
+_LONGLONG: Final = struct.Struct(">Q")
+# field-table value types decoded here: type octet -> (struct, size)
+_NUMBERS: Final = {
+    0x49: (struct.Struct(">i"), 4),  # I
+    0x69: (struct.Struct(">I"), 4),  # i
+    0x6C: (struct.Struct(">q"), 8),  # l
+    0x4C: (struct.Struct(">q"), 8),  # L (pamqp reads it signed too)
+    0x73: (struct.Struct(">h"), 2),  # s
+    0x75: (struct.Struct(">H"), 2),  # u
+    0x62: (struct.Struct(">b"), 1),  # b
+    0x42: (struct.Struct(">B"), 1),  # B
+}
 _PROTOCOL_HEADER: Final = b"AMQP"
 #: The frame size before connection.tune says otherwise (RabbitMQ's default frame_max).
 DEFAULT_FRAME_MAX: Final = 131_072
@@ -56,6 +73,14 @@ class Delivery(NamedTuple):
     body: bytes
     #: why ``headers`` could not be decoded (then None), for the consumer to count it
     problem: str | None = None
+    correlation_id: str | None = None
+    reply_to: str | None = None
+    expiration: str | None = None
+    #: the ``timestamp`` property (seconds since the epoch), when the publisher set one
+    timestamp: int | None = None
+    #: the header table undecoded (its 4-byte size, then its entries), for a consumer in
+    #: ``FrameReader.raw_headers``; ``headers`` is None then
+    raw_headers: bytes | None = None
 
 
 class MethodFrame(NamedTuple):
@@ -79,6 +104,8 @@ class _Content:
         "headers",
         "parts",
         "problem",
+        "properties",
+        "raw_headers",
         "received",
         "redelivered",
         "routing_key",
@@ -95,10 +122,25 @@ class _Content:
         self.body_size = -1  # until the content header
         self.headers: dict[str, Any] | None = None
         self.problem: str | None = None
+        # (correlation_id, reply_to, expiration, timestamp), when any is set
+        self.properties: tuple[str | None, str | None, str | None, int | None] | None = None
+        self.raw_headers: bytes | None = None
         self.parts: list[bytes] = []
         self.received = 0
 
     def delivery(self, channel: int, body: bytes) -> Delivery:
+        if self.properties is None and self.raw_headers is None:
+            return Delivery(
+                channel,
+                self.consumer_tag,
+                self.delivery_tag,
+                self.redelivered,
+                self.exchange,
+                self.routing_key,
+                self.headers,
+                body,
+                self.problem,
+            )
         return Delivery(
             channel,
             self.consumer_tag,
@@ -109,7 +151,12 @@ class _Content:
             self.headers,
             body,
             self.problem,
+            *(self.properties or _NO_PROPERTIES),
+            self.raw_headers,
         )
+
+
+_NO_PROPERTIES: Final = (None, None, None, None)
 
 
 def _shortstr(data: bytes, at: int) -> tuple[str, int]:
@@ -118,23 +165,48 @@ def _shortstr(data: bytes, at: int) -> tuple[str, int]:
     return data[at + 1 : end].decode("utf-8", "replace"), end
 
 
+# Header names seen, decoded once: the same few names come in every message.
+_KEYS: dict[bytes, str] = {}
+_KEYS_MAX = 1024
+_unpack_long = _LONG.unpack_from
+
+
+class _Unusual(Exception):
+    """A field-table value of a type decoded by pamqp instead (floats, decimals, timestamps,
+    byte arrays)."""
+
+
 def _headers(data: bytes, at: int, limit: int) -> dict[str, Any]:
-    """The field table at ``at``: strings and voids (all nuropb sends) decoded here, a table
-    with any other value by pamqp."""
+    """The field table at ``at``: decoded here unless a value is of an unusual type, then by
+    pamqp (the whole table, so that both give the same)."""
     (size,) = _LONG.unpack_from(data, at)
     start = at + 4
     end = start + size
     if end > limit:
         raise ValueError("the header table runs past its frame")
+    try:
+        return _table(data, start, end)
+    except _Unusual:
+        return field_table(data[start - 4 : end])[1]
+
+
+def _table(data: bytes, at: int, end: int) -> dict[str, Any]:
+    """The entries of a field table from ``at`` to ``end``; strings and voids (all a nuropb
+    message's headers hold) inline, other values by :func:`_value`."""
     table: dict[str, Any] = {}
-    at = start
+    keys = _KEYS
+    unpack = _unpack_long
     while at < end:
         key_end = at + 1 + data[at]
-        key = data[at + 1 : key_end].decode("utf-8", "replace")
+        raw_key = data[at + 1 : key_end]
+        key = keys.get(raw_key)
+        if key is None:
+            key = raw_key.decode("utf-8", "replace")
+            if len(keys) < _KEYS_MAX:
+                keys[raw_key] = key
         kind = data[key_end]
         if kind == 0x53:  # "S", a long string
-            (length,) = _LONG.unpack_from(data, key_end + 1)
-            at = key_end + 5 + length
+            at = key_end + 5 + unpack(data, key_end + 1)[0]
             raw = data[key_end + 5 : at]
             try:
                 table[key] = raw.decode("utf-8")
@@ -144,10 +216,51 @@ def _headers(data: bytes, at: int, limit: int) -> dict[str, Any]:
             table[key] = None
             at = key_end + 1
         else:
-            return field_table(data[start - 4 : end])[1]
+            table[key], at = _value(data, key_end, end)
     if at != end:
         raise ValueError("the header table's values run past its end")
     return table
+
+
+def _value(data: bytes, at: int, end: int) -> tuple[Any, int]:
+    """The typed value at ``at`` (its type octet) and where the next one begins."""
+    kind = data[at]
+    at += 1
+    if kind == 0x53:  # "S"
+        (length,) = _LONG.unpack_from(data, at)
+        stop = at + 4 + length
+        raw = data[at + 4 : stop]
+        try:
+            return raw.decode("utf-8"), stop
+        except UnicodeDecodeError:
+            return raw, stop
+    if kind == 0x46:  # "F", a table
+        (size,) = _LONG.unpack_from(data, at)
+        stop = at + 4 + size
+        if stop > end:
+            raise ValueError("a nested table runs past its table")
+        return _table(data, at + 4, stop), stop
+    if kind == 0x41:  # "A", an array
+        (size,) = _LONG.unpack_from(data, at)
+        stop = at + 4 + size
+        if stop > end:
+            raise ValueError("an array runs past its table")
+        items = []
+        at += 4
+        while at < stop:
+            item, at = _value(data, at, stop)
+            items.append(item)
+        if at != stop:
+            raise ValueError("an array's values run past its end")
+        return items, stop
+    if kind == 0x74:  # "t"
+        return data[at] != 0, at + 1
+    if kind == 0x56:  # "V"
+        return None, at
+    number = _NUMBERS.get(kind)
+    if number is None:
+        raise _Unusual
+    return number[0].unpack_from(data, at)[0], at + number[1]
 
 
 class FrameReader:
@@ -158,10 +271,12 @@ class FrameReader:
     are not frames raise :class:`FrameError`.
     """
 
-    __slots__ = ("_content", "_have", "_need", "_parts", "frame_max")
+    __slots__ = ("_content", "_have", "_need", "_parts", "frame_max", "raw_headers")
 
     def __init__(self, frame_max: int = DEFAULT_FRAME_MAX) -> None:
         self.frame_max = frame_max
+        #: consumer tags whose deliveries keep their header table as bytes
+        self.raw_headers: set[str] = set()
         self._parts: list[bytes] = []  # bytes of an incomplete frame
         self._have = 0  # their length
         self._need = 0  # the length that completes it (or its 7-byte head, not yet whole)
@@ -227,7 +342,9 @@ class FrameReader:
                     content = contents.get(channel)
                     if content is None or content.body_size >= 0:
                         raise FrameError(f"a content header out of place on channel {channel}")
-                    self._content_header(content, data, start, end)
+                    self._content_header(
+                        content, data, start, end, content.consumer_tag in self.raw_headers
+                    )
                     if content.body_size == 0:
                         del contents[channel]
                         out.append(content.delivery(channel, b""))
@@ -268,7 +385,9 @@ class FrameReader:
         return MethodFrame(channel, frame)
 
     @staticmethod
-    def _content_header(content: _Content, data: bytes, start: int, end: int) -> None:
+    def _content_header(
+        content: _Content, data: bytes, start: int, end: int, raw: bool = False
+    ) -> None:
         class_id, _weight, body_size, flags = _CONTENT_HEADER.unpack_from(data, start)
         if class_id != 60:
             raise FrameError(f"a content header of class {class_id}, not basic")
@@ -278,7 +397,7 @@ class FrameReader:
         while word & 0x0001:  # more flag words (none in 0-9-1's basic class): skipped
             (word,) = _SHORT.unpack_from(data, at)
             at += 2
-        # content_type and content_encoding come before headers; the rest are not used
+        # content_type and content_encoding come before headers
         if flags & 0x8000:
             at += 1 + data[at]
         if flags & 0x4000:
@@ -286,8 +405,45 @@ class FrameReader:
         if at > end:
             raise FrameError("the content header's properties run past its frame")
         if flags & 0x2000:
-            try:
-                content.headers = _headers(data, at, end)
-            except (ValueError, struct.error, IndexError) as exc:
-                # the frame's bounds are known, so the connection goes on: one bad message
-                content.problem = f"its header table cannot be decoded: {exc}"
+            (size,) = _LONG.unpack_from(data, at)
+            if raw:
+                if at + 4 + size > end:
+                    content.problem = "its header table runs past its frame"
+                else:
+                    content.raw_headers = data[at : at + 4 + size]
+            else:
+                try:
+                    content.headers = _headers(data, at, end)
+                except (ValueError, struct.error, IndexError) as exc:
+                    # the frame's bounds are known, so the connection goes on: one bad message
+                    content.problem = f"its header table cannot be decoded: {exc}"
+            at += 4 + size
+        if not flags & 0x07C0:  # none of the properties a tap reads (as on most events)
+            return
+        if flags & 0x1000:  # delivery_mode
+            at += 1
+        if flags & 0x0800:  # priority
+            at += 1
+        correlation_id = reply_to = expiration = None
+        timestamp = None
+        # short strings, inline (as _shortstr): one of them is on nearly every message
+        if flags & 0x0400:
+            stop = at + 1 + data[at]
+            correlation_id = data[at + 1 : stop].decode("utf-8", "replace")
+            at = stop
+        if flags & 0x0200:
+            stop = at + 1 + data[at]
+            reply_to = data[at + 1 : stop].decode("utf-8", "replace")
+            at = stop
+        if flags & 0x0100:
+            stop = at + 1 + data[at]
+            expiration = data[at + 1 : stop].decode("utf-8", "replace")
+            at = stop
+        if flags & 0x0080:  # message_id
+            at += 1 + data[at]
+        if flags & 0x0040:
+            (timestamp,) = _LONGLONG.unpack_from(data, at)
+            at += 8
+        if at > end:
+            raise FrameError("the content header's properties run past its frame")
+        content.properties = (correlation_id, reply_to, expiration, timestamp)

@@ -33,6 +33,15 @@ class _Unreachable(ManagementUnavailable):
     """This node's API could not be reached: another node's may be."""
 
 
+def _reason(exc: urllib.error.HTTPError) -> str:
+    """The ``reason`` of the management API's JSON error body, if it has one."""
+    try:
+        body = json.loads(exc.read() or b"{}")
+    except (ValueError, OSError):
+        return ""
+    return str(body.get("reason") or "") if isinstance(body, dict) else ""
+
+
 class ManagementAPI:
     """Calls ``/api/...`` with basic auth; every call is bounded by ``timeout`` seconds (per
     node tried). ``base_url``: one URL, or one per node (a list, or comma-separated)."""
@@ -102,8 +111,10 @@ class ManagementAPI:
             if exc.code == 404:
                 return None
             if exc.code == 401:
+                why = _reason(exc)
                 raise ManagementUnavailable(
-                    f"management API at {base} refused user {self.username!r} (401)"
+                    f"management API at {base} refused user {self.username!r}"
+                    f" (401{': ' + why if why else ''})"
                 ) from None
             raise ManagementUnavailable(
                 f"management API {method} /api/{path} failed: {exc.code} {exc.reason}"
@@ -175,6 +186,54 @@ class ManagementAPI:
     async def nodes(self) -> list[dict[str, Any]]:
         """The cluster's nodes: name and whether running."""
         return list(await self.get("nodes?columns=name,running") or [])
+
+    async def whoami(self) -> dict[str, Any]:
+        """This user's name and tags (``administrator``, ``management`` ...)."""
+        return dict(await self.get("whoami") or {})
+
+    async def tracing(self, vhost: str) -> bool | None:
+        """Whether the vhost's firehose (``amq.rabbitmq.trace``) is on; None when the vhost is
+        not visible. The vhost list is open to any management user; one vhost is not."""
+        for row in await self.get("vhosts?columns=name,tracing") or []:
+            if row.get("name") == vhost:
+                return bool(row.get("tracing"))
+        return None
+
+    def set_tracing_blocking(self, vhost: str, on: bool) -> None:
+        """Switch the vhost's firehose on or off (administrator only), blocking. The PUT
+        replaces the vhost's settings, so its description, tags and default queue type are
+        sent as they are."""
+        name = quote(vhost, safe="")
+        info = self._call("GET", f"vhosts/{name}")
+        if info is None:
+            raise ManagementUnavailable(f"no vhost {vhost!r} on {self.base_url}")
+        body: dict[str, Any] = {"tracing": on}
+        if info.get("description"):
+            body["description"] = info["description"]
+        tags = info.get("tags")
+        if tags:
+            body["tags"] = ",".join(tags) if isinstance(tags, list) else str(tags)
+        queue_type = info.get("default_queue_type")
+        if queue_type and queue_type != "undefined":
+            # 3.10 reads "defaultqueuetype" (and ignores the other); later ones either
+            body["default_queue_type"] = body["defaultqueuetype"] = queue_type
+        self._call("PUT", f"vhosts/{name}", body)
+
+    async def set_tracing(self, vhost: str, on: bool) -> None:
+        await asyncio.to_thread(self.set_tracing_blocking, vhost, on)
+
+    async def global_parameter(self, name: str) -> Any:
+        """The value of a global runtime parameter, or None when there is none."""
+        found = await self.get(f"global-parameters/{quote(name, safe='')}")
+        return found.get("value") if isinstance(found, dict) else None
+
+    async def set_global_parameter(self, name: str, value: Any) -> None:
+        """Set a global runtime parameter (administrator only)."""
+        body = {"name": name, "value": value}
+        await self.call("PUT", f"global-parameters/{quote(name, safe='')}", body)
+
+    async def delete_global_parameter(self, name: str) -> None:
+        await self.call("DELETE", f"global-parameters/{quote(name, safe='')}")
 
     async def close_connection(self, name: str, reason: str = "closed by nuropb-lab") -> None:
         def _delete(base: str) -> None:

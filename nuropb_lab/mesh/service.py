@@ -6,6 +6,7 @@ events to publish after); the API layer sends it.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import inspect
 import logging
@@ -26,11 +27,29 @@ from .errors import (
     lab_error,
 )
 
-__all__ = ["Ack", "Outcome", "ServiceExecutor", "event_body", "response_body"]
+__all__ = [
+    "Ack",
+    "Outcome",
+    "ServiceExecutor",
+    "current_trace_id",
+    "event_body",
+    "response_body",
+]
 
 log = logging.getLogger(__name__)
 
 Ack = Literal["ack", "nack", "reject"]
+
+# The trace id of the message a served method is running for (each message is handled in a
+# context of its own), so that the calls the method makes can carry it on.
+_trace_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "nuropb_trace_id", default=None
+)
+
+
+def current_trace_id() -> str | None:
+    """In a served method: the trace id of the request, command or event it runs for."""
+    return _trace_id.get()
 
 
 @dataclasses.dataclass(slots=True)
@@ -126,6 +145,8 @@ class ServiceExecutor:
     ) -> Outcome:
         """Run one service message; never raises (but lets cancellation through)."""
         is_request = nuropb_type == "request"
+        trace_id = body.get("trace_id")
+        token = _trace_id.set(trace_id if isinstance(trace_id, str) else None)
         try:
             if nuropb_type == "event":
                 await self._handle_event(body)
@@ -134,6 +155,8 @@ class ServiceExecutor:
         except Exception as raised:
             # lab_error: a served object written for nuropb raises nuropb's own classes
             return self._outcome_of(lab_error(raised), body, is_request, redelivered)
+        finally:
+            _trace_id.reset(token)
         events = ctx.events if ctx is not None else []
         return Outcome("ack", result=result, events=events, respond=is_request)
 

@@ -1,0 +1,228 @@
+"""The Lab's tap operations, as coroutines taking the Lab (session.py gives them their faces:
+``lab.tap`` / ``atap`` / ``start_tap``, ``lab.firehose``, ``lab.firehose_off``)."""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from typing import TYPE_CHECKING
+
+from ...mesh import ManagementUnavailable, NuropbException
+from ...mesh.errors import NuropbTransportError
+from .capture import Capture, TapSubscription
+from .firehose import FirehoseRefused, FirehoseState, acquire, check_administrator, look, release
+from .firehose import switch_off as _switch_off
+from .tap import Tap
+
+if TYPE_CHECKING:
+    from ..session import Connection, Lab
+
+__all__ = [
+    "firehose",
+    "firehose_off",
+    "firehose_text",
+    "stop_tap",
+    "stop_taps",
+    "tap",
+    "taps_made",
+]
+
+log = logging.getLogger(__name__)
+
+# every tap a Lab made, stopped ones too while they are referenced (replay finds rows there)
+_made: weakref.WeakKeyDictionary[Lab, weakref.WeakSet[Tap]] = weakref.WeakKeyDictionary()
+
+NO_FIREHOSE = (
+    "no firehose ({why}); tapping through a queue of its own instead: requests, commands and"
+    " events, but no responses, so no latency"
+)
+
+
+async def tap(
+    lab: Lab,
+    /,
+    *services: str,
+    events: bool | None = None,
+    firehose: bool | None = None,
+    max_rows: int | None = None,
+    max_calls: int | None = None,
+    max_pending: int | None = None,
+    pending_ttl: float = 120.0,
+    body_limit: int = 2048,
+    backlog: int | None = None,
+    alias: str | None = None,
+) -> Tap:
+    """Tap the mesh's traffic: every request, response, command and event (the firehose), or
+    without it (``firehose=False``, or a user who is not an administrator) the requests,
+    commands and events copied to a queue of its own.
+
+    ``services``: only calls to or from these (default: all). ``events``: events too (default:
+    when no service is named). ``max_rows`` messages and ``max_calls`` calls are kept (newest);
+    a request waits for its response at most ``pending_ttl`` s, at most ``max_pending`` of them.
+    Messages over ``body_limit`` bytes are kept as a preview. ``backlog``: messages the broker
+    holds for the tap while it is behind (default: twice ``max_rows``, at least 10,000)."""
+    connection = lab.connection(alias)
+    api = connection.api
+    names = list(dict.fromkeys(services))
+    rows = max_rows or lab.tail_max_rows
+    capture = Capture(
+        max_rows=rows,
+        max_calls=max_calls or rows,
+        max_pending=max_pending or max(rows, 1000),
+        pending_ttl=pending_ttl,
+        body_limit=body_limit,
+        services=frozenset(names) if names else None,
+        events=(not names) if events is None else events,
+    )
+    length = backlog or max(2 * rows, 10_000)
+    why: str | None = None
+    subscription: TapSubscription | None = None
+    if firehose is not False:
+        try:
+            await check_administrator(connection.management)
+            subscription = TapSubscription.make(
+                capture, True, api.topology.rpc_exchange, [], capture.events, length
+            )
+            await api.transport.subscribe(subscription)
+        except (FirehoseRefused, NuropbTransportError) as exc:
+            if firehose:
+                raise _lab_error(f"the firehose cannot be tapped: {exc}") from None
+            why = str(exc) if isinstance(exc, FirehoseRefused) else f"its binding failed: {exc}"
+            subscription = None
+    notice: str | None = None
+    bound = names
+    if subscription is None:
+        bound, missing, how = await _bindable(lab, connection, names)
+        subscription = TapSubscription.make(
+            capture, False, api.topology.rpc_exchange, bound, capture.events, length
+        )
+        await api.transport.subscribe(subscription)
+        notice = NO_FIREHOSE.format(why=why or "not asked for") + how
+        if missing:
+            notice += f"; not tapped (no service queue): {', '.join(missing)}"
+    else:
+        try:
+            notice = await acquire(
+                connection.management, connection.api.target.vhost, subscription.queue
+            )
+        except ManagementUnavailable as exc:
+            await api.unsubscribe(subscription)
+            raise _lab_error(f"could not switch the firehose on: {exc}") from None
+    made = Tap(
+        capture,
+        subscription,
+        alias=connection.alias,
+        vhost=api.target.vhost,
+        services=names,
+        notice=notice,
+        runner=lab.runner,
+        management=connection.management,
+        events_exchange=api.topology.events_exchange,
+        stopper=lambda t: _stop_soon(lab, connection, t),
+    )
+    connection.taps.append(made)
+    _made.setdefault(lab, weakref.WeakSet()).add(made)
+    if notice:
+        log.info("tap on %s: %s", connection.alias, notice)
+    return made
+
+
+def taps_made(lab: Lab) -> list[Tap]:
+    """The taps this Lab made that are still around (live or stopped)."""
+    return list(_made.get(lab, ()))
+
+
+def _lab_error(text: str) -> Exception:
+    from ..session import LabError
+
+    return LabError(text)
+
+
+async def _bindable(
+    lab: Lab, connection: Connection, names: list[str]
+) -> tuple[list[str], list[str], str]:
+    """The services a tap without the firehose binds (routing keys on the RPC exchange): only
+    those with a queue, since a binding of ours would make a request to a missing service
+    routable (no basic.return, so its caller would wait until its ttl instead of failing at
+    once). Returns (bound, missing, a note on where the names came from)."""
+    api = connection.api
+    if names:
+        bound: list[str] = []
+        missing: list[str] = []
+        for name in names:
+            found = await api.queue_info(f"nuropb-{name}-sq")
+            (bound if found is not None else missing).append(name)
+        return bound, missing, ""
+    try:
+        bindings = await connection.management.exchange_bindings(
+            api.target.vhost, api.topology.rpc_exchange
+        )
+    except ManagementUnavailable as exc:
+        known = sorted(connection.known | set(connection.services))
+        bound = [n for n in known if await api.queue_info(f"nuropb-{n}-sq") is not None]
+        how = (
+            f"; without the management API ({exc}) only the services named or called"
+            f" so far: {', '.join(bound) or 'none'}"
+        )
+        return bound, [], how
+    keys = sorted({b["routing_key"] for b in bindings if b.get("destination_type") == "queue"})
+    return [k for k in keys if k], [], ""
+
+
+async def stop_tap(lab: Lab, connection: Connection, made: Tap) -> None:
+    if made in connection.taps:
+        connection.taps.remove(made)
+    made._stopped = True
+    subscription = made.subscription
+    try:
+        await connection.api.unsubscribe(subscription)
+    except NuropbException as exc:
+        log.info("could not delete the tap's queue: %s", exc)
+    if subscription.firehose:
+        try:
+            await release(connection.management, made.vhost, subscription.queue)
+        except ManagementUnavailable as exc:
+            log.warning("could not switch the firehose of %s off: %s", made.vhost, exc)
+
+
+async def stop_taps(lab: Lab, connection: Connection) -> None:
+    for made in list(connection.taps):
+        await stop_tap(lab, connection, made)
+
+
+def _stop_soon(lab: Lab, connection: Connection, made: Tap) -> None:
+    coro = stop_tap(lab, connection, made)
+    if lab.runner.in_loop_thread():
+        lab.runner.loop.create_task(coro)
+    else:
+        lab._wait(coro)
+
+
+async def firehose(lab: Lab, /, alias: str | None = None) -> FirehoseState:
+    """The firehose of the mesh: on or off, who switched it on, the taps on it, and whether
+    it was left on by a lab that is gone (``.orphaned``)."""
+    connection = lab.connection(alias)
+    return await look(connection.management, connection.api.target.vhost)
+
+
+async def firehose_off(lab: Lab, /, alias: str | None = None) -> FirehoseState:
+    """Switch the mesh's firehose off: for one left on by a lab that died (or any, when no
+    tap of this Lab uses it). Returns what the broker says after."""
+    connection = lab.connection(alias)
+    if any(t.subscription.firehose for t in connection.taps):
+        raise _lab_error("a tap of this Lab uses the firehose: stop it instead (tap.stop())")
+    vhost = connection.api.target.vhost
+    try:
+        await _switch_off(connection.management, vhost)
+    except ManagementUnavailable as exc:
+        raise _lab_error(f"could not switch the firehose off: {exc}") from None
+    return await look(connection.management, vhost)
+
+
+async def firehose_text(connection: Connection) -> str:
+    """The firehose column of ``lab.status()``."""
+    try:
+        state = await look(connection.management, connection.api.target.vhost)
+    except ManagementUnavailable:
+        return "unknown"
+    return state.describe()

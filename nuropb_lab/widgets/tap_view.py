@@ -1,0 +1,243 @@
+"""The wire tap's views: the newest messages with a filter and pause, and the live service
+graph beside them (or alone, for ``%nuropb graph``)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime
+import fnmatch
+import html
+import logging
+import re
+import threading
+from typing import Any
+
+import ipywidgets as w
+
+from ..lab.tap import Tap
+from .render import json_text
+from .throttle import Redraw
+
+__all__ = ["GraphView", "TapView", "tap_view"]
+
+log = logging.getLogger(__name__)
+
+KINDS = ("all", "request", "response", "command", "event")
+# row tuple positions (capture.COLUMNS)
+TIME, KIND, CALLER, SERVICE, METHOD, TOPIC, CID, TRACE, BYTES, ENCRYPTED, PAYLOAD, ERROR = range(12)
+
+
+def tap_view(tap: Tap, graph_only: bool = False, **options: Any) -> Any:
+    """The view the Lab's ``tap.widget()`` / ``tap.graph_view()`` ask for."""
+    return GraphView(tap, **options) if graph_only else TapView(tap, **options)
+
+
+CELL = (
+    "padding:1px 6px;white-space:nowrap;max-width:22em;overflow:hidden;text-overflow:ellipsis;"
+    "text-align:left"
+)
+_SVG_SIZE = re.compile(r'(<svg\b[^>]*?)\swidth="[^"]*"\s+height="[^"]*"')
+
+
+def responsive(svg: str) -> str:
+    """The picture scaled to its box's width (its viewBox keeps the proportions)."""
+    return _SVG_SIZE.sub(r'\1 style="width:100%;height:auto"', svg, count=1)
+
+
+def _matches(row: tuple[Any, ...], pattern: str) -> bool:
+    if not pattern:
+        return True
+    fields = [str(row[i]) for i in (CALLER, SERVICE, METHOD, TOPIC, TRACE) if row[i] is not None]
+    if row[SERVICE] is not None and row[METHOD] is not None:
+        fields.append(f"{row[SERVICE]}.{row[METHOD]}")
+    if any(c in pattern for c in "*?["):
+        return any(fnmatch.fnmatchcase(f, pattern) for f in fields)
+    return any(pattern in f for f in fields)
+
+
+class GraphView(w.VBox):
+    """The service graph of a tap, redrawn every ``interval`` seconds while traffic comes (and
+    at least every ``idle`` seconds, so rates fall when it stops). Drawn off the Lab loop, in
+    a worker thread; the picture reaches the browser by setting a trait."""
+
+    def __init__(
+        self, tap: Tap, window: float = 60.0, interval: float = 2.0, idle: float = 10.0
+    ) -> None:
+        if tap.runner is None:
+            raise ValueError("this tap has no Lab loop to redraw in")
+        self.tap = tap
+        self.window = window
+        self.interval = interval
+        self.idle = idle
+        self.picture = w.HTML(layout=w.Layout(overflow="auto"))
+        self.caption = w.HTML()
+        self.redraws = 0
+        self.data: dict[str, Any] = {}
+        self._closed = False
+        self._drawing = threading.Lock()
+        self._seen = -1
+        self._ticks = 0
+        super().__init__([self.caption, self.picture])
+        self.draw()
+        self._task: concurrent.futures.Future[None] = tap.runner.submit(self._tick())
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            await asyncio.sleep(self.interval)
+            self._ticks += 1
+            fresh = self.tap.capture.received != self._seen
+            if (fresh or self._ticks * self.interval >= self.idle) and not self._drawing.locked():
+                self._ticks = 0
+                await loop.run_in_executor(None, self.draw)
+
+    def draw(self) -> None:
+        """Draw the graph now (in the calling thread) and show it."""
+        with self._drawing:
+            self._seen = self.tap.capture.received
+            try:
+                picture = self.tap.graph(window=self.window)
+            except Exception:
+                log.exception("the service graph could not be drawn")
+                return
+            self.data = picture.data
+            self.picture.value = responsive(picture.svg)
+            nodes, edges = len(self.data["nodes"]), len(self.data["edges"])
+            when = datetime.datetime.now().strftime("%H:%M:%S")
+            self.caption.value = (
+                f"<b>service graph</b> · last {self.window:.0f} s · {nodes} nodes, {edges} edges"
+                f" · {html.escape(self.tap.mode)} · drawn {when}"
+            )
+            self.redraws += 1
+
+    def close(self) -> None:
+        self._closed = True
+        self._task.cancel()
+        super().close()
+
+
+class TapView(w.HBox):
+    """A live view over a :class:`Tap`: the newest ``rows`` messages that pass the filter (a
+    substring or a glob over caller, service, method, topic and trace id) and the kind menu;
+    pause, clear; the service graph beside it. The table redraws at most every ``interval``
+    seconds, the graph every ``graph_interval`` seconds."""
+
+    def __init__(
+        self,
+        tap: Tap,
+        rows: int = 20,
+        interval: float = 0.5,
+        graph_interval: float = 2.0,
+        window: float = 60.0,
+    ) -> None:
+        if tap.runner is None:
+            raise ValueError("this tap has no Lab loop to redraw in")
+        self.tap = tap
+        self.rows = rows
+        self.filter = w.Text(
+            value="",
+            placeholder="service, method, topic, trace (text or glob)",
+            description="filter",
+        )
+        self.kind = w.Dropdown(options=KINDS, value="all", description="kind")
+        self.pause_button = w.ToggleButton(value=tap.paused, description="Pause", icon="pause")
+        self.clear_button = w.Button(description="Clear", icon="trash")
+        self.status = w.HTML()
+        self.notice = w.HTML(
+            f"<i>{html.escape(tap.notice)}</i>" if tap.notice else "",
+        )
+        self.table = w.HTML()
+        self.graph = GraphView(tap, window=window, interval=graph_interval)
+        self.shown: list[tuple[Any, ...]] = []
+        self._redraw = Redraw(tap.runner, self.draw, interval)
+        self.pause_button.observe(self._on_pause, names="value")
+        self.clear_button.on_click(self._on_clear)
+        self.filter.observe(lambda _c: self._redraw.request(), names="value")
+        self.kind.observe(lambda _c: self._redraw.request(), names="value")
+        tap.add_listener(self._on_traffic)
+        left = w.VBox(
+            [
+                w.HBox([self.filter, self.kind]),
+                w.HBox([self.pause_button, self.clear_button]),
+                self.status,
+                self.notice,
+                self.table,
+            ],
+            layout=w.Layout(width="55%", overflow="auto"),
+        )
+        self.graph.layout.width = "45%"
+        super().__init__([left, self.graph])
+        self.draw()
+
+    def _on_traffic(self, _tap: Tap) -> None:
+        self._redraw.request()
+
+    def _on_pause(self, change: dict[str, Any]) -> None:
+        if change["new"]:
+            self.tap.pause()
+        else:
+            self.tap.resume()
+        self.pause_button.description = "Resume" if change["new"] else "Pause"
+        self.pause_button.icon = "play" if change["new"] else "pause"
+        self._redraw.request()
+
+    def _on_clear(self, _button: Any = None) -> None:
+        self.tap.clear()
+        self._redraw.request()
+
+    @property
+    def redraws(self) -> int:
+        return self._redraw.count
+
+    def draw(self) -> None:
+        """Set the status and the table (trait values only; safe from the loop thread)."""
+        pattern = self.filter.value.strip()
+        kind = self.kind.value
+        rows = [
+            r
+            for r in self.tap.snapshot()
+            if (kind == "all" or r[KIND] == kind) and _matches(r, pattern)
+        ]
+        self.shown = rows[-self.rows :]
+        s = self.tap.status()
+        self.status.value = (
+            f"<b>{html.escape(s['state'])}</b> · {html.escape(s['mode'])} · {s['rows']} kept of"
+            f" {s['kept']} · {s['calls']} calls, {s['waiting']} waiting"
+            + (f" · {s['unpaired']} unpaired" if s["unpaired"] else "")
+            + (f" · {s['gaps']} gap(s)" if s["gaps"] else "")
+        )
+        body = "".join(self._row_html(r) for r in reversed(self.shown))
+        head = "".join(
+            f"<th style='{CELL}'>{h}</th>" for h in ("time", "kind", "message", "trace", "payload")
+        )
+        self.table.value = (
+            f"<table style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{body}</table>"
+        )
+
+    def _row_html(self, row: tuple[Any, ...]) -> str:
+        when = datetime.datetime.fromtimestamp(row[TIME]).strftime("%H:%M:%S.%f")[:-3]
+        caller = row[CALLER] or self.tap.known_caller(row) or "?"
+        if row[KIND] == "event":
+            message = f"{caller} ⇢ {row[TOPIC] or ''}"
+        else:
+            message = f"{caller} → {row[SERVICE] or '?'}.{row[METHOD] or '?'}"
+        if row[ENCRYPTED]:
+            payload = f"🔒 encrypted, {row[BYTES]} bytes"
+        elif row[ERROR]:
+            payload = f"<span style='color:#b00020'>{html.escape(str(row[ERROR])[:120])}</span>"
+        else:
+            payload = f"<code>{html.escape(json_text(row[PAYLOAD], indent=None, limit=120))}</code>"
+        cells = [
+            when,
+            str(row[KIND]),
+            html.escape(message),
+            html.escape(str(row[TRACE] or "")),
+            payload,
+        ]
+        return "<tr>" + "".join(f"<td style='{CELL}'>{c}</td>" for c in cells) + "</tr>"
+
+    def close(self) -> None:
+        self.tap.remove_listener(self._on_traffic)
+        self.graph.close()
+        super().close()
