@@ -78,7 +78,8 @@ class Cluster:
         )
         request.add_header("Authorization", "Basic " + b64encode(b"guest:guest").decode())
         request.add_header("Content-Type", "application/json")
-        with urllib.request.urlopen(request, timeout=15) as response:
+        # generous: a vhost made just after the cluster formed waits for every node to start it
+        with urllib.request.urlopen(request, timeout=60) as response:
             raw = response.read()
         return json.loads(raw) if raw else None
 
