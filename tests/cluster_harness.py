@@ -45,7 +45,7 @@ async def mesh_on(cluster: Cluster, label: str, ha: HA = None) -> AsyncIterator[
     # 3.10's HTTP API reads "defaultqueuetype" and ignores "default_queue_type"; later ones
     # document the latter
     quorum = {"defaultqueuetype": "quorum", "default_queue_type": "quorum"}
-    cluster.api("PUT", f"vhosts/{vhost}", quorum if ha == "quorum" else {})
+    cluster.put_vhost(vhost, quorum if ha == "quorum" else {})
     everything = {"configure": ".*", "write": ".*", "read": ".*"}
     cluster.api("PUT", f"permissions/{vhost}/guest", everything)
     if ha == "mirrored":

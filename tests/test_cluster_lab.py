@@ -93,7 +93,7 @@ def placed(cluster: Cluster) -> Iterator[str]:
     """A mesh with three service queues, all declared from node c: ``mirrored`` (a policy
     mirrors it to every node), ``quorum`` (an operator's quorum queue) and ``plain``."""
     vhost = f"cluster-placed-{uuid.uuid4().hex[:6]}"
-    cluster.api("PUT", f"vhosts/{vhost}", {})
+    cluster.put_vhost(vhost, {})
     cluster.api(
         "PUT", f"permissions/{vhost}/guest", {"configure": ".*", "write": ".*", "read": ".*"}
     )

@@ -15,6 +15,7 @@ import random
 import secrets
 import socket
 import time
+import urllib.error
 import urllib.request
 from base64 import b64encode
 from pathlib import Path
@@ -82,6 +83,19 @@ class Cluster:
         with urllib.request.urlopen(request, timeout=60) as response:
             raw = response.read()
         return json.loads(raw) if raw else None
+
+    def put_vhost(self, vhost: str, body: dict[str, Any], timeout: float = 90) -> None:
+        """Create a vhost, again while the cluster answers 5xx: a vhost is started on every
+        node, and a node that is still settling after its boot fails that for a while."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.api("PUT", f"vhosts/{quote(vhost, safe='')}", body)
+                return
+            except urllib.error.HTTPError as exc:
+                if exc.code < 500 or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)
 
     @property
     def version(self) -> tuple[int, ...]:
