@@ -144,7 +144,9 @@ class ManagementAPI:
         return await self.get(f"vhosts/{quote(vhost, safe='')}") is not None
 
     async def create_vhost(self, vhost: str) -> None:
-        """Create ``vhost`` (idempotent) and give this user full permissions on it."""
+        """Create ``vhost`` (idempotent), give this user full permissions on it, and wait
+        (at most ``timeout``) until every node of a cluster runs it: a node starts a new
+        vhost a moment after the PUT returns, and refuses connections to it until then."""
         name = quote(vhost, safe="")
         await self.call("PUT", f"vhosts/{name}", {})
         await self.call(
@@ -152,6 +154,13 @@ class ManagementAPI:
             f"permissions/{name}/{quote(self.username, safe='')}",
             {"configure": ".*", "write": ".*", "read": ".*"},
         )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while loop.time() < deadline:
+            state = (await self.get(f"vhosts/{name}") or {}).get("cluster_state") or {}
+            if all(value == "running" for value in state.values()):
+                return
+            await asyncio.sleep(0.1)
 
     async def delete_vhost(self, vhost: str) -> None:
         await self.call("DELETE", f"vhosts/{quote(vhost, safe='')}")

@@ -85,17 +85,28 @@ class Cluster:
         return json.loads(raw) if raw else None
 
     def put_vhost(self, vhost: str, body: dict[str, Any], timeout: float = 90) -> None:
-        """Create a vhost, again while the cluster answers 5xx: a vhost is started on every
-        node, and a node that is still settling after its boot fails that for a while."""
+        """Create a vhost and wait until every running node runs it. The PUT is made again
+        while the cluster answers 5xx (a node still settling after its boot fails it for a
+        while), and a node starts a new vhost a moment after the PUT returns: a connection to
+        it before then is refused as if there were no such vhost."""
         deadline = time.monotonic() + timeout
+        name = quote(vhost, safe="")
         while True:
             try:
-                self.api("PUT", f"vhosts/{quote(vhost, safe='')}", body)
-                return
+                self.api("PUT", f"vhosts/{name}", body)
+                break
             except urllib.error.HTTPError as exc:
                 if exc.code < 500 or time.monotonic() > deadline:
                     raise
             time.sleep(0.5)
+        running = {self.nodes[letter].name for letter in self.running_nodes()}
+        while True:
+            state = (self.api("GET", f"vhosts/{name}") or {}).get("cluster_state") or {}
+            if all(state.get(node) == "running" for node in running):
+                return
+            if time.monotonic() > deadline:
+                raise NodeUnavailable(f"vhost {vhost!r} is not running on every node: {state}")
+            time.sleep(0.1)
 
     @property
     def version(self) -> tuple[int, ...]:

@@ -1,0 +1,212 @@
+"""The Lab's calls: requests and commands with their history, events published."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pandas as pd
+
+from ..mesh.errors import NuropbException, remote_error
+from .base import Connection, LabBase, LabError, awaitable, background, blocking, split_target
+from .history import CallRecord
+from .params import check_params
+
+__all__ = ["CallsMixin"]
+
+DESCRIBE_RETRY_S = 30.0
+
+
+class CallsMixin(LabBase):
+    """Calls (requests) and commands, checked against the method's description first and
+    encrypted when it requires, each recorded in the history; events published."""
+
+    async def _known_description(
+        self, connection: Connection, service: str, timeout: float
+    ) -> dict[str, Any] | None:
+        """The service's (cached) description; None when it cannot say. A failed describe is
+        not asked again for a while, so calls to a service that cannot describe itself do not
+        each wait for it first."""
+        description: dict[str, Any] | None = connection.api.cached_description(service)
+        if description is None:
+            if time.monotonic() < connection.undescribable.get(service, 0.0):
+                return None
+            try:
+                description = await connection.api.describe_service(
+                    service, ttl=int(min(self.describe_timeout, timeout) * 1000)
+                )
+            except NuropbException:
+                connection.undescribable[service] = time.monotonic() + DESCRIBE_RETRY_S
+                return None
+        return description
+
+    async def _send(
+        self,
+        kind: str,
+        target: str,
+        params: dict[str, Any],
+        timeout: float | None,
+        encrypt: bool | None,
+        context: dict[str, Any] | None,
+        trace_id: str | None,
+        raw: bool,
+        alias: str | None,
+        check: bool = True,
+    ) -> Any:
+        """A request (``kind`` "call") or a command, recorded in the history. ``check``: the
+        params are checked against the method's description first (see params.py)."""
+        connection = self.connection(alias)
+        service, method = split_target(target)
+        if not isinstance(params, dict):
+            raise LabError(f"params must be a JSON object (dict), not {type(params).__name__}")
+        if context is not None and not isinstance(context, dict):
+            raise LabError(f"context must be a JSON object (dict), not {type(context).__name__}")
+        timeout = timeout or self.timeout
+        description = await self._known_description(connection, service, timeout)
+        if check and description is not None:
+            await check_params(
+                description,
+                service,
+                method,
+                params,
+                refresh=lambda: self._description(service, refresh=True, alias=alias),
+            )
+        encrypted = bool(encrypt)
+        if not encrypt:
+            spec = ((description or {}).get("methods") or {}).get(method)
+            needs = None if spec is None else bool(spec.get("requires_encryption"))
+            if needs and encrypt is False:
+                raise LabError(
+                    f"{service}.{method} requires encryption; a plaintext call is refused"
+                )
+            encrypted = bool(needs)
+        connection.known.add(service)
+        ttl = int(timeout * 1000)
+        correlation_id = uuid.uuid4().hex if kind == "call" else None
+        started = time.perf_counter()
+        error: BaseException | None = None
+        result: Any = None
+        try:
+            if kind == "command":
+                await connection.api.command(
+                    service,
+                    method,
+                    params,
+                    context or {},
+                    ttl=ttl,
+                    trace_id=trace_id,
+                    encrypted=encrypted,
+                )
+            else:
+                result = await connection.api.request(
+                    service,
+                    method,
+                    params,
+                    context or {},
+                    ttl=ttl,
+                    trace_id=trace_id,
+                    rpc_response=not raw,
+                    encrypted=encrypted,
+                    correlation_id=correlation_id,
+                )
+                if raw and isinstance(result, dict) and result.get("error"):
+                    error = remote_error(result["error"])
+            return result
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:  # every call lands in the history, interrupted ones too
+            finished = time.perf_counter()
+            self._history.add(
+                CallRecord.make(
+                    connection.alias,
+                    kind,
+                    service,
+                    method,
+                    params,
+                    started,
+                    finished,
+                    error,
+                    encrypted,
+                    trace_id,
+                    correlation_id,
+                )
+            )
+
+    async def _call(
+        self,
+        /,
+        target: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        encrypt: bool | None = None,
+        context: dict[str, Any] | None = None,
+        trace_id: str | None = None,
+        raw: bool = False,
+        alias: str | None = None,
+        check: bool = True,
+        **kwparams: Any,
+    ) -> Any:
+        """Call ``"service.method"`` with ``params`` (and/or keyword arguments); wait at most
+        ``timeout`` s. Encrypts when the method requires it (``encrypt=True`` always,
+        ``encrypt=False`` refuses such a method). ``raw`` returns the whole response.
+        ``check=False`` sends params that do not fit the method's description."""
+        merged = {**(params or {}), **kwparams}
+        return await self._send(
+            "call", target, merged, timeout, encrypt, context, trace_id, raw, alias, check
+        )
+
+    call = blocking(_call)
+    acall = awaitable(_call)
+    start_call = background(_call)
+
+    async def _command(
+        self,
+        /,
+        target: str,
+        params: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        encrypt: bool | None = None,
+        context: dict[str, Any] | None = None,
+        trace_id: str | None = None,
+        alias: str | None = None,
+        check: bool = True,
+        **kwparams: Any,
+    ) -> None:
+        """Send a command (no response); returns once the broker has routed it."""
+        merged = {**(params or {}), **kwparams}
+        await self._send(
+            "command", target, merged, timeout, encrypt, context, trace_id, False, alias, check
+        )
+
+    command = blocking(_command)
+    acommand = awaitable(_command)
+
+    async def _publish(
+        self,
+        topic: str,
+        event: Any,
+        context: dict[str, Any] | None = None,
+        trace_id: str | None = None,
+        alias: str | None = None,
+    ) -> None:
+        """Publish an event on ``topic``."""
+        if not topic:
+            raise LabError("publish needs a topic")
+        await self.connection(alias).api.publish_event(
+            topic, event, context or {}, trace_id=trace_id
+        )
+
+    publish = blocking(_publish)
+    apublish = awaitable(_publish)
+
+    def history(self, n: int | None = None) -> pd.DataFrame:
+        """The calls made in this session (newest last)."""
+        return self._history.frame(n)
+
+    @property
+    def call_records(self) -> list[CallRecord]:
+        return self._history.records()
