@@ -156,10 +156,17 @@ class ManagementAPI:
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
+        started = False
         while loop.time() < deadline:
             state = (await self.get(f"vhosts/{name}") or {}).get("cluster_state") or {}
-            if all(value == "running" for value in state.values()):
+            stopped = [node for node, value in state.items() if value != "running"]
+            if not stopped:
                 return
+            if not started and loop.time() > deadline - self.timeout / 2:
+                # a node still finishing its boot when the vhost was made never starts it
+                for node in stopped:
+                    await self.call("POST", f"vhosts/{name}/start/{quote(node, safe='')}")
+                started = True
             await asyncio.sleep(0.1)
 
     async def delete_vhost(self, vhost: str) -> None:

@@ -99,13 +99,19 @@ class Cluster:
                 if exc.code < 500 or time.monotonic() > deadline:
                     raise
             time.sleep(0.5)
-        running = {self.nodes[letter].name for letter in self.running_nodes()}
+        running = {self.nodes[letter].name: letter for letter in self.running_nodes()}
+        restart_at = time.monotonic() + 5
         while True:
             state = (self.api("GET", f"vhosts/{name}") or {}).get("cluster_state") or {}
-            if all(state.get(node) == "running" for node in running):
+            stopped = [node for node in running if state.get(node) != "running"]
+            if not stopped:
                 return
             if time.monotonic() > deadline:
                 raise NodeUnavailable(f"vhost {vhost!r} is not running on every node: {state}")
+            if time.monotonic() > restart_at:  # a node that missed it starts it when asked
+                for node in stopped:
+                    self.nodes[running[node]].rabbitmqctl("restart_vhost", "-p", vhost)
+                restart_at = deadline
             time.sleep(0.1)
 
     @property
@@ -141,7 +147,14 @@ class Cluster:
         node.start()
         node.wait_ready(timeout)
         self.wait_members("abc", timeout)
+        self.await_startup(letter)
         return time.monotonic() - node._started
+
+    def await_startup(self, letters: str) -> None:
+        """Wait until the nodes have finished booting: the management API lists a node as
+        running before it is, and a vhost made meanwhile is not started on it."""
+        for letter in letters:
+            self.nodes[letter].rabbitmqctl("await_startup", "--timeout", "60", timeout=90)
 
     def stop(self) -> None:
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
@@ -187,6 +200,7 @@ def start_cluster(home: Path, boot_timeout: float = 120) -> Cluster:
         for letter in "bc":
             nodes[letter].wait_ready(boot_timeout)
         cluster.wait_members("abc", timeout=boot_timeout)
+        cluster.await_startup("abc")
     except BaseException:
         for node in nodes.values():
             node.kill()
