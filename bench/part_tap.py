@@ -28,7 +28,9 @@ from nuropb_lab.lab import Lab
 from nuropb_lab.lab.tap.capture import Capture
 from nuropb_lab.mesh.frame_reader import Delivery, FrameReader
 
-from .peer import Peer, PeerError
+from .peer import Peer, PeerError, settled
+
+TAKING = "the tap was still taking records"
 
 if TYPE_CHECKING:
     from .run import Mesh
@@ -80,17 +82,6 @@ class _Arrivals:
         return (self.last_count - self.first_count) / max(self.last - self.first, 1e-9)
 
 
-async def _settled(arrivals: _Arrivals, quiet: float = 0.5, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    seen = -1
-    while time.monotonic() < deadline:
-        if arrivals.count == seen and arrivals.count:
-            return
-        seen = arrivals.count
-        await asyncio.sleep(quiet)
-    raise PeerError(f"the tap was still taking records after {timeout} s")
-
-
 async def bench_tap(mesh: Mesh) -> dict[str, Any]:
     from .run import LAB_SERVICE, PEERS, median, nuropb_python, rss_bytes
 
@@ -123,7 +114,7 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
             arrivals.reset()
             cpu0 = time.process_time()
             await lab.runner.run_async(_consuming(lab, tap, True))
-            await _settled(arrivals)
+            await settled(lambda: arrivals.count, TAKING, timeout=180.0)
             cpu = time.process_time() - cpu0
             runs.append(
                 {
@@ -153,7 +144,9 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
                 await _backlog(lab, tap, records_backlog)
                 arrivals.reset()
                 await lab.runner.run_async(_consuming(lab, tap, True))
-                await _settled(arrivals)
+                await settled(
+                    lambda: arrivals.count, "the tap was still taking records", timeout=180.0
+                )
                 counted.append(arrivals.rate())
         finally:
             tap.capture.take_firehose = taking  # type: ignore[method-assign]
@@ -182,7 +175,7 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
         arrivals = _Arrivals(tap)
         tap.add_listener(arrivals)
         warm = await flood.ask({"op": "calls", "service": "bench-tap-sink", "n": 2_000})
-        await _settled(arrivals)
+        await settled(lambda: arrivals.count, TAKING, timeout=180.0)
         rss_before = rss_bytes()
         through = 0
         started = time.perf_counter()
@@ -198,7 +191,7 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
                     "error_every": 7,
                 }
             )
-            await _settled(arrivals)
+            await settled(lambda: arrivals.count, TAKING, timeout=180.0)
             through += arrivals.count
         live_s = time.perf_counter() - started
         rss_after = rss_bytes()
@@ -331,7 +324,7 @@ async def _record_drain(lab: Lab, tap: Any, flood: Peer, records: int) -> list[b
         arrivals = _Arrivals(tap)
         tap.add_listener(arrivals)
         await lab.runner.run_async(_consuming(lab, tap, True))
-        await _settled(arrivals)
+        await settled(lambda: arrivals.count, TAKING, timeout=180.0)
         tap.remove_listener(arrivals)
     finally:
         events._reader = plain

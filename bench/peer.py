@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -94,3 +96,19 @@ class Peer:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+async def settled(
+    count: Callable[[], int], what: str, quiet: float = 0.5, timeout: float = 120.0
+) -> None:
+    """Wait until ``count()`` has stopped growing for ``quiet`` seconds (a flood has been
+    taken in); PeerError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    seen = -1
+    while time.monotonic() < deadline:
+        now = count()
+        if now == seen and now:
+            return
+        seen = now
+        await asyncio.sleep(quiet)
+    raise PeerError(f"{what} after {timeout:g} s")

@@ -43,7 +43,7 @@ from nuropb_lab.mesh import ManagementAPI, configure_mesh, parse_amqp_url
 
 from . import part_tap
 from .part_load import bench_load, load_table
-from .peer import Peer, PeerError
+from .peer import Peer, PeerError, settled
 
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = Path(__file__).resolve().parent / "peers"
@@ -480,18 +480,6 @@ class _Arrivals:
         self.last = now
 
 
-async def _settled(arrivals: _Arrivals, quiet: float = 0.5, timeout: float = 120.0) -> None:
-    """Wait until no event has arrived for ``quiet`` seconds (the flood has been taken in)."""
-    deadline = time.monotonic() + timeout
-    seen = -1
-    while time.monotonic() < deadline:
-        if arrivals.count == seen and arrivals.count:
-            return
-        seen = arrivals.count
-        await asyncio.sleep(quiet)
-    raise PeerError(f"the tail was still taking events after {timeout} s")
-
-
 def rss_bytes() -> int:
     """This process's resident set size (Linux /proc; else the peak from getrusage)."""
     try:
@@ -532,7 +520,7 @@ async def bench_tail(mesh: Mesh) -> dict[str, Any]:
             arrivals.reset()
             cpu0 = time.process_time()
             sent = await flood.ask({"op": "flood", "topic": "bench.flood.x", "n": s.tail_n})
-            await _settled(arrivals)
+            await settled(lambda: arrivals.count, "the tail was still taking events", timeout=120.0)
             cpu_us = (time.process_time() - cpu0) / max(arrivals.count, 1) * 1e6
             live = arrivals.count / max(arrivals.last - arrivals.first, 1e-9)
             # backlog: a flood while the tail's loop is held, then taken in at once. The hold
@@ -544,7 +532,7 @@ async def bench_tail(mesh: Mesh) -> dict[str, Any]:
                 await flood.ask({"op": "flood", "topic": "bench.flood.x", "n": backlog_n})
             finally:
                 release.set()
-            await _settled(arrivals)
+            await settled(lambda: arrivals.count, "the tail was still taking events", timeout=120.0)
             drained = arrivals.count / max(arrivals.last - arrivals.first, 1e-9)
             runs.append(
                 {
@@ -568,7 +556,7 @@ async def bench_tail(mesh: Mesh) -> dict[str, Any]:
             arrivals.reset()
             n = min(50_000, s.tail_total - tail.received)
             await flood.ask({"op": "flood", "topic": "bench.flood.x", "n": n})
-            await _settled(arrivals)
+            await settled(lambda: arrivals.count, "the tail was still taking events", timeout=120.0)
         rss_after = rss_bytes()
         df_seconds = []
         for _ in range(5):

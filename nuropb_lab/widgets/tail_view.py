@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import datetime
-import fnmatch
 import html
-from typing import Any
 
 import ipywidgets as w
 
 from ..lab import Tail
 from ..mesh.events import MeshEvent
+from .live import PauseClear, matches
 from .render import json_text
 from .throttle import Redraw
 
 __all__ = ["TailView"]
-
-
-def _matches(topic: str, pattern: str) -> bool:
-    if not pattern:
-        return True
-    if any(c in pattern for c in "*?["):
-        return fnmatch.fnmatchcase(topic, pattern)
-    return pattern in topic
 
 
 class TailView(w.VBox):
@@ -37,14 +28,12 @@ class TailView(w.VBox):
         self.filter = w.Text(
             value="", placeholder="topic filter (text or glob)", description="topic"
         )
-        self.pause_button = w.ToggleButton(value=tail.paused, description="Pause", icon="pause")
-        self.clear_button = w.Button(description="Clear", icon="trash")
         self.status = w.HTML()
         self.table = w.HTML()
         self.shown: list[MeshEvent] = []
         self._redraw = Redraw(tail.runner, self.draw, interval)
-        self.pause_button.observe(self._on_pause, names="value")
-        self.clear_button.on_click(self._on_clear)
+        controls = PauseClear(tail, self._redraw.request)
+        self.pause_button, self.clear_button = controls.pause_button, controls.clear_button
         self.filter.observe(lambda _c: self._redraw.request(), names="value")
         tail.add_listener(self._on_event)
         super().__init__(
@@ -55,19 +44,6 @@ class TailView(w.VBox):
     def _on_event(self, _tail: Tail) -> None:
         self._redraw.request()
 
-    def _on_pause(self, change: dict[str, Any]) -> None:
-        if change["new"]:
-            self.tail.pause()
-        else:
-            self.tail.resume()
-        self.pause_button.description = "Resume" if change["new"] else "Pause"
-        self.pause_button.icon = "play" if change["new"] else "pause"
-        self._redraw.request()
-
-    def _on_clear(self, _button: Any = None) -> None:
-        self.tail.clear()
-        self._redraw.request()
-
     @property
     def redraws(self) -> int:
         return self._redraw.count
@@ -75,7 +51,7 @@ class TailView(w.VBox):
     def draw(self) -> None:
         """Set the status and table (trait values only; safe from the loop thread)."""
         pattern = self.filter.value.strip()
-        events = [e for e in self.tail.snapshot() if _matches(e.topic, pattern)]
+        events = [e for e in self.tail.snapshot() if matches([e.topic], pattern)]
         self.shown = events[-self.rows :]
         rates = self.tail.rates()
         top = ", ".join(f"{r.topic} {r.per_second:.1f}/s" for r in rates.head(5).itertuples())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime
-import fnmatch
 import html
 import logging
 import re
@@ -16,6 +15,7 @@ from typing import Any
 import ipywidgets as w
 
 from ..lab.tap import Tap
+from .live import PauseClear, matches
 from .render import json_text
 from .throttle import Redraw
 
@@ -46,14 +46,10 @@ def responsive(svg: str) -> str:
 
 
 def _matches(row: tuple[Any, ...], pattern: str) -> bool:
-    if not pattern:
-        return True
     fields = [str(row[i]) for i in (CALLER, SERVICE, METHOD, TOPIC, TRACE) if row[i] is not None]
     if row[SERVICE] is not None and row[METHOD] is not None:
         fields.append(f"{row[SERVICE]}.{row[METHOD]}")
-    if any(c in pattern for c in "*?["):
-        return any(fnmatch.fnmatchcase(f, pattern) for f in fields)
-    return any(pattern in f for f in fields)
+    return matches(fields, pattern)
 
 
 class GraphView(w.VBox):
@@ -141,8 +137,6 @@ class TapView(w.HBox):
             description="filter",
         )
         self.kind = w.Dropdown(options=KINDS, value="all", description="kind")
-        self.pause_button = w.ToggleButton(value=tap.paused, description="Pause", icon="pause")
-        self.clear_button = w.Button(description="Clear", icon="trash")
         self.status = w.HTML()
         self.notice = w.HTML(
             f"<i>{html.escape(tap.notice)}</i>" if tap.notice else "",
@@ -151,8 +145,8 @@ class TapView(w.HBox):
         self.graph = GraphView(tap, window=window, interval=graph_interval)
         self.shown: list[tuple[Any, ...]] = []
         self._redraw = Redraw(tap.runner, self.draw, interval)
-        self.pause_button.observe(self._on_pause, names="value")
-        self.clear_button.on_click(self._on_clear)
+        controls = PauseClear(tap, self._redraw.request)
+        self.pause_button, self.clear_button = controls.pause_button, controls.clear_button
         self.filter.observe(lambda _c: self._redraw.request(), names="value")
         self.kind.observe(lambda _c: self._redraw.request(), names="value")
         tap.add_listener(self._on_traffic)
@@ -171,19 +165,6 @@ class TapView(w.HBox):
         self.draw()
 
     def _on_traffic(self, _tap: Tap) -> None:
-        self._redraw.request()
-
-    def _on_pause(self, change: dict[str, Any]) -> None:
-        if change["new"]:
-            self.tap.pause()
-        else:
-            self.tap.resume()
-        self.pause_button.description = "Resume" if change["new"] else "Pause"
-        self.pause_button.icon = "play" if change["new"] else "pause"
-        self._redraw.request()
-
-    def _on_clear(self, _button: Any = None) -> None:
-        self.tap.clear()
         self._redraw.request()
 
     @property
