@@ -18,6 +18,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, Float, Int, TraitError, Unicode, observe, validate
 
 from .lab import Lab, LabError, check_servable, exposed_methods, get_lab
+from .lab.params import parameters_of
 from .mesh import ManagementUnavailable, NuropbException, mask_secrets
 
 __all__ = ["NuropbMagics", "parse_value", "split_args"]
@@ -637,5 +638,4 @@ class NuropbMagics(Magics):
         except LabError:
             return []
         spec = (description.get("methods") or {}).get(method) or {}
-        properties = (spec.get("parameters") or {}).get("properties") or []
-        return [p[0] for p in properties if isinstance(p, (list, tuple)) and p]
+        return [name for name, _ in parameters_of(spec)[0]]

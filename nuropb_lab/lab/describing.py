@@ -11,6 +11,7 @@ from .base import LabBase, LabError, awaitable, background, blocking
 from .dead_letters import dead_letter_queue, dead_letter_rows, read_dead_letters
 from .discovery import ServiceInfo, discover
 from .keys import key_row, keys_frame
+from .params import parameters_of
 from .placement import with_placement
 
 __all__ = ["DESCRIBE_COLUMNS", "SERVICE_COLUMNS", "DescribingMixin"]
@@ -122,16 +123,11 @@ class DescribingMixin(LabBase):
         rows: list[list[Any]] = []
         for name in sorted(methods) if method is None else [method]:
             spec = methods[name] or {}
-            parameters = spec.get("parameters") or {}
-            required = set(parameters.get("required") or [])
-            properties = parameters.get("properties") or []
-            if isinstance(properties, dict):  # tolerate the JSON-schema shape too
-                properties = list(properties.items())
+            properties, required = parameters_of(spec)
             encrypted = bool(spec.get("requires_encryption"))
             if not properties:
                 rows.append([name, None, None, None, None, encrypted, spec.get("description")])
             for param, pspec in properties:
-                pspec = pspec or {}
                 default = None if param in required else pspec.get("default")
                 row = [name, param, pspec.get("type") or "", param in required, default]
                 rows.append([*row, encrypted, spec.get("description")])

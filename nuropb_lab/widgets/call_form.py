@@ -10,7 +10,7 @@ from typing import Any
 import ipywidgets as w
 
 from ..lab import Lab
-from ..lab.params import param_problems
+from ..lab.params import param_problems, parameters_of
 from ..mesh.errors import NuropbException
 from .render import error_html, result_html
 
@@ -103,12 +103,8 @@ class CallForm(w.VBox):
         self.method = method
         self.alias = alias
         self.spec = spec
-        parameters = spec.get("parameters") or {}
-        required = set(parameters.get("required") or [])
-        properties = parameters.get("properties") or []
-        if isinstance(properties, dict):
-            properties = list(properties.items())
-        self.inputs = [ParamInput(name, p or {}, name in required) for name, p in properties]
+        properties, required = parameters_of(spec)
+        self.inputs = [ParamInput(name, p, name in required) for name, p in properties]
         self.requires_encryption = bool(spec.get("requires_encryption"))
         self.context = w.Textarea(
             value="{}", description="context", rows=1, style={"description_width": "140px"}
