@@ -6,7 +6,8 @@ import pytest
 from conftest import close_connections, wait_until
 
 import nuropb_lab as nl
-from nuropb_lab.mesh import ManagementAPI
+from nuropb_lab.mesh import ManagementAPI, codec
+from nuropb_lab.mesh.service import event_body
 from nuropb_lab.mesh.serving import message_properties
 
 
@@ -41,11 +42,17 @@ async def test_broker_keeps_only_the_newest_when_the_consumer_is_slow(mesh_url: 
     async with nl.RMQAPI(mesh_url) as api:
         subscription = await api.subscribe(["flood"], lambda e: None, max_length=5)
         await api.transport._events.cancel(subscription)  # stop consuming
+        # confirmed publishes: each is in the queue (or dropped from its head) before the
+        # next, so the count read afterwards on the events connection is final
         for i in range(20):
-            await api.publish_event("flood", i, {})
-        await wait_until(lambda: api.queue_info(subscription.queue), what="the queue")
-        info = await api.queue_info(subscription.queue)
-        assert info == (5, 0)
+            await api.transport.publish(
+                api.topology.events_exchange,
+                "flood",
+                codec.encode_json(event_body("flood", i, {}, None, f"c{i}", None)),
+                message_properties("event", f"c{i}", None),
+                mandatory=True,
+            )
+        assert await api.queue_info(subscription.queue) == (5, 0)
 
 
 async def test_undecodable_events_are_counted_not_raised(mesh_url: str) -> None:
