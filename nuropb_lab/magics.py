@@ -18,7 +18,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, Float, Int, TraitError, Unicode, observe, validate
 
 from .lab import Lab, LabError, check_servable, exposed_methods, get_lab
-from .lab.params import parameters_of
+from .lab.params import ParamError, method_spec, parameters_of, texts_where_described
 from .mesh import ManagementUnavailable, NuropbException, mask_secrets
 
 __all__ = ["NuropbMagics", "parse_value", "split_args"]
@@ -324,7 +324,7 @@ class NuropbMagics(Magics):
         args, extra = self._args(self._call, rest)
         if args.encrypt and args.plain:
             raise UsageError("--encrypt and --plain contradict each other")
-        params = parse_params(extra, self._namespace)
+        params = self._params_for(args.target, extra, args.alias)
         if cell is not None and cell.strip():
             params = {**parse_json_object(cell, "the cell (the params)"), **params}
         context = parse_json_object(args.context, "--context") if args.context else None
@@ -475,7 +475,7 @@ class NuropbMagics(Magics):
             raise UsageError("--encrypt and --plain contradict each other")
         run = self.lab.start_bench(
             args.target,
-            parse_params(extra, self._namespace),
+            self._params_for(args.target, extra, args.alias),
             n=args.n,
             duration=args.duration,
             concurrency=args.concurrency,
@@ -631,6 +631,24 @@ class NuropbMagics(Magics):
                 return []
             methods = self.lab.method_names(service)
         return methods
+
+    def _params_for(self, target: str, tokens: list[str], alias: str | None) -> dict[str, Any]:
+        """``name=value`` tokens as the params of ``target``: a value written bare that reads
+        as JSON (``sku=123``, ``flag=true``) goes as its text where the method takes a str."""
+        params = parse_params(tokens, self._namespace)
+        texts = {
+            name: text
+            for name, _, text in (token.partition("=") for token in tokens)
+            if not isinstance(params[name], (str, list, dict)) and text[:1] not in "$'"
+        }
+        if not texts:
+            return params
+        service, _, method = target.partition(".")
+        try:
+            spec = method_spec(self.lab.description(service, alias=alias), service, method)
+        except (LabError, NuropbException, ParamError):
+            return params  # the call's own check says what is wrong
+        return texts_where_described(spec, params, texts)
 
     def _parameters(self, service: str, method: str) -> list[str]:
         try:

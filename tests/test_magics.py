@@ -176,7 +176,7 @@ def test_params_are_checked_before_anything_is_sent(connected: InteractiveShell)
         "call shop.price sku=A qty=notanumber": "ParamError: qty: expected int, got 'notanumber'",
         "call shop.price qty=1": "ParamError: sku: required but missing",
         "call shop.price sku=A colour=red": "ParamError: no parameter colour (it takes sku, qty)",
-        "command shop.price sku=7": "ParamError: sku: expected str, got 7",
+        "command shop.price sku=[7]": "ParamError: sku: expected str, got [7]",
         "call shop.nope": "ParamError: shop has no method 'nope' (methods: echo, price, slow,",
     }
     for line, expected in cases.items():
@@ -188,6 +188,21 @@ def test_params_are_checked_before_anything_is_sent(connected: InteractiveShell)
     _, _, err = run(connected, "call shop.price sku=A qty=notanumber --no-check")
     assert err.startswith("TypeError: can't multiply sequence"), err
     assert len(get_lab().history()) == before + 1
+
+
+def test_a_bare_value_goes_as_text_where_the_method_takes_a_str(
+    connected: InteractiveShell,
+) -> None:
+    # as JSON, 123 and true would be refused for `code: str`; the method's description says
+    # text, so the text as written goes
+    assert run(connected, "call shop.vault code=123")[0] == "321"
+    assert run(connected, "call shop.vault code=true")[0] == "eurt"
+    assert run(connected, "call shop.price sku=7 qty=2")[0] == 5.0  # qty stays a number
+    assert run(connected, "call shop.echo value=7")[0] == 7  # untyped: JSON as before
+    assert get_lab().history()["params"].iloc[-2] == '{"sku":"7","qty":2}'
+    connected.user_ns["n"] = 5
+    _, _, err = run(connected, "call shop.vault code=$n")  # a variable keeps its type
+    assert err.startswith("ParamError: code: expected str, got 5"), err
 
 
 def test_bench_runs_and_records_the_run(connected: InteractiveShell) -> None:

@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from nuropb_lab.lab.params import ParamError, check_params, param_problems, value_fits
+from nuropb_lab.lab.params import (
+    ParamError,
+    check_params,
+    param_problems,
+    texts_where_described,
+    value_fits,
+)
 from nuropb_lab.mesh.describe import describe_object
 
 
@@ -97,3 +103,16 @@ async def test_check_params_refreshes_a_stale_description_before_refusing() -> N
         await check_params(DESCRIPTION, "orders", "nope", {}, refresh=refresh)
     with pytest.raises(ParamError, match=r"^qty: expected int, got 'x'$"):
         await check_params(DESCRIPTION, "orders", "place", {"sku": "A", "qty": "x"})
+
+
+def test_bare_texts_go_as_text_only_where_the_type_is_str() -> None:
+    params = {"sku": 123, "qty": 2, "express": True, "anything": 5, "weight": None}
+    texts = {"sku": "123", "qty": "2", "express": "true", "anything": "5", "weight": "null"}
+    assert texts_where_described(PLACE, params, texts) == {
+        "sku": "123",  # str: the text as written
+        "qty": 2,  # fits int
+        "express": True,  # fits bool
+        "anything": 5,  # unannotated: kept
+        "weight": None,  # text does not fit float: kept, for the check to report
+    }
+    assert texts_where_described(PLACE, {"zz": 1}, {"zz": "1"}) == {"zz": 1}  # unknown: kept

@@ -33,6 +33,7 @@ __all__ = [
     "method_spec",
     "param_problems",
     "parameters_of",
+    "texts_where_described",
     "value_fits",
 ]
 
@@ -137,6 +138,26 @@ def parameters_of(spec: Mapping[str, Any]) -> tuple[list[tuple[str, dict[str, An
         if isinstance(p, (list, tuple)) and len(p) == 2
     ]
     return pairs, {str(r) for r in parameters.get("required") or []}
+
+
+def texts_where_described(
+    spec: Mapping[str, Any], params: Mapping[str, Any], texts: Mapping[str, str]
+) -> dict[str, Any]:
+    """``params`` with each value typed as bare text (``texts``: name -> as written, e.g.
+    ``sku=123`` read as the number 123) replaced by that text where the method describes the
+    parameter as a type the value does not fit and the text does: a str."""
+    types = {name: str(p.get("type") or "") for name, p in parameters_of(spec)[0]}
+    retyped = dict(params)
+    for name, text in texts.items():
+        type_name = types.get(name)
+        if (
+            type_name is not None
+            and name in retyped
+            and not value_fits(type_name, retyped[name])
+            and value_fits(type_name, text)
+        ):
+            retyped[name] = text
+    return retyped
 
 
 def param_problems(spec: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
