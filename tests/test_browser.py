@@ -5,6 +5,7 @@ the demo services, and a call made through its form must show its result. Screen
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -129,6 +130,13 @@ def jupyterlab(demo_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def test_service_browser_lists_services_and_calls(
     jupyterlab: str, sync_playwright: Any, tmp_path: Path
 ) -> None:
+    with chromium_page(sync_playwright, tmp_path, "02-browse-and-call") as page:
+        drive(page, jupyterlab)
+
+
+@contextlib.contextmanager
+def chromium_page(sync_playwright: Any, tmp_path: Path, notebook: str) -> Iterator[Any]:
+    """A page of a fresh headless Chromium profile; on a failure, a screenshot of it."""
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),  # a fresh user-data-dir
@@ -139,24 +147,30 @@ def test_service_browser_lists_services_and_calls(
         )
         context.set_default_timeout(WAIT_MS)
         try:
-            page = context.new_page()
-            drive(page, jupyterlab)
+            yield context.new_page()
         except Exception:
             if context.pages:
-                context.pages[-1].screenshot(path=SCREENSHOTS / "02-browse-and-call-failed.png")
+                context.pages[-1].screenshot(path=SCREENSHOTS / f"{notebook}-failed.png")
             raise
         finally:
             context.close()
 
 
-def shot(page: Any, name: str) -> None:
-    page.screenshot(path=SCREENSHOTS / f"02-browse-and-call-{name}.png")
+def shot(page: Any, name: str, showing: Any = None) -> None:
+    """A screenshot, once ``showing`` (a locator) is scrolled into the viewport: JupyterLab
+    renders only the cells in view, so the shot waits for it to be there."""
+    if showing is not None:
+        from playwright.sync_api import expect
+
+        showing.scroll_into_view_if_needed()
+        expect(showing).to_be_in_viewport()
+    page.screenshot(path=SCREENSHOTS / f"{name}.png")
 
 
 def drive(page: Any, url: str) -> None:
     page.goto(url)
     page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()  # the kernel is up
-    shot(page, "1-opened")
+    shot(page, "02-browse-and-call-1-opened")
 
     # Run > Run All Cells, as a user would
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
@@ -174,8 +188,7 @@ def drive(page: Any, url: str) -> None:
     listed = services.evaluate("(s) => [...s.options].map((o) => o.textContent)")
     assert sorted(label.split("\xa0")[0] for label in listed) == sorted(SERVICES)
     assert any(label.startswith("vault") and "🔒" in label for label in listed)
-    browser.scroll_into_view_if_needed()
-    shot(page, "2-services")
+    shot(page, "02-browse-and-call-2-services", services)
 
     # the cells above it ran without an error, and their widgets rendered
     assert page.locator('[data-mime-type="application/vnd.jupyter.stderr"]').count() == 0
@@ -199,8 +212,7 @@ def drive(page: Any, url: str) -> None:
     result = browser.locator(".widget-html pre", has_text='"units"')
     result.wait_for()
     assert json.loads(result.inner_text()) == {"sku": "B200", "units": 3}
-    browser.scroll_into_view_if_needed()
-    shot(page, "3-called")
+    shot(page, "02-browse-and-call-3-called", result)
 
 
 def test_tap_view_and_service_graph_show(
@@ -212,24 +224,8 @@ def test_tap_view_and_service_graph_show(
         "/lab/tree/02-browse-and-call.ipynb?",
         "/lab/workspaces/traffic/tree/05-traffic.ipynb?reset&",
     )
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
-        )
-        context.set_default_timeout(WAIT_MS)
-        try:
-            page = context.new_page()
-            drive_traffic(page, url)
-        except Exception:
-            if context.pages:
-                context.pages[-1].screenshot(path=SCREENSHOTS / "05-traffic-failed.png")
-            raise
-        finally:
-            context.close()
+    with chromium_page(sync_playwright, tmp_path, "05-traffic") as page:
+        drive_traffic(page, url)
 
 
 def run_all_cells(page: Any) -> None:
@@ -264,8 +260,7 @@ def drive_traffic(page: Any, url: str) -> None:
     svg = urllib.parse.unquote(picture.get_attribute("src") or "")
     assert svg.startswith("data:image/svg+xml")
     assert all(f">{name}<" in svg for name in ("shopper", "orders", "inventory")), svg[:300]
-    graph.scroll_into_view_if_needed()
-    page.screenshot(path=SCREENSHOTS / "05-traffic-graph.png")
+    shot(page, "05-traffic-graph", picture)
 
     view = page.locator(".jp-CodeCell", has_text="tap.widget(rows=12)").first
     view.locator(".widget-html table tr").nth(5).wait_for()  # the newest messages
@@ -273,13 +268,11 @@ def drive_traffic(page: Any, url: str) -> None:
     assert "shopper" in view.locator(".widget-html table").first.inner_text()
     beside = view.locator(".widget-html svg text").all_text_contents()
     assert {"shopper", "orders", "inventory"} <= {t.strip() for t in beside}, beside
-    view.scroll_into_view_if_needed()
-    page.screenshot(path=SCREENSHOTS / "05-traffic-tap-view.png")
+    shot(page, "05-traffic-tap-view", view.locator(".widget-html table").first)
 
     waterfall = page.locator(".jp-CodeCell", has_text="tap.trace(slowest").first
     waterfall.locator(".jp-RenderedHTMLCommon svg").first.wait_for()
     assert "shopper → orders.place_order" in waterfall.locator(".jp-OutputArea").inner_text()
-    waterfall.scroll_into_view_if_needed()
-    page.screenshot(path=SCREENSHOTS / "05-traffic-waterfall.png")
+    shot(page, "05-traffic-waterfall", waterfall.locator(".jp-RenderedHTMLCommon svg").first)
     errors = page.locator('[data-mime-type="application/vnd.jupyter.stderr"]')
     assert errors.count() == 0, errors.all_inner_texts()
