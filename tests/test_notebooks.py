@@ -4,6 +4,7 @@ no error cell, and show what they promise; they are committed without outputs.""
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,14 @@ from nuropb_lab.mesh import ManagementAPI
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 EXECUTED = ROOT / ".cache" / "executed" / "tests"  # kept for a look when one fails
-NAMES = ["01-quickstart", "02-browse-and-call", "03-events", "04-encryption", "05-traffic"]
+NAMES = [
+    "01-quickstart",
+    "02-browse-and-call",
+    "03-events",
+    "04-encryption",
+    "05-traffic",
+    "06-load",
+]
 WIDGET = "application/vnd.jupyter.widget-view+json"
 USER = f"nb-{uuid.uuid4().hex[:6]}"
 PASSWORD = f"pw-{uuid.uuid4().hex}"
@@ -149,6 +157,29 @@ def test_traffic(demo_url: str, management: ManagementAPI) -> None:
     assert text(outputs(nb, "tap.stop()")).strip().endswith(": off")
     vhost = demo_url.rsplit("/", 1)[1]
     assert management._call("GET", f"vhosts/{vhost}")["tracing"] is False
+
+
+def test_load(demo_url: str) -> None:
+    nb = run("06-load", demo_url)
+    closed = outputs(nb, "%nuropb bench inventory.stock sku=A100")
+    assert WIDGET in kinds(closed)  # the progress view
+    assert "2,000 calls" in text(closed, "stdout")
+    summary = text(closed)
+    assert re.search(r"^count +2000$", summary, re.M) and re.search(r"^errors +0$", summary, re.M)
+    assert "image/svg+xml" in kinds(outputs(nb, "closed.plot()"))
+    opened = text(outputs(nb, "%nuropb bench inventory.stock sku=B200"))
+    assert "open rate=200/s): 600 calls" in opened
+    assert "Name: rotating skus" in text(outputs(nb, "skus = "))
+    refused = text(outputs(nb, "%nuropb bench orders.place_order"), "stderr").splitlines()
+    assert refused == [
+        "ParamError: qty: expected int, got 'notanumber'",
+        "BenchError: concurrency must be a whole number from 1 to 10,000, got 0",
+    ]
+    assert "serving limited as 'limited'" in text(outputs(nb, "class Limited"))
+    assert "knee at concurrency" in text(outputs(nb, "sweep = lab.capacity"))
+    assert "image/svg+xml" in kinds(outputs(nb, "sweep.plot()"))
+    benches = text(outputs(nb, "lab.benches()"))
+    assert all(label in benches for label in ("stock-c20", "stock-200/s", "limited.work c=16"))
 
 
 def test_an_error_cell_fails_the_run_and_the_copy_is_written(tmp_path: Path) -> None:
