@@ -6,7 +6,6 @@ delivered, timeout, authorization, bad arguments, unknown alias) print one line.
 
 from __future__ import annotations
 
-import ast
 import json
 import sys
 from collections.abc import Callable
@@ -19,9 +18,17 @@ from traitlets import Enum, Float, Int, TraitError, Unicode, observe, validate
 
 from .lab import Lab, LabError, check_servable, exposed_methods, get_lab
 from .lab.params import ParamError, method_spec, parameters_of, texts_where_described
+from .magic_args import (
+    parse_json_object,
+    parse_numbers,
+    parse_params,
+    parse_value,
+    split_args,
+    unquote,
+)
 from .mesh import ManagementUnavailable, NuropbException, mask_secrets
 
-__all__ = ["NuropbMagics", "parse_value", "split_args"]
+__all__ = ["NuropbMagics"]
 
 SUBCOMMANDS = (
     "connect",
@@ -39,6 +46,7 @@ SUBCOMMANDS = (
     "disconnect",
     "dlq",
     "bench",
+    "capacity",
     "benches",
     "tap",
     "graph",
@@ -54,84 +62,6 @@ EXPECTED_ERRORS = (
     ValueError,
     TypeError,
 )
-
-
-def split_args(line: str) -> list[str]:
-    """Split on spaces outside quotes and brackets, so ``tags=["a", "b"]`` is one token."""
-    tokens: list[str] = []
-    current: list[str] = []
-    depth = 0
-    quote: str | None = None
-    for ch in line:
-        if quote:
-            current.append(ch)
-            if ch == quote:
-                quote = None
-            continue
-        if ch in "\"'":
-            quote = ch
-        elif ch in "[{(":
-            depth += 1
-        elif ch in "]})":
-            depth = max(depth - 1, 0)
-        elif ch.isspace() and depth == 0:
-            if current:
-                tokens.append("".join(current))
-                current = []
-            continue
-        current.append(ch)
-    if quote:
-        raise UsageError(f"unclosed {quote} quote in: {line.strip()}")
-    if current:
-        tokens.append("".join(current))
-    return tokens
-
-
-def _unquote(text: str) -> str:
-    if len(text) >= 2 and text[0] == text[-1] == "'":
-        return text[1:-1]
-    return text
-
-
-def parse_value(text: str, namespace: dict[str, Any] | None = None) -> Any:
-    """A ``k=v`` value: JSON when it parses (``3``, ``true``, ``["a"]``), ``$name`` for a
-    variable of the notebook, else the string itself."""
-    if text.startswith("$") and text[1:].isidentifier() and namespace is not None:
-        if text[1:] not in namespace:
-            raise UsageError(f"no variable named {text[1:]!r} in the notebook")
-        return namespace[text[1:]]
-    if len(text) >= 2 and text[0] == text[-1] == "'":
-        return text[1:-1]
-    try:
-        return json.loads(text)
-    except ValueError:
-        if text[:1] in ("[", "{", '"'):  # meant as JSON, so a typo must not pass as a string
-            raise UsageError(f"value is not valid JSON: {text[:80]}") from None
-        return text
-
-
-def parse_json_object(text: str, what: str) -> dict[str, Any]:
-    text = _unquote(text.strip())
-    try:
-        value = json.loads(text)
-    except ValueError:
-        try:  # a Python literal is forgiven: {'a': 1}
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            raise UsageError(f"{what} is not valid JSON: {text[:80]}") from None
-    if not isinstance(value, dict):
-        raise UsageError(f"{what} must be a JSON object, got {type(value).__name__}")
-    return value
-
-
-def parse_params(tokens: list[str], namespace: dict[str, Any]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for token in tokens:
-        key, eq, value = token.partition("=")
-        if not eq or not key.isidentifier():
-            raise UsageError(f"parameters are written name=value, got {token!r}")
-        params[key] = parse_value(value, namespace)
-    return params
 
 
 def _parser(func: Callable[..., Any]) -> Any:
@@ -249,7 +179,9 @@ class NuropbMagics(Magics):
             " [-o VAR] | keys [SERVICE] | history [-n N] | browse | serve OBJECT [--name N]"
             " [--unsafe] | disconnect [ALIAS | --all] | dlq [--limit N] [--consume] [--queue Q] |"
             " bench SERVICE.METHOD k=v ... [-n N | --duration S] [-c C] [--rate R] [--label L]"
-            " [--warmup N] [--command] [--no-check] [--background] [-o VAR] | benches |"
+            " [--warmup N] [--command] [--no-check] [--background] [-o VAR] |"
+            " capacity SERVICE.METHOD k=v ... [--concurrency 1,2,4,... | --rate R1,R2,...]"
+            " [-n N | --duration S] [--label L] [-o VAR] | benches |"
             " tap [SERVICE ...] [--events] [--no-firehose] [--max N] [--widget] [-o VAR] |"
             " graph [--window S] [--static] | replay CORRELATION_ID|$ROW [k=v ...] [-o VAR] |"
             " firehose [off]"
@@ -368,7 +300,7 @@ class NuropbMagics(Magics):
         if not text:
             raise UsageError("publish needs an event: %nuropb publish TOPIC JSON")
         try:
-            event = json.loads(_unquote(text.strip()))
+            event = json.loads(unquote(text.strip()))
         except ValueError:
             raise UsageError(f"the event is not valid JSON: {text.strip()[:80]}") from None
         self.lab.publish(topic, event)
@@ -505,6 +437,47 @@ class NuropbMagics(Magics):
             return None
         return result
 
+    @magic_arguments()
+    @argument("target", help="SERVICE.METHOD")
+    @argument("--concurrency", help="the in-flight counts to step through (default 1,2,4,...,64)")
+    @argument("--rate", help="or the rates (calls/s) to step through: the open model")
+    @argument("-n", type=int, dest="n", help="calls per step, instead of --duration")
+    @argument("--duration", type=float, help="seconds per step (default 2)")
+    @argument("--timeout", type=float, help="seconds each call waits at most")
+    @argument("--command", action="store_true", help="send commands (confirmed), not requests")
+    @argument("--encrypt", action="store_true", help="encrypt even if the method does not ask")
+    @argument("--plain", action="store_true", help="do not encrypt (refused for encrypted ones)")
+    @argument("--context", help="the request context, a JSON object")
+    @argument("--label", help="the sweep's name (its steps are LABEL c=N in lab.benches())")
+    @argument("--no-check", action="store_true", help="send params that do not fit the method")
+    @argument("-o", "--output", help="store the result here")
+    @argument("--alias")
+    def _capacity(self, rest: str, cell: str | None) -> Any:
+        args, extra = self._args(self._capacity, rest)
+        if args.encrypt and args.plain:
+            raise UsageError("--encrypt and --plain contradict each other")
+        options: dict[str, Any] = {
+            "concurrency": parse_numbers(args.concurrency, int, "--concurrency"),
+            "rate": parse_numbers(args.rate, float, "--rate"),
+            "encrypt": True if args.encrypt else (False if args.plain else None),
+            "kind": "command" if args.command else "call",
+            "label": args.label,
+            "context": parse_json_object(args.context, "--context") if args.context else None,
+            "check": not args.no_check,
+            "alias": args.alias,
+        }
+        for name in ("n", "duration", "timeout"):  # absent: the sweep's and the Lab's defaults
+            if getattr(args, name) is not None:
+                options[name] = getattr(args, name)
+        result = self.lab.capacity(
+            args.target, self._params_for(args.target, extra, args.alias), **options
+        )
+        self._store(args.output, result)
+        if args.output:
+            say(f"{result.label}: {result.explain()}")
+            return None
+        return result
+
     def _benches(self, rest: str, cell: str | None) -> Any:
         if rest.strip():
             raise UsageError("%nuropb benches takes no arguments")
@@ -602,7 +575,7 @@ class NuropbMagics(Magics):
             return list(SUBCOMMANDS)
         command = words[1]
         lab = self.lab
-        if command in ("call", "command", "bench"):
+        if command in ("call", "command", "bench", "capacity"):
             if position == 2:
                 symbol = "" if ending else words[-1]
                 if "." in symbol:

@@ -16,7 +16,7 @@ from IPython.utils.capture import capture_output
 
 import nuropb_lab as nl
 from nuropb_lab.lab import get_lab
-from nuropb_lab.magics import parse_value, split_args
+from nuropb_lab.magic_args import parse_value, split_args
 from nuropb_lab.mesh import ManagementAPI
 
 PEERS = Path(__file__).parent / "peers"
@@ -223,6 +223,26 @@ def test_bench_runs_and_records_the_run(connected: InteractiveShell) -> None:
     benches, _, _ = run(connected, "benches")
     assert {"m1", "m-cmd", "shop.echo", "shop.slow"} <= set(benches["label"])
     assert len(get_lab().history()) == history  # runs are recorded in benches(), not per call
+
+
+def test_capacity_sweeps_and_says_where_the_knee_is(connected: InteractiveShell) -> None:
+    value, out, err = run(
+        connected, "capacity shop.slow seconds=0.01 --concurrency 1,4 -n 20 -o sw"
+    )
+    assert value is None and err == ""
+    sweep = connected.user_ns["sw"]
+    assert out.startswith("shop.slow: knee at concurrency") or out.startswith("shop.slow: no knee")
+    assert list(sweep.df["load"]) == [1, 4] and (sweep.df["count"] == 20).all()
+    value, _, _ = run(connected, "capacity shop.echo value=1 --rate 50,100 -n 10 --label r")
+    assert value.by == "rate" and list(value.df["load"]) == [50, 100]
+    assert {"shop.slow c=1", "shop.slow c=4", "r r=50", "r r=100"} <= set(
+        get_lab().benches()["label"]
+    )
+    _, out, err = run(connected, "capacity shop.echo value=1 --concurrency 1 --rate 5")
+    assert out == "" and err == "BenchError: sweep concurrency or rate, not both\n"
+    result = connected.run_cell("%nuropb capacity shop.echo --concurrency 1,x")
+    assert type(result.error_in_exec).__name__ == "UsageError"
+    assert "--concurrency takes whole numbers" in str(result.error_in_exec)
 
 
 def test_bench_bad_input_is_one_line_and_sends_nothing(connected: InteractiveShell) -> None:
