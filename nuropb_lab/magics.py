@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
@@ -54,6 +54,7 @@ SUBCOMMANDS = (
     "firehose",
     "help",
 )
+F = TypeVar("F", bound=Callable[..., Any])
 EXPECTED_ERRORS = (
     NuropbException,
     LabError,
@@ -62,6 +63,37 @@ EXPECTED_ERRORS = (
     ValueError,
     TypeError,
 )
+
+
+# the options a bench and a capacity sweep share (load_options reads them)
+_LOAD_ARGUMENTS = (
+    argument("--timeout", type=float, help="seconds each call waits at most"),
+    argument("--command", action="store_true", help="send commands (confirmed), not requests"),
+    argument("--encrypt", action="store_true", help="encrypt even if the method does not ask"),
+    argument("--plain", action="store_true", help="do not encrypt (refused for encrypted ones)"),
+    argument("--context", help="the request context, a JSON object"),
+    argument("--no-check", action="store_true", help="send params that do not fit the method"),
+    argument("--alias"),
+)
+
+
+def load_arguments(func: F) -> F:
+    for add in reversed(_LOAD_ARGUMENTS):
+        func = add(func)
+    return func
+
+
+def load_options(args: Any) -> dict[str, Any]:
+    """What :data:`_LOAD_ARGUMENTS` read, as ``lab.bench`` / ``lab.capacity`` options."""
+    if args.encrypt and args.plain:
+        raise UsageError("--encrypt and --plain contradict each other")
+    return {
+        "encrypt": True if args.encrypt else (False if args.plain else None),
+        "kind": "command" if args.command else "call",
+        "context": parse_json_object(args.context, "--context") if args.context else None,
+        "check": not args.no_check,
+        "alias": args.alias,
+    }
 
 
 def _parser(func: Callable[..., Any]) -> Any:
@@ -391,20 +423,12 @@ class NuropbMagics(Magics):
     @argument("-c", "--concurrency", type=int, help="in flight (default 10; the cap with --rate)")
     @argument("--rate", type=float, help="calls/s at fixed intended times (the open model)")
     @argument("--warmup", type=int, default=0, help="calls made first, not measured")
-    @argument("--timeout", type=float, help="seconds each call waits at most")
-    @argument("--command", action="store_true", help="send commands (confirmed), not requests")
-    @argument("--encrypt", action="store_true", help="encrypt even if the method does not ask")
-    @argument("--plain", action="store_true", help="do not encrypt (refused for encrypted ones)")
-    @argument("--context", help="the request context, a JSON object")
     @argument("--label", help="the run's name in lab.benches()")
-    @argument("--no-check", action="store_true", help="send params that do not fit the method")
     @argument("--background", action="store_true", help="return at once (the view has Stop)")
     @argument("-o", "--output", help="store the result (with --background: the run) here")
-    @argument("--alias")
+    @load_arguments
     def _bench(self, rest: str, cell: str | None) -> Any:
         args, extra = self._args(self._bench, rest)
-        if args.encrypt and args.plain:
-            raise UsageError("--encrypt and --plain contradict each other")
         run = self.lab.start_bench(
             args.target,
             self._params_for(args.target, extra, args.alias),
@@ -414,12 +438,8 @@ class NuropbMagics(Magics):
             rate=args.rate,
             warmup=args.warmup,
             timeout=args.timeout,
-            encrypt=True if args.encrypt else (False if args.plain else None),
-            kind="command" if args.command else "call",
             label=args.label,
-            context=parse_json_object(args.context, "--context") if args.context else None,
-            check=not args.no_check,
-            alias=args.alias,
+            **load_options(args),
         )
         in_kernel = getattr(self.shell, "kernel", None) is not None
         if args.background:
@@ -443,28 +463,16 @@ class NuropbMagics(Magics):
     @argument("--rate", help="or the rates (calls/s) to step through: the open model")
     @argument("-n", type=int, dest="n", help="calls per step, instead of --duration")
     @argument("--duration", type=float, help="seconds per step (default 2)")
-    @argument("--timeout", type=float, help="seconds each call waits at most")
-    @argument("--command", action="store_true", help="send commands (confirmed), not requests")
-    @argument("--encrypt", action="store_true", help="encrypt even if the method does not ask")
-    @argument("--plain", action="store_true", help="do not encrypt (refused for encrypted ones)")
-    @argument("--context", help="the request context, a JSON object")
     @argument("--label", help="the sweep's name (its steps are LABEL c=N in lab.benches())")
-    @argument("--no-check", action="store_true", help="send params that do not fit the method")
     @argument("-o", "--output", help="store the result here")
-    @argument("--alias")
+    @load_arguments
     def _capacity(self, rest: str, cell: str | None) -> Any:
         args, extra = self._args(self._capacity, rest)
-        if args.encrypt and args.plain:
-            raise UsageError("--encrypt and --plain contradict each other")
         options: dict[str, Any] = {
             "concurrency": parse_numbers(args.concurrency, int, "--concurrency"),
             "rate": parse_numbers(args.rate, float, "--rate"),
-            "encrypt": True if args.encrypt else (False if args.plain else None),
-            "kind": "command" if args.command else "call",
             "label": args.label,
-            "context": parse_json_object(args.context, "--context") if args.context else None,
-            "check": not args.no_check,
-            "alias": args.alias,
+            **load_options(args),
         }
         for name in ("n", "duration", "timeout"):  # absent: the sweep's and the Lab's defaults
             if getattr(args, name) is not None:
