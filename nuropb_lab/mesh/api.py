@@ -28,9 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from . import codec, crypto, frames
 from .codec import DecodeLimits
 from .describe import DESCRIBE_METHOD, public_methods
+from .descriptions import Descriptions
 from .errors import (
     NuropbException,
-    NuropbMessageError,
     NuropbNotDeliveredError,
     NuropbTimeoutError,
     NuropbTransportError,
@@ -39,6 +39,7 @@ from .errors import (
 )
 from .events import MeshEvent, Subscription
 from .nodes import DownQueues, Nodes
+from .responses import Pending, Responses, expire
 from .service import Outcome, ServiceExecutor, event_body, response_body
 from .serving import ServiceSide, message_properties
 from .topology import Topology
@@ -50,9 +51,7 @@ __all__ = ["RMQAPI"]
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_MS: Final = 60 * 60 * 1000  # nuropb's default: one hour
-DESCRIBE_TTL_MS: Final = 60 * 1000
 DEFAULT_PREFETCH: Final = 20
-_RECENT_RESPONSES: Final = 4096  # completed correlation ids kept to tell duplicates from strays
 
 
 def new_id() -> str:
@@ -62,25 +61,6 @@ def new_id() -> str:
 
 _UUID4_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits
 _UUID4_SET: Final = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
-
-
-class _Pending:
-    __slots__ = ("fernet_key", "future", "payload")
-
-    def __init__(
-        self,
-        future: asyncio.Future[dict[str, Any]],
-        fernet_key: bytes | None,
-        payload: dict[str, Any],
-    ) -> None:
-        self.future = future
-        self.fernet_key = fernet_key
-        self.payload = payload
 
 
 class RMQAPI:
@@ -162,6 +142,8 @@ class RMQAPI:
             service_queue = settings.get("service_queue") or Topology.service_queue(service_name)
             rpc_bindings = list(dict.fromkeys([service_name, *settings.get("rpc_bindings", [])]))
             event_bindings = list(dict.fromkeys(settings.get("event_bindings", [])))
+        self._responses = Responses(self.stats, self._limits)
+        self._pending = self._responses.waiting  # the hot path's own name for it
         config = TransportConfig(
             topology=self._topology,
             response_queue=settings.get("response_queue")
@@ -181,16 +163,12 @@ class RMQAPI:
         self._transport = Transport(
             self._nodes,
             config,
-            on_response=self._on_response,
+            on_response=self._responses.on_response,
             on_service=self._serving.on_delivery if self._serving is not None else None,
             on_state=self._on_state,
             on_return=self._on_returned,
         )
-        self._pending: dict[str, _Pending] = {}
-        # finished correlation ids -> the stat a further response for it counts under
-        self._recent: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self._describe_cache: dict[str, dict[str, Any]] = {}
-        self._public_keys: dict[str, rsa.RSAPublicKey] = {}
+        self._descriptions = Descriptions(self._ask_description)
         self._state_listeners: list[Callable[[TransportState], None]] = []
         self._down_queues = DownQueues(self._transport.queue_info)
         if self._serving is not None:
@@ -279,11 +257,7 @@ class RMQAPI:
 
     async def disconnect(self) -> None:
         await self._transport.stop()
-        failure = NuropbTransportError("disconnected while waiting for a response")
-        for pending in self._pending.values():
-            if not pending.future.done():
-                pending.future.set_exception(failure)
-        self._pending.clear()
+        self._responses.fail_all(NuropbTransportError("disconnected while waiting for a response"))
         for task in list(self._tasks):
             task.cancel()
 
@@ -346,7 +320,7 @@ class RMQAPI:
                 response = await self._round_trip(payload, ttl, encrypted)
             except TimeoutError:
                 self.stats["timeouts"] += 1
-                self._remember(correlation_id, "late_responses")
+                self._responses.ended(correlation_id, "late_responses")
                 if not self.connected:
                     raise NuropbTransportError(
                         f"not connected to the mesh ({self._transport.state}) within {ttl} ms"
@@ -361,7 +335,7 @@ class RMQAPI:
         error = response.get("error")
         if error is not None:
             if encrypted and "decrypt" in str(error):
-                self._forget_key(service)  # the service may have a new key: describe again
+                self._descriptions.forget(service)  # the service may have a new key: describe again
             if rpc_response:
                 raise remote_error(error, response)
             return response
@@ -382,14 +356,14 @@ class RMQAPI:
             # the slow way: a key to fetch, a connection to wait for, or a confirmed publish
             async with asyncio.timeout_at(deadline):
                 if encrypted:
-                    key = await self._service_key(payload["service"])
+                    key = await self._descriptions.service_key(payload["service"])
                     body, fernet_key = crypto.encrypt_request(body, key)
                 if not transport.alive() and not await transport.wait_connected(None):
                     raise NuropbTransportError(f"not connected to the mesh ({transport.state})")
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self._pending[correlation_id] = _Pending(future, fernet_key, payload)
+        self._pending[correlation_id] = Pending(future, fernet_key, payload)
         # One timer per request ends its wait at the deadline (cheaper than asyncio.timeout).
-        timer = loop.call_at(deadline, _expire, future)
+        timer = loop.call_at(deadline, expire, future)
         try:
             if transport.returns_caught:
                 # no confirm to wait for: an unroutable request comes back (_on_returned)
@@ -448,7 +422,7 @@ class RMQAPI:
         self.stats["not_delivered"] += 1
         self._spawn(self._fail_returned(pending))
 
-    async def _fail_returned(self, pending: _Pending) -> None:
+    async def _fail_returned(self, pending: Pending) -> None:
         error = await self._not_delivered(pending.payload)
         if not pending.future.done():
             pending.future.set_exception(error)
@@ -518,7 +492,7 @@ class RMQAPI:
             return None
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        timer = loop.call_at(loop.time() + ttl / 1000, _expire, done)
+        timer = loop.call_at(loop.time() + ttl / 1000, expire, done)
 
         def settle(confirmation: asyncio.Future[None]) -> None:
             timer.cancel()
@@ -551,7 +525,8 @@ class RMQAPI:
         async with asyncio.timeout(ttl / 1000):
             body = codec.encode_json(payload)
             if encrypted:
-                body, _ = crypto.encrypt_request(body, await self._service_key(payload["service"]))
+                key = await self._descriptions.service_key(payload["service"])
+                body, _ = crypto.encrypt_request(body, key)
             if not self._transport.alive() and not await self._transport.wait_connected(None):
                 raise NuropbTransportError(f"not connected to the mesh ({self._transport.state})")
             await self._publish_rpc(payload, body, ttl, encrypted)
@@ -614,50 +589,18 @@ class RMQAPI:
         self, service_name: str, refresh: bool = False, ttl: int | None = None
     ) -> dict[str, Any]:
         """The service's ``nuropb_describe``, cached; ``refresh`` asks the service again."""
-        if not refresh:
-            cached = self._describe_cache.get(service_name)
-            if cached is not None:
-                return cached
-        info = await self.request(
-            service_name,
-            DESCRIBE_METHOD,
-            {},
-            {},
-            ttl=ttl or DESCRIBE_TTL_MS,
-            trace_id=uuid.uuid4().hex,
-        )
-        if not isinstance(info, dict) or not isinstance(info.get("methods", {}), dict):
-            raise NuropbMessageError(
-                f"{service_name} answered nuropb_describe with an invalid description"
-            )
-        pem = info.get("public_key")
-        if pem:
-            self._public_keys[service_name] = crypto.load_public_pem(pem)
-        else:
-            self._public_keys.pop(service_name, None)
-        self._describe_cache[service_name] = info
-        return info
+        return await self._descriptions.describe(service_name, refresh, ttl)
 
     def cached_description(self, service_name: str) -> dict[str, Any] | None:
-        return self._describe_cache.get(service_name)
+        return self._descriptions.cached(service_name)
 
     def public_key(self, service_name: str) -> rsa.RSAPublicKey | None:
-        return self._public_keys.get(service_name)
+        return self._descriptions.key(service_name)
 
-    def _forget_key(self, service_name: str) -> None:
-        self._describe_cache.pop(service_name, None)
-        self._public_keys.pop(service_name, None)
-
-    async def _service_key(self, service_name: str) -> rsa.RSAPublicKey:
-        key = self._public_keys.get(service_name)
-        if key is None:
-            await self.describe_service(service_name, refresh=True)
-            key = self._public_keys.get(service_name)
-        if key is None:
-            raise NuropbMessageError(
-                f"{service_name} publishes no public key: it cannot take encrypted calls"
-            )
-        return key
+    async def _ask_description(self, service_name: str, ttl: int) -> Any:
+        return await self.request(
+            service_name, DESCRIBE_METHOD, {}, {}, ttl=ttl, trace_id=uuid.uuid4().hex
+        )
 
     async def requires_encryption(self, service_name: str, method_name: str) -> bool:
         info = await self.describe_service(service_name)
@@ -668,49 +611,7 @@ class RMQAPI:
 
     async def has_public_key(self, service_name: str) -> bool:
         await self.describe_service(service_name)
-        return service_name in self._public_keys
-
-    # --- receiving ----------------------------------------------------------------------
-
-    def _on_response(self, message: DeliveredMessage) -> None:
-        """The response queue's consumer: the response is handled here, in the call (nothing
-        here awaits), so that the waiting request resumes a loop iteration sooner."""
-        try:
-            self._take_response(message)
-        except Exception:
-            log.exception("could not handle a response")
-
-    def _take_response(self, message: DeliveredMessage) -> None:
-        properties = message.header.properties
-        correlation_id = properties.correlation_id
-        pending = self._pending.pop(correlation_id, None) if correlation_id else None
-        if correlation_id is None or pending is None or pending.future.done():
-            kind = self._recent.get(correlation_id or "", "unpaired_responses")
-            self.stats[kind] += 1
-            log.debug("ignoring a response counted as %s: %s", kind, correlation_id)
-            return
-        self._remember(correlation_id, "duplicate_responses")
-        self.stats["responses"] += 1
-        try:
-            nuropb_type, encrypted = codec.check_headers(properties.headers)
-            if nuropb_type != "response":
-                raise NuropbMessageError(f"expected a response, got a {nuropb_type}")
-            body = message.body
-            if encrypted:
-                if pending.fernet_key is None:
-                    raise NuropbMessageError("encrypted response to a plaintext request")
-                body = crypto.decrypt_with_key(body, pending.fernet_key)
-            response = codec.check_body("response", codec.decode_json(body, self._limits))
-        except NuropbException as exc:
-            pending.future.set_exception(exc)
-            return
-        pending.future.set_result(response)
-
-    def _remember(self, correlation_id: str, kind: str) -> None:
-        recent = self._recent
-        recent[correlation_id] = kind
-        if len(recent) > _RECENT_RESPONSES:
-            recent.popitem(last=False)
+        return self._descriptions.key(service_name) is not None
 
     # --- nuropb's transport entry point ------------------------------------------------
 
@@ -729,11 +630,7 @@ class RMQAPI:
         payload = service_message.get("nuropb_payload") or {}
         correlation_id = service_message.get("correlation_id") or payload.get("correlation_id")
         if nuropb_type == "response":
-            pending = self._pending.pop(correlation_id, None) if correlation_id else None
-            if pending is None or pending.future.done():
-                self.stats["unpaired_responses"] += 1
-            else:
-                pending.future.set_result(payload)
+            self._responses.complete(correlation_id, payload)
             return
         if self._serving is None:
             error = {
