@@ -311,7 +311,9 @@ def test_bench_view_shows_progress_and_stops_a_background_run(lab: Lab) -> None:
         wait_for(
             lambda: "running" in view.status.value and "/s" in view.status.value, what="a redraw"
         )
-        wait_for(lambda: view.bar.value > 0, what="the bar to move")
+        # calls answered, and the view has drawn them (the bar moves with time alone)
+        wait_for(lambda: run.progress.done > 0, what="answered calls")
+        wait_for(lambda: view.bar.value > 0 and " 0/s" not in view.status.value, what="a rate")
         assert view.bar.bar_style == "info" and "p99" in view.status.value
         view.stop_button.click()  # a background run: the button works
         result = run.wait(timeout=20)
