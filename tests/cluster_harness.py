@@ -82,27 +82,6 @@ def queue_row(cluster: Cluster, vhost: str, queue: str) -> dict[str, Any]:
     )
     return next(row for row in rows if row["name"] == queue)
 
-
-class Worker:
-    """A lab-served object whose ``job`` calls wait at ``gate`` (held unacknowledged)."""
-
-    def __init__(self) -> None:
-        self.gate = asyncio.Event()
-        self.runs: collections.Counter[int] = collections.Counter()
-        self.active: collections.Counter[int] = collections.Counter()
-
-    async def job(self, n: int) -> int:
-        self.runs[n] += 1
-        self.active[n] += 1
-        try:
-            await self.gate.wait()
-        finally:
-            self.active[n] -= 1
-        return n * 2
-
-    def ping(self) -> str:
-        return "pong"
-
     def held(self) -> int:
         return sum(1 for count in self.active.values() if count > 0)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import inspect
 import os
 import subprocess
@@ -142,6 +143,35 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "c
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+class GatedWorker:
+    """A served object whose ``job`` calls wait at ``gate`` (held unacknowledged meanwhile),
+    then work ``work`` s; it counts runs per request number and the ones running now."""
+
+    def __init__(self, work: float = 0.0) -> None:
+        self.work = work
+        self.gate = asyncio.Event()
+        self.runs: collections.Counter[int] = collections.Counter()
+        self.active: collections.Counter[int] = collections.Counter()
+
+    async def job(self, n: int) -> int:
+        self.runs[n] += 1
+        self.active[n] += 1
+        try:
+            await self.gate.wait()
+            if self.work:
+                await asyncio.sleep(self.work)
+        finally:
+            self.active[n] -= 1
+        return n * 2
+
+    def ping(self) -> str:
+        return "pong"
+
+    def held(self) -> set[int]:
+        """The request numbers running now (waiting at the gate)."""
+        return {n for n, count in self.active.items() if count > 0}
 
 
 async def wait_until(

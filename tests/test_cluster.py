@@ -24,7 +24,6 @@ from cluster_harness import (
     HA,
     NuropbPeer,
     Outcome,
-    Worker,
     answered,
     flowing_again,
     mesh_on,
@@ -34,7 +33,7 @@ from cluster_harness import (
     start_nuropb,
     tally,
 )
-from conftest import wait_until
+from conftest import GatedWorker, wait_until
 from nodes import Cluster
 
 import nuropb_lab as nl
@@ -64,7 +63,7 @@ class Run:
     client: nl.RMQAPI
     worker_api: nl.RMQAPI
     probe_api: nl.RMQAPI
-    worker: Worker
+    worker: GatedWorker
     ref: NuropbPeer
     ttl_ms: int
     tasks: list[asyncio.Task[list[Outcome]]] = dataclasses.field(default_factory=list)
@@ -78,7 +77,8 @@ class Run:
         await wait_until(
             lambda: self.client.in_flight == 2 * REQUESTS, timeout=30, what="2,000 calls in flight"
         )
-        await wait_until(lambda: self.worker.held() == PREFETCH, timeout=20, what="worker held")
+        held = self.worker.held
+        await wait_until(lambda: len(held()) == PREFETCH, timeout=20, what="worker held")
         ready = (REQUESTS - PREFETCH, 1)
 
         async def queued() -> bool:
@@ -113,14 +113,14 @@ async def scenario(
 ) -> AsyncIterator[Run]:
     async with mesh_on(cluster, label, ha) as vhost:
         await place_queues(cluster, vhost, QUEUE_NODE, [WORKER, REF, PROBE])
-        worker = Worker()
+        worker = GatedWorker()
         settings = {"prefetch_count": PREFETCH}
         service_urls = cluster.urls(vhost, starting_at(SERVICE_NODE))
         async with (
             nl.RMQAPI(
                 service_urls, WORKER, service_instance=worker, transport_settings=settings
             ) as worker_api,
-            nl.RMQAPI(service_urls, PROBE, service_instance=Worker()) as probe_api,
+            nl.RMQAPI(service_urls, PROBE, service_instance=GatedWorker()) as probe_api,
             nl.RMQAPI(cluster.urls(vhost, starting_at(CLIENT_NODE))) as client,
         ):
             ref_url = cluster.url(SERVICE_NODE, vhost) + NUROPB_RETRY

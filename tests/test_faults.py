@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
-from conftest import BASE_URL, visible_connections, wait_until
+from conftest import BASE_URL, GatedWorker, visible_connections, wait_until
 
 import nuropb_lab as nl
 from nuropb_lab.mesh import ManagementAPI, Topology, codec
@@ -39,29 +39,6 @@ QUEUE = Topology.service_queue(SERVICE)
 
 def vhost_of(url: str) -> str:
     return url.rsplit("/", 1)[1]
-
-
-class Worker:
-    """Counts runs per request number; every call waits at ``gate`` (held unacknowledged)."""
-
-    def __init__(self, work: float) -> None:
-        self.work = work
-        self.gate = asyncio.Event()
-        self.runs: collections.Counter[int] = collections.Counter()
-        self.active: collections.Counter[int] = collections.Counter()
-
-    async def job(self, n: int) -> int:
-        self.runs[n] += 1
-        self.active[n] += 1
-        try:
-            await self.gate.wait()
-            await asyncio.sleep(self.work)
-        finally:
-            self.active[n] -= 1
-        return n * 2
-
-    def ping(self) -> str:
-        return "pong"
 
     def held(self) -> set[int]:
         return {n for n, count in self.active.items() if count > 0}
@@ -94,7 +71,7 @@ async def client_task(client: nl.RMQAPI, numbers: range, ttl_ms: int) -> list[Ou
 class Load:
     service: nl.RMQAPI
     clients: list[nl.RMQAPI]
-    worker: Worker
+    worker: GatedWorker
     ttl_ms: int = 0
     tasks: list[asyncio.Task[list[Outcome]]] = dataclasses.field(default_factory=list)
     extra_held: int = 0  # service messages not sent by the clients (held too)
@@ -155,7 +132,7 @@ class Load:
 @contextlib.asynccontextmanager
 async def serving(url: str, management: ManagementAPI, work: float) -> AsyncIterator[Load]:
     """A service (prefetch 100) and two clients, all visible in the management API."""
-    worker = Worker(work)
+    worker = GatedWorker(work)
     settings = {"prefetch_count": PREFETCH}
     async with nl.RMQAPI(url, SERVICE, service_instance=worker, transport_settings=settings) as svc:
         async with nl.RMQAPI(url) as a, nl.RMQAPI(url) as b:
@@ -409,12 +386,14 @@ async def test_broker_restart_with_1000_requests_in_flight(
 
 async def test_second_instance_with_the_same_instance_id_fails_fast(fresh_mesh_url: str) -> None:
     loop = asyncio.get_running_loop()
-    worker = Worker(0)
+    worker = GatedWorker(0)
     worker.gate.set()
     async with nl.RMQAPI(fresh_mesh_url, SERVICE, instance_id="fixed", service_instance=worker):
         async with nl.RMQAPI(fresh_mesh_url, instance_id="fixed-client") as client:
             for second in (
-                nl.RMQAPI(fresh_mesh_url, SERVICE, instance_id="fixed", service_instance=Worker(0)),
+                nl.RMQAPI(
+                    fresh_mesh_url, SERVICE, instance_id="fixed", service_instance=GatedWorker(0)
+                ),
                 nl.RMQAPI(fresh_mesh_url, instance_id="fixed-client"),
             ):
                 started = loop.time()
