@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import aiormq
 import pytest
-from conftest import wait_until
+from conftest import Outcome, timed_request, wait_until
 from nodes import Cluster
 
 import nuropb_lab as nl
@@ -26,7 +26,6 @@ from nuropb_lab.mesh import Topology
 PEERS = Path(__file__).resolve().parent / "peers"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
-GRACE = 1.0  # seconds a request may end after its ttl
 HA = Literal["mirrored", "quorum"] | None
 MIRRORING = {"ha-mode": "all", "ha-sync-mode": "automatic"}
 NUROPB_QUEUE_ARGS = {"x-dead-letter-exchange": "nuropb-dl-exchange"}
@@ -176,26 +175,6 @@ async def nuropb_client(python: Path, url: str, service: str, steps: list[dict[s
     return json.loads(out)["results"]
 
 
-@dataclasses.dataclass
-class Outcome:
-    service: str
-    n: int
-    ttl_s: float
-    elapsed: float
-    result: Any = None
-    error: BaseException | None = None
-
-
-async def timed_request(client: nl.RMQAPI, service: str, n: int, ttl_ms: int) -> Outcome:
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    try:
-        result = await client.request(service, "job", {"n": n}, {}, ttl=ttl_ms)
-    except Exception as exc:
-        return Outcome(service, n, ttl_ms / 1000, loop.time() - started, error=exc)
-    return Outcome(service, n, ttl_ms / 1000, loop.time() - started, result=result)
-
-
 def start_load(
     client: nl.RMQAPI, services: list[str], requests: int, ttl_ms: int
 ) -> list[asyncio.Task[list[Outcome]]]:
@@ -212,23 +191,6 @@ def start_load(
 
 async def _gather(calls: list[Coroutine[Any, Any, Outcome]]) -> list[Outcome]:
     return list(await asyncio.gather(*calls))
-
-
-def tally(outcomes: list[Outcome], requests: int) -> collections.Counter[str]:
-    """Every request of a service ended once, within its ttl + GRACE, with its result or an
-    error that says what happened; counts by outcome."""
-    assert sorted(o.n for o in outcomes) == list(range(requests))
-    late = [o for o in outcomes if o.elapsed > o.ttl_s + GRACE]
-    assert not late, f"{len(late)} requests ended after ttl + {GRACE} s, e.g. {late[:3]}"
-    kinds: collections.Counter[str] = collections.Counter()
-    for outcome in outcomes:
-        if outcome.error is None:
-            assert outcome.result == outcome.n * 2
-            kinds["answered"] += 1
-        else:
-            assert str(outcome.error), repr(outcome.error)
-            kinds[type(outcome.error).__name__] += 1
-    return kinds
 
 
 async def answered(client: nl.RMQAPI, service: str, ttl_ms: int = 10_000) -> bool:

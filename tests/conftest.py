@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import inspect
 import os
 import subprocess
@@ -172,6 +173,56 @@ class GatedWorker:
     def held(self) -> set[int]:
         """The request numbers running now (waiting at the gate)."""
         return {n for n, count in self.active.items() if count > 0}
+
+
+GRACE = 1.0  # seconds a request may end after its ttl (seen: 0.15 s; loop lag on a busy box)
+
+
+@dataclasses.dataclass
+class Outcome:
+    """How one request of a load ended, and when."""
+
+    service: str
+    n: int
+    ttl_s: float
+    elapsed: float
+    result: Any = None
+    error: BaseException | None = None
+
+
+async def timed_request(client: Any, service: str, n: int, ttl_ms: int) -> Outcome:
+    """``service.job(n=n)`` (a GatedWorker's), timed; its error kept, not raised."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        result = await client.request(service, "job", {"n": n}, {}, ttl=ttl_ms)
+    except Exception as exc:
+        return Outcome(service, n, ttl_ms / 1000, loop.time() - started, error=exc)
+    return Outcome(service, n, ttl_ms / 1000, loop.time() - started, result=result)
+
+
+def tally(
+    outcomes: list[Outcome],
+    requests: int,
+    allowed: tuple[type[BaseException], ...] = (BaseException,),
+    answered: str = "answered",
+) -> collections.Counter[str]:
+    """Every request ended once, within its ttl + GRACE, with its result or an error (of the
+    ``allowed`` kinds) that says what happened; counts by outcome (``answered`` or the error's
+    class name)."""
+    assert sorted(o.n for o in outcomes) == list(range(requests))
+    late = [o for o in outcomes if o.elapsed > o.ttl_s + GRACE]
+    assert not late, f"{len(late)} requests ended after ttl + {GRACE} s, e.g. {late[:3]}"
+    kinds: collections.Counter[str] = collections.Counter()
+    for outcome in outcomes:
+        if outcome.error is None:
+            assert outcome.result == outcome.n * 2
+            kinds[answered] += 1
+        else:
+            assert isinstance(outcome.error, allowed), repr(outcome.error)
+            assert str(outcome.error), repr(outcome.error)  # says what happened
+            kinds[type(outcome.error).__name__] += 1
+    return kinds
 
 
 async def wait_until(

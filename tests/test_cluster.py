@@ -23,7 +23,6 @@ import pytest
 from cluster_harness import (
     HA,
     NuropbPeer,
-    Outcome,
     answered,
     flowing_again,
     mesh_on,
@@ -31,9 +30,8 @@ from cluster_harness import (
     queue_row,
     start_load,
     start_nuropb,
-    tally,
 )
-from conftest import GatedWorker, wait_until
+from conftest import GatedWorker, Outcome, tally, wait_until
 from nodes import Cluster
 
 import nuropb_lab as nl
