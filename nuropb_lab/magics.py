@@ -625,9 +625,12 @@ class NuropbMagics(Magics):
         if not texts:
             return params
         service, _, method = target.partition(".")
-        try:
-            spec = method_spec(self.lab.description(service, alias=alias), service, method)
-        except (LabError, NuropbException, ParamError):
+        try:  # the description the call is checked against, asked once for both
+            description = self.lab.known_description(service, alias=alias)
+            if description is None:
+                return params
+            spec = method_spec(description, service, method)
+        except (LabError, ParamError):
             return params  # the call's own check says what is wrong
         return texts_where_described(spec, params, texts)
 

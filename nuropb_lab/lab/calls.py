@@ -41,6 +41,13 @@ class CallsMixin(LabBase):
                 return None
         return description
 
+    async def _known(self, service: str, alias: str | None = None) -> dict[str, Any] | None:
+        """The description a call to ``service`` is checked against (cached); None when the
+        service cannot give one now."""
+        return await self._known_description(self.connection(alias), service, self.timeout)
+
+    known_description = blocking(_known)
+
     async def _send(
         self,
         kind: str,
