@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import inspect
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -144,6 +148,23 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "c
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def ctrl_c_after(seconds: float) -> Iterator[None]:
+    """Press Ctrl-C in the main thread after ``seconds``, as a user at a notebook does.
+
+    Python's own SIGINT handler is put in place for the block: a process started in the
+    background of a shell (as CI may start the suite) inherits SIGINT ignored, and then
+    ``_thread.interrupt_main`` does nothing."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(seconds, _thread.interrupt_main)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, before)
 
 
 class GatedWorker:

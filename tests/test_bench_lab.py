@@ -7,16 +7,14 @@ service) are structural; the figures come from ``python -m bench``.
 
 from __future__ import annotations
 
-import _thread
 import asyncio
 import collections
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
-from conftest import wait_for
+from conftest import ctrl_c_after, wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.lab import BenchError, BenchResult, Lab, ParamError
@@ -181,9 +179,8 @@ def test_the_generator_says_when_it_fell_behind(lab: Lab, target: Target) -> Non
 
 def test_ctrl_c_stops_a_blocking_bench_and_keeps_what_it_measured(lab: Lab, target: Target) -> None:
     pause = f"{name_of(target)}.pause"
-    timer = threading.Timer(0.8, _thread.interrupt_main)
-    timer.start()
-    result = lab.bench(pause, {"seconds": 0.01}, n=1_000_000, concurrency=4, label="ctrl-c")
+    with ctrl_c_after(0.8):
+        result = lab.bench(pause, {"seconds": 0.01}, n=1_000_000, concurrency=4, label="ctrl-c")
     s = result.summary()
     assert s["state"] == "interrupted" and 0 < s["count"] < 1_000_000
     assert s["errors"] == 0 and s["cancelled"] <= 4

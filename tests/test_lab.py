@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import close_connections, wait_for
+from conftest import close_connections, ctrl_c_after, wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab, LabError
@@ -250,13 +250,8 @@ def test_serve_and_disconnect(mesh_url: str) -> None:
 
 
 def test_interrupt_cancels_a_waiting_call(lab: Lab) -> None:
-    import _thread
-    import threading
-
-    timer = threading.Timer(0.3, _thread.interrupt_main)
-    timer.start()
     started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
+    with ctrl_c_after(0.3), pytest.raises(KeyboardInterrupt):
         lab.call("inventory.slow", seconds=5, timeout=10)
     assert time.monotonic() - started < 3
     wait_for(lambda: lab.connection().api.in_flight == 0, what="the call to be cancelled")
