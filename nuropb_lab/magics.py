@@ -17,7 +17,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, Float, Int, TraitError, Unicode, observe, validate
 
 from .lab import Lab, LabError, check_servable, exposed_methods, get_lab
-from .lab.params import ParamError, method_spec, parameters_of, texts_where_described
+from .lab.params import ParamError, method_spec, texts_where_described
 from .magic_args import (
     parse_json_object,
     parse_numbers,
@@ -26,6 +26,7 @@ from .magic_args import (
     split_args,
     unquote,
 )
+from .magic_complete import completions
 from .mesh import ManagementUnavailable, NuropbException, mask_secrets
 
 __all__ = ["NuropbMagics"]
@@ -576,42 +577,7 @@ class NuropbMagics(Magics):
 
     def complete(self, event: Any) -> list[str]:
         """Sub-commands, services, SERVICE.METHOD and parameter names, from discovery."""
-        words = split_args(event.text_until_cursor) if event.text_until_cursor else []
-        ending = event.text_until_cursor.endswith(" ")
-        position = len(words) - (0 if ending else 1)
-        if position <= 1:
-            return list(SUBCOMMANDS)
-        command = words[1]
-        lab = self.lab
-        if command in ("call", "command", "bench", "capacity"):
-            if position == 2:
-                symbol = "" if ending else words[-1]
-                if "." in symbol:
-                    service = symbol.rpartition(".")[0]
-                    return [f"{service}.{m}" for m in self._methods(service)]
-                return [f"{s}." for s in lab.service_names()]
-            service = words[2].rpartition(".")[0]
-            method = words[2].rpartition(".")[2]
-            return [f"{p}=" for p in self._parameters(service, method)]
-        if command == "tap":
-            return lab.service_names()
-        if command in ("describe", "keys") and position == 2:
-            return lab.service_names()
-        if command == "describe" and position == 3:
-            return self._methods(words[2])
-        if command == "disconnect":
-            return [*lab.connections, "--all"]
-        return []
-
-    def _methods(self, service: str) -> list[str]:
-        methods = self.lab.method_names(service)
-        if not methods and service in self.lab.service_names():
-            try:  # one short describe, so the next TAB has the methods
-                self.lab.describe(service)
-            except EXPECTED_ERRORS:
-                return []
-            methods = self.lab.method_names(service)
-        return methods
+        return completions(self.lab, event.text_until_cursor, SUBCOMMANDS)
 
     def _params_for(self, target: str, tokens: list[str], alias: str | None) -> dict[str, Any]:
         """``name=value`` tokens as the params of ``target``: a value written bare that reads
@@ -633,11 +599,3 @@ class NuropbMagics(Magics):
         except (LabError, ParamError):
             return params  # the call's own check says what is wrong
         return texts_where_described(spec, params, texts)
-
-    def _parameters(self, service: str, method: str) -> list[str]:
-        try:
-            description = self.lab.connection().api.cached_description(service) or {}
-        except LabError:
-            return []
-        spec = (description.get("methods") or {}).get(method) or {}
-        return [name for name, _ in parameters_of(spec)[0]]

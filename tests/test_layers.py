@@ -10,9 +10,19 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "nuropb_lab"
 # what each layer may not import (the layers above it)
 FORBIDDEN = {
-    "mesh": {"lab", "magics", "magic_args", "widgets", "demo", "IPython", "ipywidgets", "pandas"},
-    "lab": {"magics", "magic_args", "widgets", "demo", "IPython", "ipywidgets"},
-    "widgets": {"magics", "magic_args", "demo"},
+    "mesh": {
+        "lab",
+        "magics",
+        "magic_args",
+        "magic_complete",
+        "widgets",
+        "demo",
+        "IPython",
+        "ipywidgets",
+        "pandas",
+    },
+    "lab": {"magics", "magic_args", "magic_complete", "widgets", "demo", "IPython", "ipywidgets"},
+    "widgets": {"magics", "magic_args", "magic_complete", "demo"},
 }
 
 
