@@ -17,26 +17,21 @@ holds: the achieved rate should be within 2% of the asked one.
 from __future__ import annotations
 
 import asyncio
-import statistics
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nuropb_lab.lab import Lab
 
-if TYPE_CHECKING:
-    from .run import Mesh
+from .figures import median
+from .mesh import LAB_SERVICE, Mesh
 
 __all__ = ["bench_load", "load_table"]
 
-SERVICE = "bench-lab"  # the lab echo of the RPC part (run.LAB_SERVICE)
+SERVICE = LAB_SERVICE  # the lab echo of the RPC part
 PARAMS = {"value": "ping"}
 OPEN_RATE_MAX = 2_000.0  # calls/s asked of the open model, at most
 CLIENTS = ("lab.bench", "nuropb client", "lab peer")
-
-
-def _median(values: list[float]) -> float:
-    return statistics.median(values) if values else 0.0
 
 
 async def _cpu(mesh: Mesh) -> float:
@@ -94,13 +89,11 @@ async def bench_load(mesh: Mesh, results: dict[str, Any]) -> dict[str, Any]:
                     file=sys.stderr,
                 )
         keys = ("rps", "p50_ms", "p99_ms", "client_cpu_us", "service_cpu_us")
-        summary = {c: {k: _median([r[k] for r in rs]) for k in keys} for c, rs in runs.items()}
+        summary = {c: {k: median([r[k] for r in rs]) for k in keys} for c, rs in runs.items()}
         paired = list(zip(runs["lab.bench"], runs["nuropb client"], runs["lab peer"], strict=True))
         ratios = {
-            "lab.bench/nuropb client": _median([a["rps"] / b["rps"] for a, b, _ in paired]),
-            "lab.bench p50/lab peer p50": _median(
-                [a["p50_ms"] / c["p50_ms"] for a, _, c in paired]
-            ),
+            "lab.bench/nuropb client": median([a["rps"] / b["rps"] for a, b, _ in paired]),
+            "lab.bench p50/lab peer p50": median([a["p50_ms"] / c["p50_ms"] for a, _, c in paired]),
         }
         rpc = results.get("rpc")
         # the open model, at a rate the service holds

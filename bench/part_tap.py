@@ -22,18 +22,17 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nuropb_lab.lab import Lab
 from nuropb_lab.lab.tap.capture import Capture
 from nuropb_lab.mesh.frame_reader import Delivery, FrameReader
 
+from .figures import median, rss_bytes
+from .mesh import LAB_SERVICE, PEERS, Mesh, nuropb_python
 from .peer import Peer, PeerError, settled
 
 TAKING = "the tap was still taking records"
-
-if TYPE_CHECKING:
-    from .run import Mesh
 
 __all__ = ["bench_tap", "table"]
 
@@ -83,8 +82,6 @@ class _Arrivals:
 
 
 async def bench_tap(mesh: Mesh) -> dict[str, Any]:
-    from .run import LAB_SERVICE, PEERS, median, nuropb_python, rss_bytes
-
     s = mesh.settings
     records_backlog = min(2 * s.tail_n, BACKLOG_MAX)
     records_total = 10 * s.tail_n
