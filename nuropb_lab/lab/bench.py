@@ -34,7 +34,8 @@ from typing import Any, Final
 
 import pandas as pd
 
-from ..mesh.api import RMQAPI, new_id
+from ..mesh.api import RMQAPI
+from ..mesh.calls import new_id
 from ..mesh.errors import NuropbException, NuropbNotDeliveredError
 from ..views import view_of
 from .bench_result import CANCELLED, LATE_S, BenchInfo, BenchResult, Calls, LatencySplitter

@@ -10,6 +10,10 @@ A request waiting for its response keeps waiting, within its ttl, across the rec
 answer may still arrive). A call made while reconnecting waits for the connection within its
 ttl and fails with NuropbTransportError if the connection is not back by then. ``disconnect()``
 fails every waiting call at once with NuropbTransportError.
+
+The jobs live apart: the client's calls in calls.py (responses.py pairs the answers,
+descriptions.py keeps what services say of themselves), the service side in serving.py,
+events in events.py and event_connection.py, the connection in transport.py.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import random
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, Final
@@ -25,22 +28,18 @@ from typing import Any, Final
 from aiormq.abc import DeliveredMessage
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import codec, crypto, frames
+from . import codec, crypto
+from .calls import Caller, rpc_payload
 from .codec import DecodeLimits
 from .describe import DESCRIBE_METHOD, public_methods
 from .descriptions import Descriptions
 from .errors import (
-    NuropbException,
-    NuropbNotDeliveredError,
-    NuropbTimeoutError,
     NuropbTransportError,
-    error_dict,
-    remote_error,
 )
 from .events import MeshEvent, Subscription
-from .nodes import DownQueues, Nodes
-from .responses import Pending, Responses, expire
-from .service import Outcome, ServiceExecutor, event_body, response_body
+from .nodes import Nodes
+from .responses import Responses
+from .service import Outcome, ServiceExecutor, event_body
 from .serving import ServiceSide, message_properties
 from .topology import Topology
 from .transport import Transport, TransportConfig, TransportState
@@ -52,15 +51,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TTL_MS: Final = 60 * 60 * 1000  # nuropb's default: one hour
 DEFAULT_PREFETCH: Final = 20
-
-
-def new_id() -> str:
-    """A uuid4 in hex, as nuropb's ``uuid4().hex`` (without its system call per id)."""
-    return f"{random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET:032x}"
-
-
-_UUID4_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))  # the version and variant bits
-_UUID4_SET: Final = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
 
 
 class RMQAPI:
@@ -143,7 +133,6 @@ class RMQAPI:
             rpc_bindings = list(dict.fromkeys([service_name, *settings.get("rpc_bindings", [])]))
             event_bindings = list(dict.fromkeys(settings.get("event_bindings", [])))
         self._responses = Responses(self.stats, self._limits)
-        self._pending = self._responses.waiting  # the hot path's own name for it
         config = TransportConfig(
             topology=self._topology,
             response_queue=settings.get("response_queue")
@@ -169,8 +158,16 @@ class RMQAPI:
             on_return=self._on_returned,
         )
         self._descriptions = Descriptions(self._ask_description)
+        self._caller = Caller(
+            self._transport,
+            self._topology,
+            self._responses,
+            self._descriptions,
+            self.stats,
+            self._default_ttl,
+            self._spawn,
+        )
         self._state_listeners: list[Callable[[TransportState], None]] = []
-        self._down_queues = DownQueues(self._transport.queue_info)
         if self._serving is not None:
             self._serving.transport = self._transport
 
@@ -227,7 +224,7 @@ class RMQAPI:
 
     @property
     def in_flight(self) -> int:
-        return len(self._pending)
+        return len(self._responses.waiting)
 
     def __repr__(self) -> str:
         role = "client" if self._client_only else f"service {self._service_name!r}"
@@ -243,6 +240,9 @@ class RMQAPI:
                 listener(state)
             except Exception:
                 log.exception("state listener failed")
+
+    def _on_returned(self, message: DeliveredMessage) -> None:
+        self._caller.on_returned(message)
 
     def _public_pem(self) -> str | None:
         return crypto.public_pem(self._private_key) if self._private_key is not None else None
@@ -299,152 +299,8 @@ class RMQAPI:
         class (also a NuropbMessageError); without it the response dict is returned.
         ``correlation_id`` (beyond nuropb's signature) fixes the id instead of a fresh one.
         """
-        ttl = self._default_ttl if ttl is None else int(ttl)
-        if ttl <= 0:
-            raise ValueError("ttl must be a positive number of milliseconds")
-        correlation_id = correlation_id or new_id()
-        if correlation_id in self._pending:
-            raise ValueError(f"correlation_id {correlation_id} is already waiting for a response")
-        payload = {
-            "tag": "request",
-            "service": service,
-            "method": method,
-            "params": params,
-            "correlation_id": correlation_id,
-            "context": context,
-            "trace_id": trace_id,
-        }
-        self.stats["requests"] += 1
-        try:
-            try:
-                response = await self._round_trip(payload, ttl, encrypted)
-            except TimeoutError:
-                self.stats["timeouts"] += 1
-                self._responses.ended(correlation_id, "late_responses")
-                if not self.connected:
-                    raise NuropbTransportError(
-                        f"not connected to the mesh ({self._transport.state}) within {ttl} ms"
-                    ) from None
-                raise NuropbTimeoutError(
-                    f"no response from {service}.{method} within {ttl} ms", payload
-                ) from None
-        except NuropbException as exc:
-            if rpc_response:
-                raise
-            return response_body(correlation_id, context, trace_id, "", error=error_dict(exc))
-        error = response.get("error")
-        if error is not None:
-            if encrypted and "decrypt" in str(error):
-                self._descriptions.forget(service)  # the service may have a new key: describe again
-            if rpc_response:
-                raise remote_error(error, response)
-            return response
-        return response.get("result") if rpc_response else response
-
-    async def _round_trip(
-        self, payload: dict[str, Any], ttl: int, encrypted: bool
-    ) -> dict[str, Any]:
-        """Send a request and wait for its response; TimeoutError after ``ttl`` ms."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + ttl / 1000
-        correlation_id = payload["correlation_id"]
-        body = codec.encode_json(payload)
-        fernet_key = None
-        transport = self._transport
-        fast = transport.returns_caught and transport.alive()
-        if encrypted or not fast:
-            # the slow way: a key to fetch, a connection to wait for, or a confirmed publish
-            async with asyncio.timeout_at(deadline):
-                if encrypted:
-                    key = await self._descriptions.service_key(payload["service"])
-                    body, fernet_key = crypto.encrypt_request(body, key)
-                if not transport.alive() and not await transport.wait_connected(None):
-                    raise NuropbTransportError(f"not connected to the mesh ({transport.state})")
-        future: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self._pending[correlation_id] = Pending(future, fernet_key, payload)
-        # One timer per request ends its wait at the deadline (cheaper than asyncio.timeout).
-        timer = loop.call_at(deadline, expire, future)
-        try:
-            if transport.returns_caught:
-                # no confirm to wait for: an unroutable request comes back (_on_returned)
-                transport.send(
-                    self._topology.rpc_exchange,
-                    payload["service"],
-                    body,
-                    self._rpc_properties(payload, ttl, encrypted),
-                    mandatory=True,
-                )
-            else:
-                async with asyncio.timeout_at(deadline):
-                    await self._publish_rpc(payload, body, ttl, encrypted)
-            return await future
-        finally:
-            timer.cancel()
-            self._pending.pop(correlation_id, None)
-
-    def _rpc_properties(
-        self, payload: dict[str, Any], ttl: int, encrypted: bool
-    ) -> frames.Properties:
-        return message_properties(
-            payload["tag"],
-            payload["correlation_id"],
-            payload["trace_id"],
-            encrypted,
-            reply_to=self._transport.config.response_queue,
-            ttl=ttl,
-        )
-
-    async def _not_delivered(self, payload: dict[str, Any]) -> NuropbException:
-        """Why the broker returned a call: no queue is bound for the service, or (the broker
-        returns these too) its queue's home node is down, which a passive declare tells."""
-        service = payload["service"]
-        down = await self._down_queues.reason(Topology.service_queue(service))
-        if down is None:
-            why = f"service {service!r} is not on the mesh (no queue bound for it)"
-        else:
-            why = f"service {service!r} cannot take calls now: its {down}"
-        # nuropb clients see this as an error response, so it is a NuropbMessageError too.
-        return remote_error(
-            {
-                "error": "NuropbNotDeliveredError",
-                "description": f"{why}: cannot call {payload['method']}",
-            },
-            payload,
-        )
-
-    def _on_returned(self, message: DeliveredMessage) -> None:
-        """A mandatory request the broker could not route (basic.return): fail its wait."""
-        correlation_id = message.header.properties.correlation_id
-        pending = self._pending.get(correlation_id) if correlation_id else None
-        if pending is None or pending.future.done():
-            log.debug("a returned message for no waiting request: %s", correlation_id)
-            return
-        self.stats["not_delivered"] += 1
-        self._spawn(self._fail_returned(pending))
-
-    async def _fail_returned(self, pending: Pending) -> None:
-        error = await self._not_delivered(pending.payload)
-        if not pending.future.done():
-            pending.future.set_exception(error)
-
-    async def _fail_command(self, done: asyncio.Future[None], payload: dict[str, Any]) -> None:
-        """Fail a returned command with why (a passive declare may tell its node is down)."""
-        error = await self._not_delivered(payload)
-        if not done.done():
-            done.set_exception(error)
-
-    async def _publish_rpc(
-        self, payload: dict[str, Any], body: bytes, ttl: int, encrypted: bool
-    ) -> None:
-        """Publish a request or command with a publisher confirm (a command's way)."""
-        properties = self._rpc_properties(payload, ttl, encrypted)
-        try:
-            await self._transport.publish(
-                self._topology.rpc_exchange, payload["service"], body, properties, mandatory=True
-            )
-        except NuropbNotDeliveredError:
-            self.stats["not_delivered"] += 1
-            raise await self._not_delivered(payload) from None
+        payload = rpc_payload("request", service, method, params, context, trace_id, correlation_id)
+        return await self._caller.request(payload, ttl, rpc_response, encrypted)
 
     def command(
         self,
@@ -458,79 +314,8 @@ class RMQAPI:
     ) -> asyncio.Future[None]:
         """Send a command (no response). Returns a future: await it to learn whether the
         broker routed it (NuropbNotDeliveredError if no service is bound), or ignore it."""
-        payload = {
-            "tag": "command",
-            "service": service,
-            "method": method,
-            "params": params,
-            "correlation_id": new_id(),
-            "context": context,
-            "trace_id": trace_id,
-        }
-        ttl = self._default_ttl if ttl is None else ttl
-        if not encrypted:
-            sent = self._command_now(payload, ttl)
-            if sent is not None:
-                return sent
-        return self._spawn(self._send_command(payload, ttl, encrypted))
-
-    def _command_now(self, payload: dict[str, Any], ttl: int) -> asyncio.Future[None] | None:
-        """Publish a plaintext command at once, its confirmation awaited by no task: a task
-        and a timeout scope per command cost more than the rest of sending it. None when the
-        transport cannot take it now (not connected, or confirms not counted by it)."""
-        try:
-            body = codec.encode_json(payload)
-        except NuropbException:
-            return None  # the slow way fails the same, in its task
-        confirmed = self._transport.send_confirmed(
-            self._topology.rpc_exchange,
-            payload["service"],
-            body,
-            self._rpc_properties(payload, ttl, False),
-        )
-        if confirmed is None:
-            return None
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        timer = loop.call_at(loop.time() + ttl / 1000, expire, done)
-
-        def settle(confirmation: asyncio.Future[None]) -> None:
-            timer.cancel()
-            if done.done():
-                return
-            if confirmation.cancelled():
-                done.cancel()
-                return
-            error = confirmation.exception()
-            if error is None:
-                self.stats["commands"] += 1
-                done.set_result(None)
-            elif isinstance(error, NuropbNotDeliveredError):
-                self.stats["not_delivered"] += 1
-                self._spawn(self._fail_command(done, payload))
-            else:
-                done.set_exception(error)
-
-        confirmed.add_done_callback(settle)
-        done.add_done_callback(self._sent)
-        return done
-
-    @staticmethod
-    def _sent(future: asyncio.Future[Any]) -> None:
-        # a command nobody awaits: its failure is logged, as a task's would be
-        if not future.cancelled() and future.exception() is not None:
-            log.warning("background send failed: %s", future.exception())
-
-    async def _send_command(self, payload: dict[str, Any], ttl: int, encrypted: bool) -> None:
-        async with asyncio.timeout(ttl / 1000):
-            body = codec.encode_json(payload)
-            if encrypted:
-                key = await self._descriptions.service_key(payload["service"])
-                body, _ = crypto.encrypt_request(body, key)
-            if not self._transport.alive() and not await self._transport.wait_connected(None):
-                raise NuropbTransportError(f"not connected to the mesh ({self._transport.state})")
-            await self._publish_rpc(payload, body, ttl, encrypted)
-        self.stats["commands"] += 1
+        payload = rpc_payload("command", service, method, params, context, trace_id)
+        return self._caller.command(payload, ttl, encrypted)
 
     def publish_event(
         self,
