@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["draw_graph", "draw_waterfall", "graph_data", "topic_matches"]
+__all__ = ["draw_graph", "draw_waterfall", "graph_data", "place_label", "topic_matches"]
 
 UNKNOWN = "(unknown)"
 COLORS = {
@@ -32,6 +32,12 @@ COLORS = {
 CALL_EDGE = "#2b6cb0"
 ERROR_EDGE = "#c53030"
 EVENT_EDGE = "#b7791f"
+# where on its arc an edge's label may go, in order of preference (0 its source, 1 its target)
+CALL_SPOTS = (0.4, 0.3, 0.5, 0.22, 0.6, 0.68)
+EVENT_SPOTS = (0.6, 0.7, 0.5, 0.78, 0.4)
+# text sizes in inches: a label's character (7 pt) and line, a node name's (9 pt, padded)
+LABEL_CHAR, LABEL_HEIGHT = 0.056, 0.2  # a little apart, so a label is read as its edge's
+NODE_CHAR, NODE_HEIGHT = 0.075, 0.32
 
 
 @functools.lru_cache(maxsize=4096)
@@ -228,8 +234,14 @@ def draw_graph(data: dict[str, Any]) -> Picture:
             ax.text(0.5, 0.5, "no traffic seen yet", ha="center", va="center",
                     transform=ax.transAxes, color="#666666")  # fmt: skip
             return
+        # the labels go where they cover no node and no label drawn before them
+        inch = (columns / width, (tallest + 0.4) / height)  # data units an inch, x and y
+        taken = [
+            _box(x, y, len(name) * NODE_CHAR + 0.3, NODE_HEIGHT, inch)
+            for name, (x, y) in spots.items()
+        ]
         for edge in edges:
-            _draw_edge(ax, edge, spots[edge["source"]], spots[edge["target"]])
+            _draw_edge(ax, edge, spots[edge["source"]], spots[edge["target"]], inch, taken)
         for node in nodes:
             x, y = spots[node["name"]]
             ax.text(
@@ -252,7 +264,12 @@ def draw_graph(data: dict[str, Any]) -> Picture:
 
 
 def _draw_edge(
-    ax: Axes, edge: dict[str, Any], source: tuple[float, float], target: tuple[float, float]
+    ax: Axes,
+    edge: dict[str, Any],
+    source: tuple[float, float],
+    target: tuple[float, float],
+    inch: tuple[float, float],
+    taken: list[Box],
 ) -> None:
     call = edge["kind"] == "call"
     color = CALL_EDGE if call else EVENT_EDGE
@@ -281,18 +298,28 @@ def _draw_edge(
         },
     )
     # the label on the arc (a quadratic Bezier whose control point is off the middle by rad
-    # times the length), a call's nearer its caller and an event's nearer its topic, so that
-    # the labels of edges that share a node fall apart
+    # times the length), a call's nearer its caller and an event's nearer its topic, moved
+    # along the arc, or off it, where that spot is taken
     dx, dy = target[0] - source[0], target[1] - source[1]
-    cx = (source[0] + target[0]) / 2 + rad * dy
-    cy = (source[1] + target[1]) / 2 - rad * dx
-    t = 0.4 if call else 0.6
-    mx = (1 - t) ** 2 * source[0] + 2 * t * (1 - t) * cx + t**2 * target[0]
-    my = (1 - t) ** 2 * source[1] + 2 * t * (1 - t) * cy + t**2 * target[1]
+    control = ((source[0] + target[0]) / 2 + rad * dy, (source[1] + target[1]) / 2 - rad * dx)
+
+    def on_arc(t: float) -> tuple[float, float]:
+        return (
+            (1 - t) ** 2 * source[0] + 2 * t * (1 - t) * control[0] + t**2 * target[0],
+            (1 - t) ** 2 * source[1] + 2 * t * (1 - t) * control[1] + t**2 * target[1],
+        )
+
+    label = _edge_label(edge)
+    on = [on_arc(t) for t in (CALL_SPOTS if call else EVENT_SPOTS)]
+    # then just above or below the arc, where edges that share a node run close together
+    step = LABEL_HEIGHT * inch[1]
+    spots = on + [(x, y + side * step) for x, y in on for side in (1, -1)]
+    box = place_label(spots, len(label) * LABEL_CHAR, LABEL_HEIGHT, inch, taken)
+    taken.append(box)
     ax.text(
-        mx,
-        my,
-        _edge_label(edge),
+        (box[0] + box[2]) / 2,
+        (box[1] + box[3]) / 2,
+        label,
         ha="center",
         va="center",
         fontsize=7,
@@ -300,6 +327,40 @@ def _draw_edge(
         zorder=2,
         bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85},
     )
+
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 in data units
+
+
+def _box(x: float, y: float, width_in: float, height_in: float, inch: tuple[float, float]) -> Box:
+    """The box of a text ``width_in`` x ``height_in`` inches centred on (x, y)."""
+    w, h = width_in * inch[0] / 2, height_in * inch[1] / 2
+    return (x - w, y - h, x + w, y + h)
+
+
+def _overlap(a: Box, b: Box) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+def place_label(
+    spots: list[tuple[float, float]],
+    width_in: float,
+    height_in: float,
+    inch: tuple[float, float],
+    taken: list[Box],
+) -> Box:
+    """The box of a label at the first of ``spots`` (in order of preference) where it
+    overlaps none of ``taken``; where every spot does, the one that overlaps least."""
+    best: tuple[float, Box] | None = None
+    for x, y in spots:
+        box = _box(x, y, width_in, height_in, inch)
+        covered = sum(_overlap(box, other) for other in taken)
+        if covered == 0:
+            return box
+        if best is None or covered < best[0]:
+            best = (covered, box)
+    assert best is not None, "no spot to place a label"
+    return best[1]
 
 
 def _number(value: Any) -> float | None:
