@@ -266,7 +266,7 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
 
 
 def _events(lab: Lab) -> Any:
-    events = lab.connection("bench").api.transport._events
+    events = lab.connection("bench").api.transport.events
     if events is None:
         raise PeerError("the tap has no events connection")
     return events

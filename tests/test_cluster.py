@@ -164,7 +164,7 @@ async def test_kill_the_node_the_client_is_on(cluster: Cluster, nuropb_python: P
         client = run.client
         events: list[nl.MeshEvent] = []
         subscription = await client.subscribe(["cluster.#"], events.append)
-        assert client.transport._events is not None
+        assert client.transport.events is not None
         async with nl.RMQAPI(cluster.url("a", run.vhost)) as lonely:
             run.kill(CLIENT_NODE)
             await wait_until(lambda: not client.connected, what="the client to notice")
@@ -174,8 +174,8 @@ async def test_kill_the_node_the_client_is_on(cluster: Cluster, nuropb_python: P
             with pytest.raises(nl.NuropbTransportError, match="not connected"):
                 await lonely.request(PROBE, "ping", {}, {}, ttl=1500)
             assert client.transport.reconnects == 1 and client.target.port == run.port("b")
-            assert client.transport._events is not None
-            assert client.transport._events.target.port == run.port("b")  # events followed
+            assert client.transport.events is not None
+            assert client.transport.events.target.port == run.port("b")  # events followed
             assert len(subscription.gaps) == 1 and subscription.gaps[0][1] is not None
             await client.publish_event("cluster.after", {"ok": 1}, {})
             await wait_until(lambda: events, what="an event after the failover")

@@ -210,7 +210,7 @@ async def test_heartbeats_keep_it_open_and_a_silent_broker_is_noticed(mesh_url: 
     target = parse_amqp_url(f"{mesh_url}?heartbeat=1")
     async with nl.RMQAPI(target) as api:
         subscription = await api.subscribe(["beat.#"], seen.append)
-        events = api.transport._events
+        events = api.transport.events
         assert events is not None and events.heartbeat == 1
         # RabbitMQ closes a connection that misses two heartbeats: ours go out
         await asyncio.sleep(3.5)
@@ -244,7 +244,7 @@ async def test_a_close_forced_by_the_broker_is_a_gap_then_resumed(
     seen: list[nl.MeshEvent] = []
     async with nl.RMQAPI(fresh_mesh_url) as api:
         subscription = await api.subscribe(["forced.#"], seen.append)
-        first = api.transport._events
+        first = api.transport.events
         vhost = fresh_mesh_url.rsplit("/", 1)[1]
         assert await close_connections(management, vhost, expect=1, name_contains="-events") == 1
         await wait_until(lambda: api.transport.reconnects == 1, timeout=15, what="reconnection")
@@ -253,7 +253,7 @@ async def test_a_close_forced_by_the_broker_is_a_gap_then_resumed(
         await wait_until(lambda: subscription.active, what="the subscription to resume")
         ((lost_at, resumed_at),) = subscription.gaps
         assert resumed_at is not None and resumed_at >= lost_at
-        assert api.transport._events is not first
+        assert api.transport.events is not first
         await api.publish_event("forced.after", 1, {})
         await wait_until(lambda: seen, what="an event after the gap")
 
@@ -263,13 +263,13 @@ async def test_a_subscription_the_broker_refuses(fresh_mesh_url: str) -> None:
     async with nl.RMQAPI(fresh_mesh_url) as api:
         with pytest.raises(nl.NuropbTransportError, match="406 PRECONDITION_FAILED"):
             await api.subscribe(["bad.#"], seen.append, max_length=-1)
-        assert api.connected and api.transport.reconnects == 0 and api.transport._events is None
+        assert api.connected and api.transport.reconnects == 0 and api.transport.events is None
         good = await api.subscribe(["good.#"], seen.append)
-        events = api.transport._events
+        events = api.transport.events
         # The refusal closes the setup channel only: the good one goes on, without a gap.
         with pytest.raises(nl.NuropbTransportError, match="406 PRECONDITION_FAILED"):
             await api.subscribe(["bad.#"], seen.append, max_length=-1)
-        assert events is not None and events.is_open and api.transport._events is events
+        assert events is not None and events.is_open and api.transport.events is events
         assert good.active and good.gaps == [] and api.transport.reconnects == 0
         await api.publish_event("good.after", 1, {})
         await wait_until(lambda: seen, what="an event on the good subscription")
@@ -286,7 +286,7 @@ async def test_bodies_over_several_frames_and_the_last_unsubscribe_closes_it(
     seen: list[nl.MeshEvent] = []
     async with nl.RMQAPI(mesh_url) as api:
         subscription = await api.subscribe(["big.#"], seen.append)
-        events = api.transport._events
+        events = api.transport.events
         assert events is not None and events.frame_max == 131_072
         big = {"blob": "x" * 400_000, "n": list(range(1000))}
         for i in range(3):
@@ -294,9 +294,9 @@ async def test_bodies_over_several_frames_and_the_last_unsubscribe_closes_it(
         await wait_until(lambda: len(seen) == 3, what="three large events")
         assert [e.event for e in seen] == [{**big, "i": i} for i in range(3)]
         other = await api.subscribe(["small.#"], seen.append)
-        assert api.transport._events is events and len(events.subscriptions) == 2
+        assert api.transport.events is events and len(events.subscriptions) == 2
         await api.unsubscribe(subscription)
         assert events.is_open and await api.queue_info(subscription.queue) is None
         await api.unsubscribe(other)
         assert not events.is_open and events.ended == "closed"
-        assert api.transport._events is None and api.transport.reconnects == 0
+        assert api.transport.events is None and api.transport.reconnects == 0

@@ -41,7 +41,7 @@ async def test_patterns_and_event_fields(mesh_url: str) -> None:
 async def test_broker_keeps_only_the_newest_when_the_consumer_is_slow(mesh_url: str) -> None:
     async with nl.RMQAPI(mesh_url) as api:
         subscription = await api.subscribe(["flood"], lambda e: None, max_length=5)
-        await api.transport._events.cancel(subscription)  # stop consuming
+        await api.transport.events.cancel(subscription)  # stop consuming
         # confirmed publishes: each is in the queue (or dropped from its head) before the
         # next, so the count read afterwards on the events connection is final
         for i in range(20):

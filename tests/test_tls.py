@@ -122,8 +122,8 @@ async def test_events_over_tls(node: TlsNode) -> None:
             await api.publish_event("tls.x", {"ok": True}, {})
             await wait_until(lambda: seen, what="the event over TLS")
             assert seen[0].event == {"ok": True}
-            assert api.transport._events is not None
-            return connections(node)[api.transport._events.name]
+            assert api.transport.events is not None
+            return connections(node)[api.transport.events.name]
 
     with_certificate = await events_row(dict_for(node, node.certs))
     assert with_certificate["ssl"]

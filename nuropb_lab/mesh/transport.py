@@ -6,7 +6,8 @@ The hot path (consume, publish, ack) runs on aio-pika's underlying aiormq channe
 (see frames.py) and written once per event-loop iteration, not once per frame.
 
 Event subscriptions are consumed on a second connection, opened with the first subscription:
-an :class:`~.event_connection.EventConnection`, which reads deliveries without aiormq. It is
+an :class:`~.event_connection.EventConnection`, which reads deliveries without aiormq (the
+subscriptions and that connection are kept by :class:`~.subscriptions.Subscriptions`). It is
 part of the transport: the loss of either connection is the transport's loss (the gaps are
 recorded and both reconnect, as when the subscriptions shared the one connection).
 
@@ -35,8 +36,8 @@ from pamqp import commands as spec
 from . import frames
 from .connect import connect_target
 from .errors import NuropbNotDeliveredError, NuropbTransportError
-from .event_connection import BrokerClosed, EventConnection
-from .events import TAIL_QUEUE_PATTERN, Subscription
+from .event_connection import EventConnection
+from .events import Subscription
 from .nodes import Nodes, connect_any, queue_down
 from .outbox import (
     Confirms,
@@ -48,6 +49,7 @@ from .outbox import (
     count_confirms,
     deliver_directly,
 )
+from .subscriptions import Subscriptions
 from .topology import Topology, declare_service_queue, ensure_shared, permits_transient_queues
 from .urls import AmqpTarget
 
@@ -115,9 +117,7 @@ class Transport:
         self._reconnect_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._subscriptions: list[Subscription] = []
-        self._events: EventConnection | None = None  # consumes the subscriptions' queues
-        self._events_opening = asyncio.Lock()
+        self.subscriptions = Subscriptions(self._connect_events, self._live, self._not_connected)
 
     @property
     def connected(self) -> bool:
@@ -204,10 +204,10 @@ class Transport:
                 await self._reconnect_task
             self._reconnect_task = None
         connection, self._connection = self._connection, None
-        events, self._events = self._events, None
+        events = self.subscriptions.detach()
         self._channel = self._confirm_channel = None
         self._drop_outbox()
-        for subscription in self._subscriptions:
+        for subscription in self.subscriptions.all:
             subscription.active = False
         self._set_state("closed")
         if events is not None:
@@ -271,7 +271,7 @@ class Transport:
                 )
                 deliver_directly(channel, self._spawn_logged)
                 await self._declare_and_consume(underlay, channel)
-            events = await self._open_events() if self._subscriptions else None
+            events = await self.subscriptions.open()
         except BaseException as exc:
             self._drop_outbox()
             with contextlib.suppress(Exception):
@@ -282,7 +282,7 @@ class Transport:
                 raise NuropbTransportError(self._describe_setup_error(exc)) from None
             raise
         self._connection, self._channel, self._confirm_channel = connection, channel, confirm
-        self._events = events
+        self.subscriptions.events = events
         # Every sign of loss names its own connection, so a late one never drops a newer one.
         lost = functools.partial(self._lost, connection)
         connection.close_callbacks.add(lambda _sender, exc=None: lost(self._reason(exc)))
@@ -338,87 +338,37 @@ class Transport:
             timeout=self.config.connect_timeout,
         )
 
-    async def _open_events(self) -> EventConnection:
-        """A new events connection with every subscription on it (raises as ``_open`` does)."""
-        events = await self._connect_events()
-        try:
-            for subscription in list(self._subscriptions):
-                await events.add(subscription)
-        except BaseException:
-            events.abort()
-            raise
-        return events
-
-    async def _events_connection(self) -> EventConnection:
-        """The events connection, opened when the first subscription needs it."""
-        async with self._events_opening:
-            events = self._events
-            if events is not None:
-                if not events.is_open:  # lost: the reconnection makes a new one
-                    raise NuropbTransportError(
-                        f"the events connection to {self.target.masked} was lost ({events.ended})"
-                    )
-                return events
-            connection = self._connection
-            events = await self._connect_events()
-            if connection is None or connection is not self._connection or not self.alive():
-                events.abort()  # the transport was lost meanwhile; its reconnection opens one
-                raise NuropbTransportError(f"not connected to {self.target.masked} ({self.state})")
-            self._events = events
-            return events
-
     def _events_lost(self, events: EventConnection, reason: str) -> None:
         connection = self._connection
-        if events is self._events and connection is not None:
+        if events is self.subscriptions.events and connection is not None:
             self._lost(connection, f"the events connection: {reason}")
+
+    def _live(self) -> object | None:
+        """The connection while connected (checked now), else None."""
+        return self._connection if self.alive() else None
+
+    def _not_connected(self) -> NuropbTransportError:
+        return NuropbTransportError(f"not connected to {self.target.masked} ({self.state})")
+
+    @property
+    def events(self) -> EventConnection | None:
+        """The events connection, while there are subscriptions."""
+        return self.subscriptions.events
 
     async def subscribe(self, subscription: Subscription) -> None:
         """Consume events by ``subscription`` now and again after every reconnection."""
-        if not self.alive():
-            raise NuropbTransportError(f"not connected to {self.target.masked} ({self.state})")
-        self._subscriptions.append(subscription)
-        try:
-            events = await self._events_connection()
-            await events.add(subscription)
-        except BaseException as exc:
-            if subscription in self._subscriptions:
-                self._subscriptions.remove(subscription)
-            events_now = self._events
-            if events_now is not None and not self._subscriptions:
-                self._events = None  # it failed this subscription only: no loss to recover
-                await events_now.close()
-            if isinstance(exc, BrokerClosed) and exc.reply_code == 403:
-                raise NuropbTransportError(self._refused_queue(subscription.queue)) from None
-            raise
-
-    def _refused_queue(self, queue: str) -> str:
-        """What to grant, when the broker refused to declare a tail's or tap's own queue."""
-        return (
-            f"user {self.target.username!r} may not create queue {queue!r} on mesh"
-            f" {self.target.vhost!r}: grant it configure permission on"
-            f" '{TAIL_QUEUE_PATTERN}' (tails and taps need a queue of their own)"
-        )
+        await self.subscriptions.subscribe(subscription, self.target)
 
     async def unsubscribe(self, subscription: Subscription) -> None:
-        """Stop consuming and delete the subscription's queue (closing the events connection
-        with the last subscription)."""
-        if subscription in self._subscriptions:
-            self._subscriptions.remove(subscription)
-        subscription.active = False
-        events = self._events
-        if events is None or not events.is_open or not self.alive():
-            return  # the queue went with its connection (it is exclusive)
-        await events.remove(subscription)
-        if not self._subscriptions and self._events is events:
-            self._events = None
-            await events.close()
+        """Stop consuming and delete the subscription's queue."""
+        await self.subscriptions.unsubscribe(subscription)
 
     @contextlib.asynccontextmanager
     async def temp_channel(self) -> AsyncIterator[Channel]:
         """A short-lived channel, for operations that may close it (a passive declare)."""
         connection = self._connection
         if connection is None or not self.alive():
-            raise NuropbTransportError(f"not connected to {self.target.masked} ({self.state})")
+            raise self._not_connected()
         channel = await connection.channel(publisher_confirms=False)
         try:
             yield cast(Channel, await channel.get_underlay_channel())
@@ -429,11 +379,10 @@ class Transport:
 
     async def queue_info(self, queue: str) -> tuple[int, int] | None:
         """(messages, consumers) of a queue, or None when it does not exist."""
-        events = self._events
-        for subscription in self._subscriptions:
-            if subscription.queue == queue and events is not None and events.is_open:
-                # exclusive to the events connection: only it may look
-                return await events.queue_info(subscription)
+        consuming = self.subscriptions.consuming(queue)
+        if consuming is not None:
+            events, subscription = consuming
+            return await events.queue_info(subscription)
         try:
             async with self.temp_channel() as channel:
                 ok = await channel.queue_declare(queue, passive=True)
@@ -496,12 +445,12 @@ class Transport:
             return
         self.last_error = reason
         log.warning("connection to %s lost (%s)", self.target.masked, reason)
-        for subscription in self._subscriptions:
+        for subscription in self.subscriptions.all:
             subscription.lost()
         self._connection = None
         self._channel = self._confirm_channel = None
         self._drop_outbox()
-        events, self._events = self._events, None
+        events = self.subscriptions.detach()
         if events is not None:
             # at once: its exclusive queues must be gone before the reconnection declares them
             events.abort()
@@ -584,7 +533,7 @@ class Transport:
         """
         connection, outbox = self._connection, self._outbox
         if connection is None or outbox is None or not self.alive():
-            raise NuropbTransportError(f"not connected to {self.target.masked} ({self.state})")
+            raise self._not_connected()
         if mandatory and not self._returns_caught:
             raise RuntimeError("this channel cannot report returned messages: use publish()")
         try:
@@ -652,7 +601,7 @@ class Transport:
         connection = self._connection
         channel = self._confirm_channel
         if connection is None or channel is None or not self.alive():
-            raise NuropbTransportError(f"not connected to {self.target.masked} ({self.state})")
+            raise self._not_connected()
         confirmed = self.send_confirmed(exchange, routing_key, body, properties)
         if confirmed is not None:
             await confirmed
