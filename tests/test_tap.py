@@ -420,6 +420,28 @@ def test_no_firehose_asked_for_binds_only_existing_services(lab: Lab, nuropb_mes
         tap.stop()
 
 
+def test_a_tap_without_the_firehose_taps_services_that_come_later(lab: Lab) -> None:
+    shelf_served(lab)
+    tap = lab.tap(firehose=False)
+    try:
+        assert tap.mode == "queue" and tap.notice is not None
+        assert "services that come later are tapped within 5 s" in tap.notice
+        assert "shelf" in tap.subscription.services
+        late = f"late-{uuid.uuid4().hex[:6]}"
+        lab.serve(Shelf(), name=late)
+        wait_for(lambda: late in tap.subscription.services, WAIT, "the new service bound")
+        assert lab.call(f"{late}.count", n=3) == 3
+        wait_for(lambda: (tap.df["service"] == late).any(), WAIT, "the copy of its call")
+        df = tap.df
+        copied = df[(df["service"] == late) & (df["method"] == "count")]
+        assert set(copied["kind"]) == {"request"}
+        assert list(copied["payload"].map(lambda p: p["n"])) == [3]
+    finally:
+        tap.stop()
+    assert tap.follower is not None
+    wait_for(tap.follower.done, WAIT, "the follower to end with the tap")
+
+
 async def _close_events_connection(management: ManagementAPI, vhost: str) -> int:
     return await close_connections(management, vhost, 1, "-events")
 

@@ -252,6 +252,11 @@ class EventConnection(asyncio.Protocol):
             raise
         subscription.resumed()
 
+    async def bind(self, subscription: Subscription, exchange: str, routing_key: str) -> None:
+        """Bind the subscription's queue to one more routing key (on the setup channel)."""
+        bind = spec.Queue.Bind(queue=subscription.queue, exchange=exchange, routing_key=routing_key)
+        await self._on_setup([(bind, spec.Queue.BindOk)], f"binding {subscription.queue}")
+
     async def cancel(self, subscription: Subscription) -> None:
         """Stop consuming the subscription's queue (the queue stays)."""
         queue = subscription.queue

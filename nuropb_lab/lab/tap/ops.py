@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import weakref
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 # every tap a Lab made, stopped ones too while they are referenced (replay finds rows there)
 _made: weakref.WeakKeyDictionary[Lab, weakref.WeakSet[Tap]] = weakref.WeakKeyDictionary()
 
+FOLLOW_INTERVAL = 5.0  # s: how often a queue-mode tap of every service looks for new ones
 NO_FIREHOSE = (
     "no firehose ({why}); tapping through a queue of its own instead: requests, commands and"
     " events, but no responses, so no latency"
@@ -92,14 +94,23 @@ async def tap(
     notice: str | None = None
     bound = names
     if subscription is None:
-        bound, missing, how = await _bindable(lab, connection, names)
+        bound, missing, unlisted = await _bindable(lab, connection, names)
         subscription = TapSubscription.make(
             capture, False, api.topology.rpc_exchange, bound, capture.events, length
         )
         await api.transport.subscribe(subscription)
-        notice = NO_FIREHOSE.format(why=why or "not asked for") + how
+        notice = NO_FIREHOSE.format(why=why or "not asked for")
+        if unlisted is not None:  # said once, where the firehose's refusal said it already
+            reason = "" if unlisted in notice else f" ({unlisted})"
+            notice += (
+                f"; without the management API{reason} only the services named or called so"
+                f" far: {', '.join(bound) or 'none'}"
+            )
         if missing:
             notice += f"; not tapped (no service queue): {', '.join(missing)}"
+        if not names:
+            later = "that come later" if unlisted is None else "this Lab names or calls later"
+            notice += f"; services {later} are tapped within {FOLLOW_INTERVAL:.0f} s"
     else:
         try:
             notice = await acquire(
@@ -122,6 +133,8 @@ async def tap(
     )
     connection.taps.append(made)
     _made.setdefault(lab, weakref.WeakSet()).add(made)
+    if made.mode == "queue" and not names:
+        made.follower = asyncio.get_running_loop().create_task(_follow(lab, connection, made))
     if notice:
         log.info("tap on %s: %s", connection.alias, notice)
     return made
@@ -140,11 +153,11 @@ def _lab_error(text: str) -> Exception:
 
 async def _bindable(
     lab: Lab, connection: Connection, names: list[str]
-) -> tuple[list[str], list[str], str]:
+) -> tuple[list[str], list[str], str | None]:
     """The services a tap without the firehose binds (routing keys on the RPC exchange): only
     those with a queue, since a binding of ours would make a request to a missing service
     routable (no basic.return, so its caller would wait until its ttl instead of failing at
-    once). Returns (bound, missing, a note on where the names came from)."""
+    once). Returns (bound, missing, why the management API could not list them, if not)."""
     api = connection.api
     if names:
         bound: list[str] = []
@@ -152,7 +165,7 @@ async def _bindable(
         for name in names:
             found = await api.queue_info(f"nuropb-{name}-sq")
             (bound if found is not None else missing).append(name)
-        return bound, missing, ""
+        return bound, missing, None
     try:
         bindings = await connection.management.exchange_bindings(
             api.target.vhost, api.topology.rpc_exchange
@@ -160,19 +173,37 @@ async def _bindable(
     except ManagementUnavailable as exc:
         known = sorted(connection.known | set(connection.services))
         bound = [n for n in known if await api.queue_info(f"nuropb-{n}-sq") is not None]
-        how = (
-            f"; without the management API ({exc}) only the services named or called"
-            f" so far: {', '.join(bound) or 'none'}"
-        )
-        return bound, [], how
+        return bound, [], str(exc)
     keys = sorted({b["routing_key"] for b in bindings if b.get("destination_type") == "queue"})
-    return [k for k in keys if k], [], ""
+    return [k for k in keys if k], [], None
+
+
+async def _follow(lab: Lab, connection: Connection, made: Tap) -> None:
+    """A tap of every service through a queue of its own binds the services that appear
+    after it started (the firehose sees them anyway), until it stops."""
+    subscription = made.subscription
+    while not made.stopped:
+        await asyncio.sleep(FOLLOW_INTERVAL)
+        events = connection.api.transport.events
+        if events is None or not events.is_open:
+            continue  # the reconnection binds what the subscription lists
+        try:
+            bound, _, _ = await _bindable(lab, connection, [])
+            for name in bound:
+                if name not in subscription.services and not made.stopped:
+                    await events.bind(subscription, subscription.rpc_exchange, name)
+                    # listed once bound: a reconnection binds it again, a failure tries again
+                    subscription.services.append(name)
+        except (NuropbException, TimeoutError, OSError) as exc:  # tried again next time
+            log.info("tap on %s: could not bind new services: %s", connection.alias, exc)
 
 
 async def stop_tap(lab: Lab, connection: Connection, made: Tap) -> None:
     if made in connection.taps:
         connection.taps.remove(made)
     made._stopped = True
+    if made.follower is not None:
+        made.follower.cancel()
     subscription = made.subscription
     try:
         await connection.api.unsubscribe(subscription)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import time
 from collections.abc import Callable
@@ -58,6 +59,8 @@ class Tap(TapData):
         self.events_exchange = events_exchange
         self._stopper = stopper
         self._stopped = False
+        # without the firehose, of every service: binds the services that come later (ops.py)
+        self.follower: asyncio.Task[None] | None = None
         self._listeners: dict[Callable[[Tap], None], Callable[[], None]] = {}
         self._bindings: tuple[float, dict[str, list[str]]] = (0.0, {})
         self._clients: tuple[float, dict[str, str]] = (0.0, {})
