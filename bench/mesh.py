@@ -104,7 +104,7 @@ def _broker_pid(port: int) -> int | None:
     with contextlib.suppress(psutil.Error, OSError):
         for conn in psutil.net_connections(kind="tcp"):
             if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-                return conn.pid
+                return int(conn.pid) if conn.pid is not None else None
     return None
 
 
@@ -180,6 +180,14 @@ class Mesh:
         # services first: a client may call at once
         await asyncio.gather(*(self.services[k].start() for k in sorted(kinds)))
         await asyncio.gather(*(self.clients[k].start() for k in sorted(kinds)))
+
+    async def peer(self, name: str, script: str, *args: str, nuropb: bool = True) -> Peer:
+        """Start one more peer, ``bench/peers/{script} URL *args``: under the nuropb 0.1.8
+        venv's python (the floods publish with its pika), or this one's."""
+        python = str(nuropb_python()) if nuropb else sys.executable
+        peer = Peer(name, [python, str(PEERS / script), self.url, *args], self.log_dir)
+        await peer.start()
+        return peer
 
     async def stop(self) -> None:
         await asyncio.gather(

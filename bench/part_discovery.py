@@ -6,15 +6,13 @@ the first call and the median of 5 more.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from typing import Any
 
 from nuropb_lab.lab import Lab
 
 from .figures import median
-from .mesh import PEERS, Mesh
-from .peer import Peer
+from .mesh import Mesh
 
 __all__ = ["bench_discovery", "table"]
 
@@ -24,9 +22,9 @@ async def bench_discovery(mesh: Mesh) -> dict[str, Any]:
     process): names from the management API, counts by passive declares, every
     ``nuropb_describe`` at once. First call, then the median of 5 more."""
     s = mesh.settings
-    argv = [sys.executable, str(PEERS / "many_peer.py"), mesh.url, "disc", str(s.discovery_n)]
-    many = Peer("many-services", argv, mesh.log_dir)
-    await many.start()
+    many = await mesh.peer(
+        "many-services", "many_peer.py", "disc", str(s.discovery_n), nuropb=False
+    )
     lab = Lab(timeout=30)
     try:
         await lab.aconnect(mesh.url, alias="bench")

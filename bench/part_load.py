@@ -99,10 +99,10 @@ async def bench_load(mesh: Mesh, results: dict[str, Any]) -> dict[str, Any]:
         # the open model, at a rate the service holds
         rate = round(min(OPEN_RATE_MAX, summary["lab.bench"]["rps"] / 2), -1) or 100.0
         seconds = 5.0 if n >= 5000 else 1.0
-        result = await lab.abench(
+        opened = await lab.abench(
             f"{SERVICE}.echo", PARAMS, rate=rate, duration=seconds, label="load open"
         )
-        o = result.summary()
+        o = opened.summary()
         open_model = {
             "asked_rate": rate,
             "seconds": seconds,

@@ -14,8 +14,8 @@ from typing import Any
 from nuropb_lab.lab import Lab
 
 from .figures import fmt, median, rss_bytes
-from .mesh import PEERS, Mesh, nuropb_python
-from .peer import Peer, settled
+from .mesh import Mesh
+from .peer import settled
 
 __all__ = ["BACKLOG_MAX", "bench_tail", "table"]
 
@@ -53,9 +53,7 @@ async def bench_tail(mesh: Mesh) -> dict[str, Any]:
     - ``.df`` of a full buffer: median time of 5 builds.
     """
     s = mesh.settings
-    argv = [str(nuropb_python()), str(PEERS / "flood_peer.py"), mesh.url]
-    flood = Peer("flood", argv, mesh.log_dir)
-    await flood.start()
+    flood = await mesh.peer("flood", "flood_peer.py")
     lab = Lab(timeout=30)
     try:
         await lab.aconnect(mesh.url, alias="bench")

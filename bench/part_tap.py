@@ -25,11 +25,12 @@ import time
 from typing import Any
 
 from nuropb_lab.lab import Lab
+from nuropb_lab.lab.tap import Tap
 from nuropb_lab.lab.tap.capture import Capture
 from nuropb_lab.mesh.frame_reader import Delivery, FrameReader
 
 from .figures import median, rss_bytes
-from .mesh import LAB_SERVICE, PEERS, Mesh, nuropb_python
+from .mesh import LAB_SERVICE, Mesh
 from .peer import Peer, PeerError, settled
 
 TAKING = "the tap was still taking records"
@@ -56,14 +57,15 @@ class _Counter:
 class _Arrivals:
     """Trace records taken in, as the tap's listener sees them (once per socket read)."""
 
-    def __init__(self, tap: Any) -> None:
+    def __init__(self, tap: Tap) -> None:
         self.tap = tap
         self.reset()
 
     def reset(self) -> None:
-        self.start_count = self.tap.capture.received
+        self.start_count: int = self.tap.capture.received
         self.first = self.last = 0.0
-        self.first_count = self.last_count = self.start_count
+        self.first_count: int = self.start_count
+        self.last_count: int = self.start_count
 
     def __call__(self, _tap: object) -> None:
         now = time.perf_counter()
@@ -85,9 +87,7 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
     s = mesh.settings
     records_backlog = min(2 * s.tail_n, BACKLOG_MAX)
     records_total = 10 * s.tail_n
-    argv = [str(nuropb_python()), str(PEERS / "trace_flood_peer.py"), mesh.url]
-    flood = Peer("trace-flood", argv, mesh.log_dir)
-    await flood.start()
+    flood = await mesh.peer("trace-flood", "trace_flood_peer.py")
     lab = Lab(timeout=30)
     try:
         await lab.aconnect(mesh.url, alias="bench")
@@ -224,12 +224,12 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
         for round_no in range(s.rounds):
             order = ("without", "with") if round_no % 2 == 0 else ("with", "without")
             for side in order:
-                tap = await lab.atap(max_rows=s.tail_rows) if side == "with" else None
+                tapped = await lab.atap(max_rows=s.tail_rows) if side == "with" else None
                 try:
                     result = await mesh.clients["lab"].ask(command)
                 finally:
-                    if tap is not None:
-                        await lab.runner.run_async(_stop(lab, tap))
+                    if tapped is not None:
+                        await lab.runner.run_async(_stop(lab, tapped))
                 if result["errors"]:
                     raise PeerError(f"lab->lab {side} a tap: {result['errors']} errors")
                 rpc[side].append(result["rps"])
