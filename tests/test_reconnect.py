@@ -66,6 +66,33 @@ async def test_unacked_message_is_redelivered_and_answered(
             assert service.transport.reconnects == 1
 
 
+async def test_a_deleted_service_queue_is_consumed_again_in_place(
+    fresh_mesh_url: str, management: ManagementAPI
+) -> None:
+    """The broker cancels the consumer of a deleted queue (so it does when the queue's node
+    goes down): the service keeps its connection, answers the call in its hands, declares
+    its queue again and takes new calls."""
+    worker = Worker()
+    queue = "nuropb-worker-sq"
+    async with nl.RMQAPI(fresh_mesh_url, "worker", service_instance=worker) as service:
+        async with nl.RMQAPI(fresh_mesh_url) as client:
+            call = asyncio.ensure_future(
+                client.request("worker", "slow", {"seconds": 1.0}, {}, ttl=20_000)
+            )
+            await wait_until(lambda: worker.started == 1, what="the service to take the request")
+            path = f"queues/{vhost_of(fresh_mesh_url)}/{queue}"
+            await asyncio.to_thread(management._call, "DELETE", path)
+            assert await asyncio.wait_for(call, 20) == "slept"
+            assert worker.started == 1  # answered where it was, not redelivered
+
+            async def consumed_again() -> bool:
+                return await client.queue_info(queue) == (0, 1)
+
+            await wait_until(consumed_again, timeout=10, what="the queue declared and consumed")
+            assert await client.request("worker", "ping", {}, {}, ttl=5000) == "pong"
+            assert service.transport.reconnects == 0 and service.connected
+
+
 async def test_calls_made_while_reconnecting_wait_within_their_ttl(
     fresh_mesh_url: str, management: ManagementAPI
 ) -> None:

@@ -49,8 +49,9 @@ from .outbox import (
     count_confirms,
     deliver_directly,
 )
+from .own_queues import OwnQueues, setup_error
 from .subscriptions import Subscriptions
-from .topology import Topology, declare_service_queue, ensure_shared, permits_transient_queues
+from .topology import Topology
 from .urls import AmqpTarget
 
 __all__ = ["Confirms", "Outbox", "Transport", "TransportConfig", "TransportState"]
@@ -98,8 +99,9 @@ class Transport:
         self.nodes = target if isinstance(target, Nodes) else Nodes([target])
         self.target = self.nodes.first  # the node connected to (or to be tried first)
         self.config = config
-        self._on_response = Consumer(on_response)
-        self._on_service = Consumer(on_service) if on_service is not None else None
+        self._queues = OwnQueues(
+            config, Consumer(on_response), Consumer(on_service) if on_service is not None else None
+        )
         self._on_state = on_state
         self._on_return = on_return
         self.state: TransportState = "idle"
@@ -270,7 +272,7 @@ class Transport:
                     channel, self._on_return
                 )
                 deliver_directly(channel, self._spawn_logged)
-                await self._declare_and_consume(underlay, channel)
+                await self._queues.declare_and_consume(underlay, channel, self.target)
             events = await self.subscriptions.open()
         except BaseException as exc:
             self._drop_outbox()
@@ -279,7 +281,9 @@ class Transport:
             if isinstance(exc, NuropbTransportError):
                 raise
             if isinstance(exc, (aiormq.exceptions.AMQPError, OSError, TimeoutError)):
-                raise NuropbTransportError(self._describe_setup_error(exc)) from None
+                raise NuropbTransportError(
+                    setup_error(exc, self.target, self.config.response_queue)
+                ) from None
             raise
         self._connection, self._channel, self._confirm_channel = connection, channel, confirm
         self.subscriptions.events = events
@@ -288,44 +292,39 @@ class Transport:
         connection.close_callbacks.add(lambda _sender, exc=None: lost(self._reason(exc)))
         for ch in (channel, confirm):
             ch.closing.add_done_callback(lambda _: lost("a channel closed"))
-        channel.on_consumer_cancel_callbacks.add(lambda _: lost("the broker cancelled a consumer"))
+        channel.on_consumer_cancel_callbacks.add(
+            lambda frame: self._cancelled(connection, channel, frame.consumer_tag)
+        )
         self._spawn(self._watch(connection))
 
-    async def _declare_and_consume(self, connection: aiormq.Connection, channel: Channel) -> None:
-        """Declare what nuropb's transport declares (its own queues; the shared exchanges only
-        when missing, see topology.ensure_shared) and consume. Checks and declarations that
-        the broker may refuse run on channels of their own, so the hot one stays open."""
-        cfg = self.config
-        topo = cfg.topology
-
-        async def open_channel() -> Channel:
-            return cast(Channel, await connection.channel(publisher_confirms=False))
-
-        is_service = cfg.service_queue is not None
-        where = f"mesh {self.target.vhost!r}"
-        version = str(connection.server_properties.get("version", ""))
-        await ensure_shared(
-            open_channel,
-            topo,
-            dead_letters=is_service,
-            where=where,
-            transient_ok=permits_transient_queues(version),
+    def _cancelled(
+        self, connection: aio_pika.abc.AbstractConnection, channel: Channel, tag: str | None
+    ) -> None:
+        """The broker cancelled a consumer. The service queue's (its node went down, or it was
+        deleted) is consumed again on the same channel once the queue is back: the calls in
+        hand are still answered and acknowledged, and the API stays on the mesh meanwhile.
+        Any other consumer's cancel is a loss."""
+        if connection is not self._connection:
+            return
+        if tag is None or tag != self._queues.service_tag:
+            self._lost(connection, "the broker cancelled a consumer")
+            return
+        self._queues.service_tag = None
+        log.warning(
+            "the broker cancelled the consumer of %s (its node is down, or it was deleted):"
+            " consuming it again once it is back",
+            self.config.service_queue,
         )
-        if cfg.service_queue is not None:
-            await declare_service_queue(
-                open_channel, topo, cfg.service_queue, cfg.rpc_bindings, cfg.event_bindings
+        assert connection.transport is not None
+        underlay = cast(aiormq.Connection, connection.transport.connection)
+        self._spawn(
+            self._queues.consume_again(
+                underlay,
+                channel,
+                lambda: connection is self._connection and not self._stopping,
+                RECONNECT_DELAYS,
             )
-        # Exclusive (nuropb's is not): peers only publish to it, by name, which an exclusive
-        # queue takes; and RabbitMQ 4.3 denies the non-durable non-exclusive kind.
-        await channel.queue_declare(
-            cfg.response_queue, durable=False, auto_delete=True, exclusive=True
         )
-        await channel.basic_qos(prefetch_count=cfg.prefetch_count)
-        await channel.basic_consume(
-            cfg.response_queue, self._on_response, no_ack=True, exclusive=True
-        )
-        if cfg.service_queue is not None and self._on_service is not None:
-            await channel.basic_consume(cfg.service_queue, self._on_service, no_ack=False)
 
     # --- event subscriptions ----------------------------------------------------------------
 
@@ -392,22 +391,6 @@ class Transport:
                 raise down from None
             return None
         return int(ok.message_count or 0), int(ok.consumer_count or 0)
-
-    def _describe_setup_error(self, exc: BaseException) -> str:
-        text = self.target.scrub(str(exc))
-        in_use = isinstance(exc, aiormq.exceptions.ChannelAccessRefused) and "exclusive use" in text
-        locked = isinstance(exc, aiormq.exceptions.ChannelLockedResource)
-        if in_use or locked:
-            return (
-                f"another API instance is connected with this instance_id: response queue"
-                f" {self.config.response_queue!r} is in exclusive use (single-instance)"
-            )
-        if isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed):
-            return f"the mesh has a queue or exchange declared with other settings: {text}"
-        down = queue_down(text)
-        if down is not None:
-            return str(down)
-        return f"setting up queues on {self.target.masked} failed: {type(exc).__name__}: {text}"
 
     # --- connection loss and reconnection ---------------------------------------------
 

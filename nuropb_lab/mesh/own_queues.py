@@ -1,0 +1,136 @@
+"""An API's own queues on its connection: declared as nuropb's transport declares them (the
+shared exchanges only when missing, see topology.ensure_shared), consumed on the hot channel,
+and the service queue consumed again in place when the broker cancels its consumer.
+
+Checks and declarations that the broker may refuse run on channels of their own, so the hot
+channel stays open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+import aiormq
+from aiormq import Channel
+
+from .nodes import queue_down
+from .outbox import Consumer
+from .topology import (
+    OpenChannel,
+    declare_service_queue,
+    ensure_shared,
+    permits_transient_queues,
+)
+from .urls import AmqpTarget
+
+if TYPE_CHECKING:
+    from .transport import TransportConfig
+
+__all__ = ["OwnQueues", "setup_error"]
+
+log = logging.getLogger(__name__)
+
+
+class OwnQueues:
+    """The response queue (exclusive, no acks) and, for a service, its service queue."""
+
+    def __init__(
+        self, config: TransportConfig, on_response: Consumer, on_service: Consumer | None
+    ) -> None:
+        self.config = config
+        self._on_response = on_response
+        self._on_service = on_service
+        self.service_tag: str | None = None  # the service queue's consumer, while consuming
+
+    async def declare_and_consume(
+        self, connection: aiormq.Connection, channel: Channel, target: AmqpTarget
+    ) -> None:
+        cfg = self.config
+        open_channel = _channel_opener(connection)
+        version = str(connection.server_properties.get("version", ""))
+        await ensure_shared(
+            open_channel,
+            cfg.topology,
+            dead_letters=cfg.service_queue is not None,
+            where=f"mesh {target.vhost!r}",
+            transient_ok=permits_transient_queues(version),
+        )
+        if cfg.service_queue is not None:
+            await declare_service_queue(
+                open_channel, cfg.topology, cfg.service_queue, cfg.rpc_bindings, cfg.event_bindings
+            )
+        # Exclusive (nuropb's is not): peers only publish to it, by name, which an exclusive
+        # queue takes; and RabbitMQ 4.3 denies the non-durable non-exclusive kind.
+        await channel.queue_declare(
+            cfg.response_queue, durable=False, auto_delete=True, exclusive=True
+        )
+        await channel.basic_qos(prefetch_count=cfg.prefetch_count)
+        await channel.basic_consume(
+            cfg.response_queue, self._on_response, no_ack=True, exclusive=True
+        )
+        if cfg.service_queue is not None and self._on_service is not None:
+            ok = await channel.basic_consume(cfg.service_queue, self._on_service, no_ack=False)
+            self.service_tag = ok.consumer_tag
+
+    async def consume_again(
+        self,
+        connection: aiormq.Connection,
+        channel: Channel,
+        wanted: Callable[[], bool],
+        delays: tuple[float, ...],
+    ) -> None:
+        """After the broker cancelled the service queue's consumer (its node went down, or it
+        was deleted): declare the queue again until the broker takes it, then consume it on
+        ``channel``, while ``wanted()`` (the connection is still the transport's)."""
+        cfg = self.config
+        assert cfg.service_queue is not None and self._on_service is not None
+        open_channel = _channel_opener(connection)
+        attempt = 0
+        while wanted():
+            await asyncio.sleep(delays[min(attempt, len(delays) - 1)])
+            attempt += 1
+            try:  # refused while its node is down
+                await declare_service_queue(
+                    open_channel, cfg.topology, cfg.service_queue, cfg.rpc_bindings,
+                    cfg.event_bindings,
+                )  # fmt: skip
+            except (aiormq.exceptions.AMQPError, OSError, TimeoutError) as exc:
+                log.info("%s is not back yet: %s: %s", cfg.service_queue, type(exc).__name__, exc)
+                continue
+            if not wanted():
+                return
+            try:
+                ok = await channel.basic_consume(cfg.service_queue, self._on_service, no_ack=False)
+            except (aiormq.exceptions.AMQPError, ConnectionError):
+                return  # the channel closed: the connection's loss, handled as any
+            self.service_tag = ok.consumer_tag
+            log.info("consuming %s again", cfg.service_queue)
+            return
+
+
+def setup_error(exc: BaseException, target: AmqpTarget, response_queue: str) -> str:
+    """What a failed declaration or consume on connect means, in one line."""
+    text = target.scrub(str(exc))
+    in_use = isinstance(exc, aiormq.exceptions.ChannelAccessRefused) and "exclusive use" in text
+    locked = isinstance(exc, aiormq.exceptions.ChannelLockedResource)
+    if in_use or locked:
+        return (
+            f"another API instance is connected with this instance_id: response queue"
+            f" {response_queue!r} is in exclusive use (single-instance)"
+        )
+    if isinstance(exc, aiormq.exceptions.ChannelPreconditionFailed):
+        return f"the mesh has a queue or exchange declared with other settings: {text}"
+    down = queue_down(text)
+    if down is not None:
+        return str(down)
+    return f"setting up queues on {target.masked} failed: {type(exc).__name__}: {text}"
+
+
+def _channel_opener(connection: aiormq.Connection) -> OpenChannel:
+    async def open_channel() -> Channel:
+        return cast(Channel, await connection.channel(publisher_confirms=False))
+
+    return open_channel
