@@ -293,12 +293,16 @@ class Transport:
         for ch in (channel, confirm):
             ch.closing.add_done_callback(lambda _: lost("a channel closed"))
         channel.on_consumer_cancel_callbacks.add(
-            lambda frame: self._cancelled(connection, channel, frame.consumer_tag)
+            lambda frame: self._cancelled(connection, underlay, channel, frame.consumer_tag)
         )
         self._spawn(self._watch(connection))
 
     def _cancelled(
-        self, connection: aio_pika.abc.AbstractConnection, channel: Channel, tag: str | None
+        self,
+        connection: aio_pika.abc.AbstractConnection,
+        underlay: aiormq.Connection,
+        channel: Channel,
+        tag: str | None,
     ) -> None:
         """The broker cancelled a consumer. The service queue's (its node went down, or it was
         deleted) is consumed again on the same channel once the queue is back: the calls in
@@ -315,8 +319,6 @@ class Transport:
             " consuming it again once it is back",
             self.config.service_queue,
         )
-        assert connection.transport is not None
-        underlay = cast(aiormq.Connection, connection.transport.connection)
         self._spawn(
             self._queues.consume_again(
                 underlay,

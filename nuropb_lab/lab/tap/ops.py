@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 from ...mesh import ManagementUnavailable, NuropbException
@@ -152,12 +153,13 @@ def _lab_error(text: str) -> Exception:
 
 
 async def _bindable(
-    lab: Lab, connection: Connection, names: list[str]
+    lab: Lab, connection: Connection, names: list[str], bound_already: Collection[str] = ()
 ) -> tuple[list[str], list[str], str | None]:
     """The services a tap without the firehose binds (routing keys on the RPC exchange): only
     those with a queue, since a binding of ours would make a request to a missing service
     routable (no basic.return, so its caller would wait until its ttl instead of failing at
-    once). Returns (bound, missing, why the management API could not list them, if not)."""
+    once). Returns (bound, missing, why the management API could not list them, if not);
+    ``bound_already`` are not asked about again."""
     api = connection.api
     if names:
         bound: list[str] = []
@@ -171,7 +173,7 @@ async def _bindable(
             api.target.vhost, api.topology.rpc_exchange
         )
     except ManagementUnavailable as exc:
-        known = sorted(connection.known | set(connection.services))
+        known = sorted((connection.known | set(connection.services)) - set(bound_already))
         bound = [n for n in known if await api.queue_info(f"nuropb-{n}-sq") is not None]
         return bound, [], str(exc)
     keys = sorted({b["routing_key"] for b in bindings if b.get("destination_type") == "queue"})
@@ -188,7 +190,7 @@ async def _follow(lab: Lab, connection: Connection, made: Tap) -> None:
         if events is None or not events.is_open:
             continue  # the reconnection binds what the subscription lists
         try:
-            bound, _, _ = await _bindable(lab, connection, [])
+            bound, _, _ = await _bindable(lab, connection, [], subscription.services)
             for name in bound:
                 if name not in subscription.services and not made.stopped:
                     await events.bind(subscription, subscription.rpc_exchange, name)
