@@ -32,25 +32,57 @@ def test_where_every_spot_is_taken_the_least_covered_one() -> None:
     assert box == pytest.approx((2.9, 2.9, 3.1, 3.1))
 
 
-def test_the_labels_of_a_fan_out_cover_no_node_and_no_other_label(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def call(source: str, target: str, per_s: float = 1.0, p50_ms: float = 2.5) -> dict[str, Any]:
+    return {"source": source, "target": target, "kind": "call", "per_s": per_s, "errors": 0,
+            "error_pct": 0.0, "p50_ms": p50_ms}  # fmt: skip
+
+
+def event(source: str, target: str, per_s: float = 5.0) -> dict[str, Any]:
+    return {"source": source, "target": target, "kind": "event", "per_s": per_s}
+
+
+def node(name: str, kind: str, column: int, row: int) -> dict[str, Any]:
+    return {"name": name, "kind": kind, "column": column, "row": row}
+
+
+def fan_out() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A caller of five services and a service with three topics: edges that share a node."""
     services = ["orders", "inventory", "vault", "sensors", "rooms"]
-    nodes: list[dict[str, Any]] = [{"name": "shopper", "kind": "client", "column": 0, "row": 0}]
-    nodes += [
-        {"name": name, "kind": "service", "column": 1, "row": i} for i, name in enumerate(services)
-    ]
     topics = ["sensors.door.*", "sensors.humidity.*", "sensors.temperature.*"]
-    nodes += [{"name": t, "kind": "topic", "column": 2, "row": i} for i, t in enumerate(topics)]
+    nodes = [node("shopper", "client", 0, 0)]
+    nodes += [node(name, "service", 1, i) for i, name in enumerate(services)]
+    nodes += [node(t, "topic", 2, i) for i, t in enumerate(topics)]
+    edges = [call("shopper", s) for s in services] + [event("sensors", t) for t in topics]
+    return nodes, edges
+
+
+def traffic_tour() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The 05-traffic notebook's graph as the browser test once drew it: two callers of the
+    same services, edges crossing between the first columns."""
+    client = "test-browser-b7dc654b-client"
+    topics = ["orders.placed", "sensors.door.*", "sensors.humidity.*", "sensors.temperature.*"]
+    nodes = [node("shopper", "client", 0, 0), node(client, "client", 0, 1)]
+    nodes += [node(s, "service", 1, i) for i, s in enumerate(["orders", "sensors", "vault"])]
+    nodes += [node("inventory", "service", 2, 0), node("lab tail", "subscriber", 4, 0)]
+    nodes += [node(t, "topic", 3, i) for i, t in enumerate(topics)]
     edges = [
-        {"source": "shopper", "target": s, "kind": "call", "per_s": 1.0, "errors": 0,
-         "error_pct": 0.0, "p50_ms": 2.5}
-        for s in services
-    ] + [
-        {"source": "sensors", "target": t, "kind": "event", "per_s": 5.0}
-        for t in topics
+        call("shopper", "orders", 1.9, 1.9), call("shopper", "sensors", 0.5, 0.5),
+        call("shopper", "inventory", 0.2, 0.2), call(client, "orders", 0.2),
+        call(client, "sensors", 0.2), call(client, "inventory", 0.2, 3.2),
+        call(client, "vault", 0.2), call("orders", "inventory", 1.4, 0.7),
+        event("orders", "orders.placed", 1.4), event("orders.placed", "inventory", 1.4),
+        event("sensors", "sensors.door.*", 0.5), event("sensors", "sensors.humidity.*", 2.6),
+        event("sensors", "sensors.temperature.*", 4.8),
+        event("sensors.temperature.*", "lab tail", 4.8),
     ]  # fmt: skip
+    return nodes, edges
+
+
+@pytest.mark.parametrize("graph", [fan_out, traffic_tour])
+def test_the_labels_cover_no_node_and_no_other_label(
+    monkeypatch: pytest.MonkeyPatch, graph: Any
+) -> None:
+    nodes, edges = graph()
     placed: list[Box] = []
     node_boxes: list[Box] = []
 
@@ -66,5 +98,5 @@ def test_the_labels_of_a_fan_out_cover_no_node_and_no_other_label(
     assert "<svg" in picture.svg and len(placed) == len(edges) and len(node_boxes) == len(nodes)
     for a, b in itertools.combinations(placed, 2):
         assert not overlap(a, b), (a, b)
-    for label, node in itertools.product(placed, node_boxes):
-        assert not overlap(label, node), (label, node)
+    for label, node_box in itertools.product(placed, node_boxes):
+        assert not overlap(label, node_box), (label, node_box)

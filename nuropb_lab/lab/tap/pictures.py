@@ -311,9 +311,9 @@ def _draw_edge(
 
     label = _edge_label(edge)
     on = [on_arc(t) for t in (CALL_SPOTS if call else EVENT_SPOTS)]
-    # then just above or below the arc, where edges that share a node run close together
+    # then a line or two above or below the arc, where edges that share a node run close
     step = LABEL_HEIGHT * inch[1]
-    spots = on + [(x, y + side * step) for x, y in on for side in (1, -1)]
+    spots = on + [(x, y + side * step) for side in (1, -1, 2, -2) for x, y in on]
     box = place_label(spots, len(label) * LABEL_CHAR, LABEL_HEIGHT, inch, taken)
     taken.append(box)
     ax.text(
