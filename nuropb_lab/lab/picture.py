@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .markup import Markup
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -69,4 +71,6 @@ def draw(
         paint(figure)
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None})
-    return Picture(buffer.getvalue(), data, title)
+    # matplotlib escapes the text it writes into SVG: the picture is HTML that can be shown
+    # inline
+    return Picture(Markup(buffer.getvalue()), data, title)
