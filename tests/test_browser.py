@@ -1,7 +1,8 @@
 """02-browse-and-call in a real browser: JupyterLab on 127.0.0.1, Debian's Chromium driven by
 Playwright (no browser download). Run all cells through the UI; the service browser must list
-the demo services, and a call made through its form must show its result. Screenshots go to
-.cache/screenshots/. Without /usr/bin/chromium the test is skipped, and says why."""
+the demo services, and a call made through its form must show its result; 05-traffic's
+pictures and tap view render; a hostile peer's markup shows as text and never runs. Screenshots
+go to .cache/screenshots/. Without /usr/bin/chromium the test is skipped, and says why."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -77,10 +79,16 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def jupyterlab(demo_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def jupyter_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The JupyterLab server's folder: its notebooks in ``notebooks/``."""
+    return tmp_path_factory.mktemp("jupyterlab")
+
+
+@pytest.fixture(scope="module")
+def jupyterlab(demo_url: str, jupyter_base: Path) -> Iterator[str]:
     """A JupyterLab server on a copy of notebooks/ (so nothing is saved into the repository),
     with its own config and runtime folders; returns the base URL (token in the query)."""
-    base = tmp_path_factory.mktemp("jupyterlab")
+    base = jupyter_base
     shutil.copytree(ROOT / "notebooks", base / "notebooks")
     (base / "config" / "labconfig").mkdir(parents=True)
     # no "get notified about Jupyter news?" toast over the screenshots
@@ -289,3 +297,138 @@ def drive_traffic(page: Any, url: str) -> None:
     assert "shopper → orders.place_order" in waterfall.locator(".jp-OutputArea").inner_text()
     shot(page, "05-traffic-waterfall", waterfall.locator(".jp-RenderedHTMLCommon svg").first)
     assert_no_stderr(page)
+
+
+# --- a hostile peer's markup stays text -------------------------------------------------------
+
+HOSTILE_CELLS = [
+    """%load_ext nuropb_lab
+%nuropb connect
+import time
+import nuropb_lab
+
+lab = nuropb_lab.get_lab()
+tap = lab.tap()
+tail = lab.tail("hostile.#")""",
+    """# wait for the peer
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline and not (
+    any(row[3] == SERVICE for row in tap.snapshot()) and tail.received
+):
+    time.sleep(0.1)""",
+    """# the tap view
+view = tap.widget(rows=12)
+view.filter.value = "pwned"
+view.draw()
+view""",
+    """# the tail view
+tail.widget()""",
+    """# the tail's HTML
+tail""",
+    """# a trace's HTML
+tap.trace(TRACE)""",
+    """tap.stop()
+tail.stop()
+print("stopped")""",
+]
+
+
+def test_a_peers_markup_stays_text_in_the_page(
+    jupyterlab: str, jupyter_base: Path, demo_url: str, sync_playwright: Any, tmp_path: Path
+) -> None:
+    """A peer of aio-pika alone (hostile_peer.py) on the kernel's mesh: its service, method,
+    caller, trace id, topic and message kind are markup that, run, sets
+    ``window.__nuropb_pwned``. The live tap view (and the graph beside it), the tail view, a
+    tail's and a trace's HTML show it as text, and the flag stays unset, while the same markup
+    put into the page as HTML sets a flag of its own (so it would have run)."""
+    import nbformat
+    from hostile_peer import SERVICE, TRACE, HostilePeer
+
+    cells = [nbformat.v4.new_code_cell(f"SERVICE, TRACE = {SERVICE!r}, {TRACE!r}")]
+    cells += [nbformat.v4.new_code_cell(source) for source in HOSTILE_CELLS]
+    kernel = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+    notebook = nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernel})
+    nbformat.write(notebook, jupyter_base / "notebooks" / "hostile.ipynb")
+    url = jupyterlab.replace(
+        "/lab/tree/02-browse-and-call.ipynb?", "/lab/workspaces/hostile/tree/hostile.ipynb?reset&"
+    )
+    stop = threading.Event()
+    with HostilePeer(demo_url) as peer:
+
+        def keep_sending() -> None:  # until the notebook has seen it
+            while not stop.is_set():
+                peer.send_traffic()
+                stop.wait(0.5)
+
+        sender = threading.Thread(target=keep_sending, daemon=True)
+        sender.start()
+        try:
+            with chromium_page(sync_playwright, tmp_path, "hostile") as page:
+                drive_hostile(page, url)
+        finally:
+            stop.set()
+            sender.join(10)
+
+
+def drive_hostile(page: Any, url: str) -> None:
+    from hostile_peer import CALLER, METHOD, SERVICE, TOPIC, TRACE
+
+    page.goto(url)
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()
+    run_all_cells(page)
+
+    view = page.locator(".jp-CodeCell", has_text="# the tap view").first
+    table = view.locator(".widget-html table").first
+    table.locator("tr").nth(1).wait_for()
+    assert_not_run(page, "__nuropb_control_1")  # the tap view's markup, before the rest
+    lines = table.inner_text().splitlines()
+    assert lines[0].split("\t")[:3] == ["time", "kind", "message"], lines[0]
+    kinds = {line.split("\t")[1] for line in lines[1:]}
+    assert "unknown" in kinds and kinds <= {"request", "response", "event", "unknown"}, lines
+    assert any(f"{CALLER} → {SERVICE}.{METHOD}" in line for line in lines), lines
+    assert any(TRACE in line for line in lines), lines
+
+    page.locator(".jp-CodeCell").last.get_by_text("stopped", exact=True).wait_for()
+    assert_no_stderr(page)
+    graph = view.locator(".widget-html svg").first
+    graph.wait_for()
+    assert SERVICE in [t.strip() for t in graph.locator("text").all_text_contents()]
+    shot(page, "hostile-tap-view", view.locator(".jp-OutputArea").first)
+
+    tail_view = page.locator(".jp-CodeCell", has_text="# the tail view").first
+    tail_table = tail_view.locator(".widget-html table").first
+    tail_table.locator("tr").nth(1).wait_for()
+    assert TOPIC in tail_table.inner_text()
+    shot(page, "hostile-tail-view", tail_view.locator(".jp-OutputArea").first)
+
+    # an HTML output (JupyterLab typesets math in those): shown as it is, "$\foo$" too
+    tail_html = page.locator(".jp-CodeCell", has_text="# the tail's HTML").first
+    rendered = tail_html.locator(".jp-RenderedHTMLCommon").first
+    rendered.wait_for()
+    assert TOPIC in rendered.inner_text()
+    shot(page, "hostile-tail-html", rendered)
+
+    trace = page.locator(".jp-CodeCell", has_text="# a trace's HTML").first
+    waterfall = trace.locator(".jp-RenderedHTMLCommon svg").first
+    waterfall.wait_for()
+    assert any(SERVICE in t for t in waterfall.locator("text").all_text_contents())
+    assert f"{CALLER} → {SERVICE}.{METHOD}" in trace.locator(".jp-OutputArea").inner_text()
+    shot(page, "hostile-trace", trace.locator(".jp-OutputArea").first)
+    assert_not_run(page, "__nuropb_control_2")
+
+
+def assert_not_run(page: Any, control: str) -> None:
+    """The peer's markup shown so far did not run: the same markup put into the page as HTML
+    now runs (sets ``control``), and by then the peer's flag is still unset."""
+    from hostile_peer import IMG
+
+    page.evaluate(
+        """(markup) => {
+            const box = document.createElement("div");
+            box.innerHTML = markup;
+            document.body.appendChild(box);
+        }""",
+        IMG.replace("__nuropb_pwned", control),
+    )
+    page.wait_for_function(f"() => window.{control} === 1")
+    assert page.evaluate("() => window.__nuropb_pwned") is None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import html
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from .markup import frame, output, tag
 from .picture import Picture, draw
 
 if TYPE_CHECKING:
@@ -274,9 +274,9 @@ class BenchResult:
         return f"<BenchResult {self.headline()}>"
 
     def _repr_html_(self) -> str:
-        table = self.summary().to_frame().to_html(border=0, na_rep="")
-        notes = "".join(f"<div><i>{html.escape(n)}</i></div>" for n in self.notes)
-        return f"<div><b>{html.escape(self.headline())}</b></div>{notes}{table}"
+        notes = (tag("div", tag("i", n)) for n in self.notes)
+        table = frame(self.summary().to_frame(), border=0, na_rep="")
+        return output(tag("div", tag("b", self.headline())), *notes, table)
 
     def plot(self, bins: int = 40) -> Picture:
         """Latency histogram (log axis), latency and throughput over time, as a Picture;

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import html
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -21,6 +20,7 @@ import pandas as pd
 from ..mesh.api import RMQAPI
 from .bench import BenchError, Benches, BenchRun, BenchSpec, ParamsArg
 from .bench_result import BenchResult
+from .markup import frame, output, tag
 from .picture import Picture, draw
 from .runner import LoopRunner
 
@@ -114,10 +114,10 @@ class CapacityResult:
         )
 
     def _repr_html_(self) -> str:
-        notes = "".join(f"<div><i>{html.escape(n)}</i></div>" for n in self.notes)
-        table = self.df.to_html(index=False, border=0, na_rep="", float_format="{:,.3g}".format)
-        head = f"<b>{html.escape(self.label)}</b>: {html.escape(self.explain())}"
-        return f"<div>{head}</div>{notes}{table}"
+        notes = (tag("div", tag("i", n)) for n in self.notes)
+        table = frame(self.df, index=False, border=0, na_rep="", float_format="{:,.3g}".format)
+        head = tag("div", tag("b", self.label), ": ", self.explain())
+        return output(head, *notes, table)
 
     def plot(self) -> Picture:
         """Throughput against load, and the throughput-latency curve (p50, p99) with the knee

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .markup import Markup
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -63,10 +65,22 @@ def draw(
     """Make a figure, let ``paint(figure)`` draw on it, and keep it as an SVG Picture."""
     import matplotlib
 
-    # text as text (smaller, selectable); fixed ids and no date: the same data, the same SVG
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "nuropb-lab"}):
+    with matplotlib.rc_context(
+        {
+            # text as text (smaller, selectable); fixed ids and no date: the same data, the
+            # same SVG
+            "svg.fonttype": "none",
+            "svg.hashsalt": "nuropb-lab",
+            # names come from the mesh: drawn literally, never parsed as math text ($...$) or
+            # LaTeX ("$\foo$" would fail the whole picture, "$x^2$" would draw as math)
+            "text.parse_math": False,
+            "text.usetex": False,
+        }
+    ):
         figure = new_figure(width, height)
         paint(figure)
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None})
-    return Picture(buffer.getvalue(), data, title)
+    # matplotlib escapes the text it writes into SVG, and draws it as it is: the picture is
+    # HTML that can be shown inline
+    return Picture(Markup(buffer.getvalue()), data, title)

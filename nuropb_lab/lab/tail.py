@@ -7,7 +7,6 @@ Events arrive in the Lab's loop thread; appending is O(1) (no DataFrame work per
 from __future__ import annotations
 
 import collections
-import html
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ import pandas as pd
 
 from ..mesh.events import MeshEvent, Subscription
 from ..views import view_of
+from .markup import frame, output, tag
 from .runner import LoopRunner
 
 __all__ = ["RateCounter", "Tail", "events_frame"]
@@ -202,8 +202,9 @@ class Tail:
     def _repr_html_(self) -> str:
         """In a notebook: the status line and the newest few events."""
         latest = events_frame(self.snapshot(last=5))
-        table = latest[["received_at", "topic", "event", "trace_id"]].to_html(index=False, border=0)
-        return f"<div><code>{html.escape(repr(self))}</code></div>{table if len(latest) else ''}"
+        shown = latest[["received_at", "topic", "event", "trace_id"]]
+        table = frame(shown, index=False, border=0) if len(latest) else ""
+        return output(tag("div", tag("code", repr(self))), table)
 
     def __repr__(self) -> str:
         s = self.status()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 import ipywidgets as w
 
 from ..lab.bench import BenchProgress, BenchRun
+from ..lab.markup import join, tag
 from .throttle import Redraw
 
 __all__ = ["BenchView"]
@@ -62,20 +62,20 @@ class BenchView(w.VBox):
             amount = f"{p.done:,}/{p.total:,} calls"
         else:
             amount = f"{p.done:,} calls, {p.elapsed_s:.1f}/{p.duration_s or 0:g} s"
-        parts = [
-            f"<b>{html.escape(p.state)}</b>",
+        parts: list[object] = [
+            tag("b", p.state),
             amount,
             f"{p.rate:,.0f}/s",
             f"p50 {_ms(p.p50_ms)}",
             f"p99 {_ms(p.p99_ms)}",
         ]
         if p.errors:
-            parts.append(f"<span style='color:#b00020'>{p.errors:,} errors</span>")
+            parts.append(tag("span", f"{p.errors:,} errors", style="color:#b00020"))
         if p.behind:
             parts.append("the generator is behind its schedule")
         if p.message:
-            parts.append(html.escape(p.message))
-        self.status.value = " · ".join(parts)
+            parts.append(p.message)
+        self.status.value = join(parts, " · ")
         if p.finished:
             self.stop_button.disabled = True
             self.stop_button.description = "Stop"

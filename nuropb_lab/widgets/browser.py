@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import html
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import ipywidgets as w
 
 from ..lab import Lab, ServiceInfo
+from ..lab.markup import join, tag
 from .call_form import CallForm
 from .render import error_html
 
@@ -48,7 +48,7 @@ class ServiceBrowser(w.VBox):
         self._updating = False
         self._closed = False
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
-        self.summary = w.HTML("<i>discovering…</i>")
+        self.summary = w.HTML(tag("i", "discovering…"))
         self.services = w.Select(options=[], value=None, rows=10, layout=w.Layout(width="340px"))
         self.detail = w.HTML()
         self.methods = w.Select(options=[], value=None, rows=6, layout=w.Layout(width="340px"))
@@ -60,7 +60,7 @@ class ServiceBrowser(w.VBox):
             [
                 w.HBox(
                     [
-                        w.HTML(f"<b>nuropb mesh</b> {html.escape(self.alias)}"),
+                        w.HTML(join([tag("b", "nuropb mesh"), " ", self.alias])),
                         self.refresh_button,
                         self.summary,
                     ]
@@ -153,9 +153,9 @@ class ServiceBrowser(w.VBox):
                     ", ".join(placement.unsynced) or ("—" if placement.replicas else ""),
                 ),
             ]
-        body = "".join(f"<tr><td>{k}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
+        table = tag("table", *(tag("tr", tag("td", k), tag("td", v)) for k, v in rows))
         error = error_html("unavailable", info.error) if info.error else ""
-        self.detail.value = f"<b>{html.escape(info.service)}</b><table>{body}</table>{error}"
+        self.detail.value = join([tag("b", info.service), table, error])
         if set(self.methods.options) != set(info.methods) and self.services.value == info.service:
             with self._quiet():
                 current = self.methods.value

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures
-import html
 import json
 from typing import Any
 
 import ipywidgets as w
 
 from ..lab import Lab
+from ..lab.markup import join, tag
 from ..lab.params import param_problems, parameters_of
 from ..mesh.errors import NuropbException
 from .render import error_html, result_html
@@ -138,9 +138,13 @@ class CallForm(w.VBox):
         self.call_button.on_click(self._on_call)
         self.code_button.on_click(self._on_code)
         title = w.HTML(
-            f"<b>{html.escape(service)}.{html.escape(method)}</b>"
-            + (" 🔒" if self.requires_encryption else "")
-            + (f"<div>{html.escape(spec.get('description') or '')}</div>")
+            join(
+                [
+                    tag("b", f"{service}.{method}"),
+                    " 🔒" if self.requires_encryption else "",
+                    tag("div", spec.get("description") or ""),
+                ]
+            )
         )
         super().__init__(
             [
@@ -234,7 +238,7 @@ class CallForm(w.VBox):
             return
         self.call_button.disabled = True
         self.call_button.description = "Calling…"
-        self.result.value = "<i>calling…</i>"
+        self.result.value = tag("i", "calling…")
         self.pending = self.lab.start_call(
             f"{self.service}.{self.method}",
             params,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import concurrent.futures
-import html
 from typing import Any, cast
 
 import ipywidgets as w
 import pandas as pd
 
 from ..lab import Lab
+from ..lab.markup import join, tag
 from .render import error_html
 
 __all__ = ["KeysView"]
@@ -36,9 +36,10 @@ class KeysView(w.VBox):
         self.rows: list[dict[str, Any]] = []
         self.pending: concurrent.futures.Future[pd.DataFrame] | None = None
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
-        self.table = w.HTML("<i>describing…</i>")
+        self.table = w.HTML(tag("i", "describing…"))
         self.refresh_button.on_click(lambda _b: self.refresh())
-        super().__init__([w.HBox([w.HTML("<b>encryption</b>"), self.refresh_button]), self.table])
+        title = w.HTML(tag("b", "encryption"))
+        super().__init__([w.HBox([title, self.refresh_button]), self.table])
         self.refresh()
 
     def refresh(self) -> concurrent.futures.Future[pd.DataFrame]:
@@ -54,26 +55,24 @@ class KeysView(w.VBox):
         except BaseException as exc:
             self.table.value = error_html(type(exc).__name__, str(exc))
             return
-        body = "".join(
-            f"<tr>{''.join(f'<td>{c}</td>' for c in self._cells(r))}</tr>" for r in self.rows
+        self.table.value = tag(
+            "table",
+            tag("tr", *(tag("th", h) for h in HEADERS)),
+            *(tag("tr", *(tag("td", c) for c in self._cells(r))) for r in self.rows),
         )
-        header = "".join(f"<th>{h}</th>" for h in HEADERS)
-        self.table.value = f"<table><tr>{header}</tr>{body}</table>"
 
     @staticmethod
-    def _cells(row: dict[str, Any]) -> list[str]:
-        warnings = "".join(
-            f"<div style='color:#b00020'>⚠ {html.escape(str(x))}</div>" for x in row["warnings"]
-        )
+    def _cells(row: dict[str, Any]) -> list[object]:
+        warnings = join(tag("div", f"⚠ {x}", style="color:#b00020") for x in row["warnings"])
         # a DataFrame row holds NaN (a float) where the service has no key, not None
         fingerprint = row["fingerprint"] if isinstance(row["fingerprint"], str) else ""
         bits = row["key_size"]
         return [
-            html.escape(str(row["service"])),
+            row["service"],
             "🔑" if row["public_key"] else "—",
-            f"<code>{html.escape(fingerprint[:23])}</code>",
+            tag("code", fingerprint[:23]),
             str(int(bits)) if isinstance(bits, (int, float)) and bits == bits else "",
-            html.escape(", ".join(row["encrypted_methods"])),
+            ", ".join(row["encrypted_methods"]),
             f"{row['encrypted_calls']} / {row['encrypted_failed']}",
             warnings,
         ]

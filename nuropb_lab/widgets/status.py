@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import html
 
 import ipywidgets as w
 
 from ..lab import Lab
+from ..lab.markup import join, tag
 from .throttle import Redraw
 
 __all__ = ["ConnectionStatus"]
@@ -49,15 +49,19 @@ class ConnectionStatus(w.HTML):
             transport = connection.api.transport
             color = COLORS.get(transport.state, "#555")
             served = ", ".join(connection.served) or "—"
-            state = f"<span style='color:{color}'>● {transport.state}</span>"
             lines.append(
-                f"<div><b>{html.escape(alias)}</b> {state}"
-                f" {html.escape(connection.url)} · on {html.escape(connection.node)}"
-                f" · reconnects {transport.reconnects}"
-                f" · in flight {connection.api.in_flight} · serving {html.escape(served)}"
-                f" · tails {len([t for t in connection.tails if not t.stopped])}</div>"
+                tag(
+                    "div",
+                    tag("b", alias),
+                    " ",
+                    tag("span", f"● {transport.state}", style=f"color:{color}"),
+                    f" {connection.url} · on {connection.node}",
+                    f" · reconnects {transport.reconnects}",
+                    f" · in flight {connection.api.in_flight} · serving {served}",
+                    f" · tails {len([t for t in connection.tails if not t.stopped])}",
+                )
             )
-        self.value = "".join(lines) or "<i>not connected</i>"
+        self.value = join(lines) or tag("i", "not connected")
 
     def close(self) -> None:
         self._closed = True

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime
-import html
 
 import ipywidgets as w
 
 from ..lab import Tail
+from ..lab.markup import join, tag
 from ..mesh.events import MeshEvent
 from .live import PauseClear, matches
 from .render import json_text
@@ -57,23 +57,28 @@ class TailView(w.VBox):
         top = ", ".join(f"{r.topic} {r.per_second:.1f}/s" for r in rates.head(5).itertuples())
         status = self.tail.status()
         gaps = f" · {status['gaps']} gap(s)" if status["gaps"] else ""
-        self.status.value = (
-            f"<b>{html.escape(status['state'])}</b> · {status['rows']} kept of {status['received']}"
-            f" received{gaps} · {html.escape(top or 'no events yet')}"
+        self.status.value = join(
+            [
+                tag("b", status["state"]),
+                f" · {status['rows']} kept of {status['received']} received{gaps}",
+                f" · {top or 'no events yet'}",
+            ]
         )
-        body = "".join(
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>".format(
-                datetime.datetime.fromtimestamp(e.received_at).strftime("%H:%M:%S.%f")[:-3],
-                html.escape(e.topic),
-                html.escape(json_text(e.event, indent=None, limit=200)),
-                html.escape(e.trace_id or ""),
+        rows = (
+            tag(
+                "tr",
+                tag(
+                    "td",
+                    datetime.datetime.fromtimestamp(e.received_at).strftime("%H:%M:%S.%f")[:-3],
+                ),
+                tag("td", e.topic),
+                tag("td", tag("code", json_text(e.event, indent=None, limit=200))),
+                tag("td", e.trace_id or ""),
             )
             for e in reversed(self.shown)
         )
-        self.table.value = (
-            "<table><tr><th>received</th><th>topic</th><th>event</th><th>trace</th></tr>"
-            f"{body}</table>"
-        )
+        head = tag("tr", *(tag("th", h) for h in ("received", "topic", "event", "trace")))
+        self.table.value = tag("table", head, *rows)
 
     def close(self) -> None:
         self.tail.remove_listener(self._on_event)

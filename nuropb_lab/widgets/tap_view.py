@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import datetime
-import html
 import logging
 import re
 import threading
@@ -14,7 +13,10 @@ from typing import Any
 
 import ipywidgets as w
 
+from ..lab.markup import Markup, join, tag
 from ..lab.tap import Tap
+from ..lab.tap.capture import KINDS as MESSAGE_KINDS
+from ..lab.tap.capture import UNKNOWN_KIND
 from .live import PauseClear, matches
 from .render import json_text
 from .throttle import Redraw
@@ -23,7 +25,7 @@ __all__ = ["GraphView", "TapView", "tap_view"]
 
 log = logging.getLogger(__name__)
 
-KINDS = ("all", "request", "response", "command", "event")
+KINDS = ("all", *MESSAGE_KINDS, UNKNOWN_KIND)
 # row tuple positions (capture.COLUMNS)
 TIME, KIND, CALLER, SERVICE, METHOD, TOPIC, CID, TRACE, BYTES, ENCRYPTED, PAYLOAD, ERROR = range(12)
 
@@ -40,9 +42,10 @@ CELL = (
 _SVG_SIZE = re.compile(r'(<svg\b[^>]*?)\swidth="[^"]*"\s+height="[^"]*"')
 
 
-def responsive(svg: str) -> str:
-    """The picture scaled to its box's width (its viewBox keeps the proportions)."""
-    return _SVG_SIZE.sub(r'\1 style="width:100%;height:auto"', svg, count=1)
+def responsive(svg: str) -> Markup:
+    """The picture (lab/picture.py's SVG, its text escaped) scaled to its box's width (its
+    viewBox keeps the proportions)."""
+    return Markup(_SVG_SIZE.sub(r'\1 style="width:100%;height:auto"', svg, count=1))
 
 
 def _matches(row: tuple[Any, ...], pattern: str) -> bool:
@@ -101,9 +104,12 @@ class GraphView(w.VBox):
             self.picture.value = responsive(picture.svg)
             nodes, edges = len(self.data["nodes"]), len(self.data["edges"])
             when = datetime.datetime.now().strftime("%H:%M:%S")
-            self.caption.value = (
-                f"<b>service graph</b> · last {self.window:.0f} s · {nodes} nodes, {edges} edges"
-                f" · {html.escape(self.tap.mode)} · drawn {when}"
+            self.caption.value = join(
+                [
+                    tag("b", "service graph"),
+                    f" · last {self.window:.0f} s · {nodes} nodes, {edges} edges",
+                    f" · {self.tap.mode} · drawn {when}",
+                ]
             )
             self.redraws += 1
 
@@ -138,9 +144,7 @@ class TapView(w.HBox):
         )
         self.kind = w.Dropdown(options=KINDS, value="all", description="kind")
         self.status = w.HTML()
-        self.notice = w.HTML(
-            f"<i>{html.escape(tap.notice)}</i>" if tap.notice else "",
-        )
+        self.notice = w.HTML(tag("i", tap.notice) if tap.notice else "")
         self.table = w.HTML()
         self.graph = GraphView(tap, window=window, interval=graph_interval)
         self.shown: list[tuple[Any, ...]] = []
@@ -182,41 +186,39 @@ class TapView(w.HBox):
         ]
         self.shown = rows[-self.rows :]
         s = self.tap.status()
-        self.status.value = (
-            f"<b>{html.escape(s['state'])}</b> · {html.escape(s['mode'])} · {s['rows']} kept of"
-            f" {s['kept']} · {s['calls']} calls, {s['waiting']} waiting"
-            + (f" · {s['unpaired']} unpaired" if s["unpaired"] else "")
-            + (f" · {s['gaps']} gap(s)" if s["gaps"] else "")
-        )
-        body = "".join(self._row_html(r) for r in reversed(self.shown))
-        head = "".join(
-            f"<th style='{CELL}'>{h}</th>" for h in ("time", "kind", "message", "trace", "payload")
-        )
-        self.table.value = (
-            f"<table style='font-size:12px;border-collapse:collapse'><tr>{head}</tr>{body}</table>"
+        parts = [
+            tag("b", s["state"]),
+            s["mode"],
+            f"{s['rows']} kept of {s['kept']}",
+            f"{s['calls']} calls, {s['waiting']} waiting",
+        ]
+        parts += [f"{s['unpaired']} unpaired"] if s["unpaired"] else []
+        parts += [f"{s['gaps']} gap(s)"] if s["gaps"] else []
+        self.status.value = join(parts, " · ")
+        head = (tag("th", h, style=CELL) for h in ("time", "kind", "message", "trace", "payload"))
+        self.table.value = tag(
+            "table",
+            tag("tr", *head),
+            *(self._row_html(r) for r in reversed(self.shown)),
+            style="font-size:12px;border-collapse:collapse",
         )
 
-    def _row_html(self, row: tuple[Any, ...]) -> str:
+    def _row_html(self, row: tuple[Any, ...]) -> Markup:
         when = datetime.datetime.fromtimestamp(row[TIME]).strftime("%H:%M:%S.%f")[:-3]
         caller = row[CALLER] or self.tap.known_caller(row) or "?"
         if row[KIND] == "event":
             message = f"{caller} ⇢ {row[TOPIC] or ''}"
         else:
             message = f"{caller} → {row[SERVICE] or '?'}.{row[METHOD] or '?'}"
+        payload: object
         if row[ENCRYPTED]:
             payload = f"🔒 encrypted, {row[BYTES]} bytes"
         elif row[ERROR]:
-            payload = f"<span style='color:#b00020'>{html.escape(str(row[ERROR])[:120])}</span>"
+            payload = tag("span", str(row[ERROR])[:120], style="color:#b00020")
         else:
-            payload = f"<code>{html.escape(json_text(row[PAYLOAD], indent=None, limit=120))}</code>"
-        cells = [
-            when,
-            str(row[KIND]),
-            html.escape(message),
-            html.escape(str(row[TRACE] or "")),
-            payload,
-        ]
-        return "<tr>" + "".join(f"<td style='{CELL}'>{c}</td>" for c in cells) + "</tr>"
+            payload = tag("code", json_text(row[PAYLOAD], indent=None, limit=120))
+        cells = [when, row[KIND], message, row[TRACE] or "", payload]
+        return tag("tr", *(tag("td", c, style=CELL) for c in cells))
 
     def close(self) -> None:
         self.tap.remove_listener(self._on_traffic)

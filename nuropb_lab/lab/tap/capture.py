@@ -36,10 +36,13 @@ from .records import read_trace
 __all__ = [
     "COLUMNS",
     "FIREHOSE_KEYS",
+    "KINDS",
     "TRACE_EXCHANGE",
+    "UNKNOWN_KIND",
     "Capture",
     "FirehoseSubscription",
     "TapSubscription",
+    "known_kind",
     "queue_label",
 ]
 
@@ -67,6 +70,11 @@ COLUMNS = (
     "routed_to",  # an event's subscribers (firehose only): who the broker routed it to
     "connection",  # the publisher's connection, as the broker names it (firehose only)
 )
+#: a row's kind: what a peer's ``nuropb_type`` header says, if it is one of these, else
+#: ``"unknown"``; mapped where it is read, so no row, view or saved file holds what a peer
+#: wrote there
+KINDS = ("request", "response", "command", "event")
+UNKNOWN_KIND = "unknown"
 MAX_CONNECTIONS = 10_000  # connections remembered by name
 #: bodies decoded at most this large; a larger one is shown by its size only
 DECODE_MAX = 4 * 1024 * 1024
@@ -219,10 +227,10 @@ class Capture:
                 except ValueError:
                     self.undecodable += 1
                     continue
-                kind = record.nuropb_type
-                if kind is None:
+                if record.nuropb_type is None:
                     self.other += 1
                     continue
+                kind = known_kind(record.nuropb_type)
                 if key.startswith("deliver."):  # a consumer got it
                     if kind == "request" or kind == "command":
                         self._delivered(now, record.correlation_id, key[8:], record.connection)
@@ -261,7 +269,7 @@ class Capture:
                 trace_id = headers.get("trace_id")
                 self._message(
                     now,
-                    str(kind),
+                    known_kind(kind),
                     delivery.routing_key,
                     delivery.correlation_id,
                     delivery.reply_to,
@@ -439,6 +447,11 @@ class Capture:
         with self.lock:
             self.rows.clear()
             self.calls.clear()
+
+
+def known_kind(value: Any) -> str:
+    """One of :data:`KINDS` for a ``nuropb_type`` header's value, else ``"unknown"``."""
+    return value if isinstance(value, str) and value in KINDS else UNKNOWN_KIND
 
 
 def _error_class(failure: Any) -> str:

@@ -403,7 +403,7 @@ def draw_waterfall(trace_id: str, spans: pd.DataFrame) -> Picture:
             # the name column: indented by nesting depth, as a tree
             prefix = "└ " if row["depth"] else ""
             names.text(0.02 + 0.07 * row["depth"], y, prefix + row["label"],
-                       ha="left", va="center", fontsize=8)  # fmt: skip
+                       ha="left", va="center", fontsize=8, clip_on=True)  # fmt: skip
             color = "#718096" if row["ok"] is None else ("#38a169" if row["ok"] else ERROR_EDGE)
             if row["kind"] == "event":
                 ax.plot([row["start_ms"]], [y], marker="D", color=EVENT_EDGE, markersize=6)

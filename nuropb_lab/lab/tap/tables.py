@@ -6,7 +6,6 @@ row per request or command), so a live tap and one loaded from a file answer ali
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..markup import frame, output, tag
 from .calls import CALL_COLUMNS
 from .capture import COLUMNS
 
@@ -74,8 +74,9 @@ class Trace:
         return f"<Trace {self.trace_id!r}: {len(self.df)} span(s)>"
 
     def _repr_html_(self) -> str:
-        table = self.df.drop(columns=["time"]).to_html(index=False, na_rep="", border=0)
-        return f"<div><code>{html.escape(repr(self))}</code></div>{self.picture.svg}{table}"
+        table = frame(self.df.drop(columns=["time"]), index=False, na_rep="", border=0)
+        # the picture is draw()'s SVG (Markup: matplotlib escaped its text)
+        return output(tag("div", tag("code", repr(self))), self.picture.svg, table)
 
 
 class TapData:

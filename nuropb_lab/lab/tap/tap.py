@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import html
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ import pandas as pd
 
 from ...mesh import ManagementAPI, ManagementUnavailable
 from ...views import view_of
+from ..markup import frame, output, tag
 from .capture import Capture, TapSubscription, queue_label
 from .tables import TapData, calls_frame, messages_frame
 
@@ -270,9 +270,9 @@ class Tap(TapData):
         """In a notebook: the status line, the notice (if any) and the newest messages."""
         latest = messages_frame(self.capture.snapshot(last=5))
         shown = latest[["time", "kind", "caller", "service", "method", "topic", "trace_id"]]
-        table = shown.to_html(index=False, border=0, na_rep="") if len(latest) else ""
-        notice = f"<div><i>{html.escape(self.notice)}</i></div>" if self.notice else ""
-        return f"<div><code>{html.escape(repr(self))}</code></div>{notice}{table}"
+        table = frame(shown, index=False, border=0, na_rep="") if len(latest) else ""
+        notice = tag("div", tag("i", self.notice)) if self.notice else ""
+        return output(tag("div", tag("code", repr(self))), notice, table)
 
 
 def client_label(properties: dict[str, Any], vhost: str) -> str | None:
