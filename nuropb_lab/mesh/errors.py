@@ -172,18 +172,20 @@ ERROR_CLASSES: dict[str, type[NuropbException]] = {
     )
 }
 
-_REMOTE_CLASSES: dict[str, type[NuropbException]] = {}
+# One remote class per known class: a name outside nuropb's set (any peer may send any) is
+# raised as the one remote NuropbException, its name kept on the exception (remote_name).
+_REMOTE_CLASSES: dict[type[NuropbException], type[NuropbException]] = {}
 
 
 def _remote_class(name: str) -> type[NuropbException]:
-    cls = _REMOTE_CLASSES.get(name)
+    known = ERROR_CLASSES.get(name)
+    if known is None or known is NuropbSuccess:  # unknown names raise as NuropbException
+        known = NuropbException
+    cls = _REMOTE_CLASSES.get(known)
     if cls is None:
-        known = ERROR_CLASSES.get(name)
-        if known is None or known is NuropbSuccess:  # unknown names raise as NuropbException
-            known = NuropbException
         bases = (known,) if issubclass(known, NuropbMessageError) else (NuropbMessageError, known)
         cls = type(known.__name__, bases, {"__module__": __name__, "remote": True})
-        _REMOTE_CLASSES[name] = cls
+        _REMOTE_CLASSES[known] = cls
     return cls
 
 
