@@ -18,7 +18,7 @@ import dataclasses
 from typing import Any
 
 from ..mesh import RMQAPI, ManagementAPI, ManagementUnavailable, Topology
-from ..mesh.errors import NuropbException
+from ..mesh.errors import NuropbException, error_name
 from ..mesh.limits import DISCOVERY_PROBES, ERROR_BYTES, clip_text
 from .placement import Placement, placement_of
 
@@ -110,8 +110,7 @@ async def _probe(
             info.service, refresh=refresh, ttl=describe_ttl_ms
         )
     except NuropbException as exc:  # a remote service's words: bounded
-        name = getattr(exc, "remote_name", None) or type(exc).__name__
-        info.error = clip_text(f"{name}: {exc}", ERROR_BYTES)
+        info.error = clip_text(f"{error_name(exc)}: {exc}", ERROR_BYTES)
     return info
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..mesh.errors import error_name
 from ..mesh.limits import ERROR_BYTES, HISTORY_PARAMS, clip_text
 
 __all__ = ["CallRecord", "History"]
@@ -59,7 +60,7 @@ class CallRecord:
     ) -> CallRecord:
         name = description = None
         if error is not None:
-            name = clip_text(getattr(error, "remote_name", None) or type(error).__name__)
+            name = error_name(error)
             description = clip_text(str(error), ERROR_BYTES)
         return cls(
             time=datetime.datetime.now(datetime.UTC),

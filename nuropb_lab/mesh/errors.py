@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .limits import clip_text
 from .nuropb_peer import also, peer_class
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "NuropbTransportError",
     "NuropbValidationError",
     "error_dict",
+    "error_name",
     "lab_error",
     "remote_error",
 ]
@@ -199,6 +201,11 @@ def remote_error(error: Any, payload: dict[str, Any] | None = None) -> NuropbExc
     exc = _remote_class(name)(str(description) if description is not None else name, payload)
     exc.remote_name = name
     return exc
+
+
+def error_name(exc: BaseException) -> str:
+    """An error's class name as its remote side sent it (kept bounded), else its own."""
+    return clip_text(getattr(exc, "remote_name", None) or type(exc).__name__)
 
 
 def lab_error(exc: BaseException) -> BaseException:
