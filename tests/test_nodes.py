@@ -102,7 +102,9 @@ def test_management_urls_per_node() -> None:
     # an override applies to the nodes on the host it names only (a bare URL: its own host)
     with mock.patch.dict(os.environ, {"NUROPB_MANAGEMENT_URL": "h1=http://m1:1, h1=http://m2:2"}):
         assert ManagementAPI.for_target(Nodes.parse(A)).base_urls == ["http://m1:1", "http://m2:2"]
-    with mock.patch.dict(os.environ, {"NUROPB_MANAGEMENT_URL": "http://h2:8080, h3:5672=http://m3"}):
+    with mock.patch.dict(
+        os.environ, {"NUROPB_MANAGEMENT_URL": "http://h2:8080, h3:5672=http://m3"}
+    ):
         api = ManagementAPI.for_target(Nodes.parse([A, B, C]))
         assert api.base_urls == ["http://h1:15672", "http://h2:8080", "http://m3"]
 
