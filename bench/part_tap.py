@@ -340,6 +340,7 @@ def _replay(chunks: list[bytes], tap: Any) -> float:
         body_limit=tap.capture.body_limit,
         services=None,
         events=True,
+        max_bytes=tap.capture.rows.max_bytes,
     )
     started = time.perf_counter()
     for chunk in chunks:

@@ -27,7 +27,8 @@ from .magic_args import (
     unquote,
 )
 from .magic_complete import completions
-from .mesh import ManagementUnavailable, NuropbException, mask_secrets
+from .mesh import ManagementUnavailable, NuropbException, limits, mask_secrets
+from .mesh.errors import error_name
 
 __all__ = ["NuropbMagics"]
 
@@ -172,8 +173,7 @@ class NuropbMagics(Magics):
         try:
             return handler(rest, cell)
         except EXPECTED_ERRORS as exc:
-            kind = getattr(exc, "remote_name", None) or type(exc).__name__
-            say(f"{kind}: {exc}", error=True)
+            say(limits.clip_text(f"{error_name(exc)}: {exc}", limits.ERROR_BYTES), error=True)
             return None
 
     def _args(self, func: Callable[..., Any], rest: str) -> tuple[Any, list[str]]:

@@ -99,8 +99,14 @@ def test_management_urls_per_node() -> None:
     api = ManagementAPI.for_target(Nodes.parse([A, B, C]))
     assert api.base_urls == ["http://h1:15672", "http://h2:15673", "http://h3:15672"]
     assert "s3cr3t" not in repr(api)
-    with mock.patch.dict(os.environ, {"NUROPB_MANAGEMENT_URL": "http://m1:1, http://m2:2"}):
+    # an override applies to the nodes on the host it names only (a bare URL: its own host)
+    with mock.patch.dict(os.environ, {"NUROPB_MANAGEMENT_URL": "h1=http://m1:1, h1=http://m2:2"}):
         assert ManagementAPI.for_target(Nodes.parse(A)).base_urls == ["http://m1:1", "http://m2:2"]
+    with mock.patch.dict(
+        os.environ, {"NUROPB_MANAGEMENT_URL": "http://h2:8080, h3:5672=http://m3"}
+    ):
+        api = ManagementAPI.for_target(Nodes.parse([A, B, C]))
+        assert api.base_urls == ["http://h1:15672", "http://h2:8080", "http://m3"]
 
 
 async def test_a_queue_whose_node_is_down() -> None:

@@ -36,7 +36,8 @@ import pandas as pd
 
 from ..mesh.api import RMQAPI
 from ..mesh.calls import new_id
-from ..mesh.errors import NuropbException, NuropbNotDeliveredError
+from ..mesh.errors import NuropbException, NuropbNotDeliveredError, error_name
+from ..mesh.limits import ERROR_BYTES, clip_text
 from ..views import view_of
 from .bench_result import CANCELLED, LATE_S, BenchInfo, BenchResult, Calls, LatencySplitter
 from .bench_spec import BenchError, BenchSpec, ParamsArg
@@ -277,7 +278,7 @@ class BenchRun:
             self._finish()
             raise
         except BaseException as exc:
-            self._message = f"{getattr(exc, 'remote_name', None) or type(exc).__name__}: {exc}"
+            self._message = clip_text(f"{error_name(exc)}: {exc}", ERROR_BYTES)
             self._finish("failed")
             raise
         finally:
@@ -459,7 +460,7 @@ class BenchRun:
             except asyncio.CancelledError:
                 error = CANCELLED
             except Exception as exc:
-                error = getattr(exc, "remote_name", None) or type(exc).__name__
+                error = error_name(exc)
             ended = clock()
             self._in_flight -= 1
             number.append(i)
@@ -541,7 +542,7 @@ class BenchRun:
         except asyncio.CancelledError:
             error = CANCELLED
         except Exception as exc:
-            error = getattr(exc, "remote_name", None) or type(exc).__name__
+            error = error_name(exc)
         ended = clock()
         self._in_flight -= 1
         slot = self._slot

@@ -18,8 +18,9 @@ import pandas as pd
 from aiormq.abc import DeliveredMessage
 from pamqp import commands as spec
 
-from ..mesh import RMQAPI, ManagementAPI, ManagementUnavailable, Topology
-from ..mesh.errors import NuropbHandlingError
+from ..mesh import RMQAPI, ManagementAPI, ManagementUnavailable, Topology, codec
+from ..mesh.errors import NuropbHandlingError, NuropbMessageError
+from ..mesh.limits import DEAD_LETTER_BODY, clip_text
 from .history import CallRecord
 
 __all__ = ["DLQ_COLUMNS", "dead_letter_queue", "dead_letter_rows", "read_dead_letters"]
@@ -39,11 +40,10 @@ DLQ_COLUMNS = [
 ]
 
 
-BODY_WIDTH = 200
-
-
 def _text(value: Any) -> Any:
-    return value.decode(errors="replace") if isinstance(value, bytes) else value
+    """A header's value as text, bounded (any peer may put anything in a dead letter)."""
+    text = value.decode(errors="replace") if isinstance(value, bytes) else value
+    return clip_text(text) if isinstance(text, str) else text
 
 
 async def dead_letter_queue(api: RMQAPI, management: ManagementAPI | None) -> str:
@@ -105,12 +105,13 @@ def dead_letter_rows(messages: list[DeliveredMessage], history: list[CallRecord]
         method, shown = None, "(encrypted)"
         if not encrypted:
             try:
-                decoded = json.loads(message.body)
-            except ValueError:
-                shown = repr(message.body[:BODY_WIDTH])
+                decoded = codec.decode_json(message.body)
+            except NuropbMessageError as exc:
+                shown = f"(not decoded: {exc.description}) {message.body[:DEAD_LETTER_BODY]!r}"
             else:
                 method = decoded.get("method") if isinstance(decoded, dict) else None
-                shown = json.dumps(decoded, default=str)[:BODY_WIDTH]
+                method = clip_text(method) if isinstance(method, str) else None
+                shown = json.dumps(decoded, default=str)[:DEAD_LETTER_BODY]
         dead_at = death.get("time")
         if isinstance(dead_at, (int, float)):
             dead_at = datetime.datetime.fromtimestamp(dead_at, datetime.UTC)

@@ -5,6 +5,10 @@ exchange and the ``nuropb-*-sq`` queues), exact instance and queue counts from p
 declares, and what each offers from ``nuropb_describe``, asked of all at once with a short
 timeout. A service that does not answer is listed with its error. On a cluster (the API lists
 more than one node) each service also gets where its queue lives (see placement.py).
+
+Any peer may bind routing keys to the RPC exchange, each a "service": one discovery probes at
+most DISCOVERY_PROBES of them (those named or called first, then those with a service queue of
+their own), and lists the others as not probed.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ import dataclasses
 from typing import Any
 
 from ..mesh import RMQAPI, ManagementAPI, ManagementUnavailable, Topology
-from ..mesh.errors import NuropbException
+from ..mesh.errors import NuropbException, error_name
+from ..mesh.limits import DISCOVERY_PROBES, ERROR_BYTES, clip_text
 from .placement import Placement, placement_of
 
 __all__ = ["ServiceInfo", "discover", "service_names"]
@@ -89,7 +94,7 @@ async def _probe(
     try:
         counts = await api.queue_info(info.queue)
     except NuropbException as exc:
-        info.error = f"{type(exc).__name__}: {exc}"
+        info.error = clip_text(f"{type(exc).__name__}: {exc}", ERROR_BYTES)
         return info
     if counts is None:
         info.error = "no such service on the mesh"
@@ -104,9 +109,8 @@ async def _probe(
         info.description = await api.describe_service(
             info.service, refresh=refresh, ttl=describe_ttl_ms
         )
-    except NuropbException as exc:
-        name = getattr(exc, "remote_name", None) or type(exc).__name__
-        info.error = f"{name}: {exc}"
+    except NuropbException as exc:  # a remote service's words: bounded
+        info.error = clip_text(f"{error_name(exc)}: {exc}", ERROR_BYTES)
     return info
 
 
@@ -137,5 +141,17 @@ async def discover(
         ServiceInfo(service, queue, placement=placements.get(queue))
         for service, queue in sorted(names.items())
     ]
-    await asyncio.gather(*(_probe(api, info, describe_ttl_ms, refresh) for info in infos))
+    # the services named or called first, then those with a service queue of their own
+    ranked = sorted(
+        infos, key=lambda i: (i.service not in known, i.queue != Topology.service_queue(i.service))
+    )
+    probed = ranked[:DISCOVERY_PROBES]
+    if len(ranked) > DISCOVERY_PROBES:
+        skipped = (
+            f"not probed: one discovery probes at most {DISCOVERY_PROBES} of the"
+            f" {len(infos)} services listed; describe it by name"
+        )
+        for info in ranked[DISCOVERY_PROBES:]:
+            info.error = skipped
+    await asyncio.gather(*(_probe(api, info, describe_ttl_ms, refresh) for info in probed))
     return infos, notice

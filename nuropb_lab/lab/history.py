@@ -12,12 +12,13 @@ from typing import Any
 
 import pandas as pd
 
+from ..mesh.errors import error_name
+from ..mesh.limits import ERROR_BYTES, HISTORY_PARAMS, clip_text
+
 __all__ = ["CallRecord", "History"]
 
-PARAMS_WIDTH = 80
 
-
-def _short(value: Any, width: int = PARAMS_WIDTH) -> str:
+def _short(value: Any, width: int = HISTORY_PARAMS) -> str:
     try:
         text = json.dumps(value, default=str, separators=(",", ":"))
     except (TypeError, ValueError):
@@ -34,6 +35,7 @@ class CallRecord:
     method: str
     params: str  # truncated JSON
     ok: bool
+    # what a remote service said is kept bounded (limits.py)
     error: str | None  # the nuropb error class name
     description: str | None
     latency_ms: float
@@ -56,9 +58,10 @@ class CallRecord:
         trace_id: str | None,
         correlation_id: str | None,
     ) -> CallRecord:
-        name = None
+        name = description = None
         if error is not None:
-            name = getattr(error, "remote_name", None) or type(error).__name__
+            name = error_name(error)
+            description = clip_text(str(error), ERROR_BYTES)
         return cls(
             time=datetime.datetime.now(datetime.UTC),
             alias=alias,
@@ -68,10 +71,10 @@ class CallRecord:
             params=_short(params),
             ok=error is None,
             error=name,
-            description=None if error is None else str(error),
+            description=description,
             latency_ms=round((finished - started) * 1000, 3),
             encrypted=encrypted,
-            trace_id=trace_id,
+            trace_id=None if trace_id is None else clip_text(trace_id),
             correlation_id=correlation_id,
         )
 

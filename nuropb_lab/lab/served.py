@@ -25,9 +25,10 @@ class ServeMixin(LabBase):
         allow_any: bool = False,
     ) -> RMQAPI:
         """Serve ``obj``'s public methods on the mesh as service ``name`` (default: its
-        ``_service_name`` or class name). Stopped by ``disconnect``. A module, class or
-        builtin object is refused unless ``allow_any``: everyone on the mesh could call
-        every public callable of it (a served ``os`` would hand the mesh a shell)."""
+        ``_service_name`` or class name): exactly those its describe lists, as they are now.
+        Stopped by ``disconnect``. A module, class or builtin object, or one exposing file,
+        process or network operations, is refused unless ``allow_any``: everyone on the mesh
+        could call them (a served ``os`` would hand the mesh a shell)."""
         connection = self.connection(alias)
         check_servable(obj, allow_any)
         name = name or service_name_of(obj)
@@ -50,9 +51,27 @@ class ServeMixin(LabBase):
     aserve = awaitable(_serve)
 
 
-_DANGEROUS = frozenset(
-    "system popen exec execv execve spawnv kill remove unlink rmdir rmtree rename chmod"
-    " chown open write putenv eval compile setattr delattr clear pop".split()
+# What a served object must not hand every peer on the mesh: file, process and network
+# operations. A method is one by its name (or its function's: ``self.sweep = shutil.rmtree``),
+# or by the module that defines it (every method of a pathlib.Path, a socket, a file object).
+_DANGEROUS_NAMES = frozenset(
+    "open system popen exec execv execve execl execvp spawnv spawnve fork forkpty unlink rmdir"
+    " rmtree removedirs chmod lchmod chown lchown chroot symlink symlink_to hardlink_to link_to"
+    " mkfifo mknod putenv unsetenv read_text read_bytes write_text write_bytes urlopen sendfile"
+    " create_connection eval __import__ breakpoint".split()
+)
+_DANGEROUS_MODULES = (
+    "os", "posix", "nt", "posixpath", "ntpath", "pathlib", "shutil", "subprocess", "socket",
+    "_socket", "ssl", "io", "_io", "tempfile", "signal", "ctypes", "multiprocessing",
+    "asyncio", "urllib", "http", "ftplib", "smtplib", "webbrowser", "importlib", "runpy",
+    "pty", "fcntl", "mmap",
+)  # fmt: skip
+# names a refusal lists by name: what acts on files, processes and the network (some too
+# common in objects of one's own to refuse by name alone)
+_ACTIONS = _DANGEROUS_NAMES | frozenset(
+    "write writelines truncate rename replace touch mkdir remove move copy copyfile copytree"
+    " connect connect_ex bind listen accept send sendall sendto recv recvfrom terminate"
+    " kill send_signal communicate".split()
 )
 
 
@@ -61,24 +80,65 @@ def exposed_methods(obj: object) -> list[str]:
     return sorted(name for name, _, _ in public_methods(obj))
 
 
+def _origin(method: Any) -> tuple[str, str]:
+    """The module and the name of the function behind a method (a builtin method's module is
+    its object's type's)."""
+    function = getattr(method, "__func__", method)
+    module = getattr(function, "__module__", None)
+    if not module:
+        owner = getattr(method, "__self__", None)
+        module = type(owner).__module__ if owner is not None else ""
+    return str(module), str(getattr(function, "__name__", ""))
+
+
+def _exposure(obj: object) -> tuple[list[str], list[tuple[str, str]], bool]:
+    """What serving ``obj`` would expose: the methods that act on files, processes or the
+    network, by name (a label names the function exposed under another name); the others, as
+    (name, module) where the module is a dangerous one, else (name, ""); and whether any is a
+    file, process or network operation, by its name or by the module that defines it."""
+    acting: list[str] = []
+    others: list[tuple[str, str]] = []
+    dangerous = False
+    for name, method, _ in public_methods(obj):
+        module, function = _origin(method)
+        of_module = any(module == m or module.startswith(m + ".") for m in _DANGEROUS_MODULES)
+        dangerous = dangerous or of_module or bool({name, function} & _DANGEROUS_NAMES)
+        if name in _ACTIONS or function in _ACTIONS:
+            acting.append(name if function in ("", name) else f"{name} ({module}.{function})")
+        else:
+            others.append((name, module if of_module else ""))
+    return sorted(acting), sorted(others), dangerous
+
+
+def _listed(acting: list[str], others: list[tuple[str, str]]) -> str:
+    """Every acting name, then the others: by name when few, else how many of which modules."""
+    if len(others) <= 6:
+        return ", ".join(acting + [name for name, _ in others])
+    modules = ", ".join(sorted({module for _, module in others if module}))
+    more = f"{len(others)} {'more' if acting else 'methods'}{' of ' + modules if modules else ''}"
+    return f"{', '.join(acting)} and {more}" if acting else more
+
+
 def check_servable(obj: object, allow_any: bool = False) -> None:
-    """Refuse a module, class or builtin object (unless ``allow_any``), naming what it
-    would expose."""
+    """Refuse (unless ``allow_any``) a module, class or builtin object, and an object that
+    exposes file, process or network operations, naming in one line what it would expose."""
     if allow_any:
         return
+    acting, others, dangerous = _exposure(obj)
     if inspect.ismodule(obj):
-        kind = f"module {obj.__name__!r}"
+        kind = f"a module {obj.__name__!r}"
     elif inspect.isclass(obj):
-        kind = f"class {obj.__qualname__!r} (serve an instance of it)"
+        kind = f"a class {obj.__qualname__!r} (serve an instance of it)"
     elif inspect.isroutine(obj) or type(obj).__module__ == "builtins":
-        kind = f"builtin {type(obj).__name__} object"
+        kind = f"a builtin {type(obj).__name__} object"
+    elif dangerous:
+        kind = f"a {type(obj).__name__} object, which has file, process or network operations"
+        others = [(name, module) for name, module in others if module]  # not the harmless
     else:
         return
-    # the names that show the danger first (a served os.system is a shell for the mesh)
-    methods = sorted(exposed_methods(obj), key=lambda m: (m not in _DANGEROUS, m))
-    shown = ", ".join(methods[:8]) + (f", ... ({len(methods)} in all)" if len(methods) > 8 else "")
     raise LabError(
-        f"refusing to serve a {kind}: anyone on the mesh could call {shown or 'it'};"
+        f"refusing to serve {kind}: anyone on the mesh could call"
+        f" {_listed(acting, others) or 'it'};"
         " serve an object of your own, or pass allow_any=True (%nuropb serve ... --unsafe)"
     )
 

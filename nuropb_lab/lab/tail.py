@@ -1,7 +1,8 @@
 """A live tail of mesh events: a bounded ring buffer, per-topic rates, a DataFrame on demand.
 
 Events arrive in the Lab's loop thread; appending is O(1) (no DataFrame work per event).
-``.df`` and ``.rates()`` build their frames when asked, from a snapshot.
+``.df`` and ``.rates()`` build their frames when asked, from a snapshot. What is kept is
+bounded in bytes (limits.py): each field of an event, all the rows, the topics rates count.
 """
 
 from __future__ import annotations
@@ -15,13 +16,54 @@ from typing import Any
 import pandas as pd
 
 from ..mesh.events import MeshEvent, Subscription
+from ..mesh.limits import (
+    CONTEXT_BYTES,
+    EVENT_BYTES,
+    OTHER_TOPICS,
+    RATE_TOPICS,
+    ROW_BYTES,
+    TAIL_BYTES,
+    TEXT_BYTES,
+    clip_text,
+    clip_value,
+)
 from ..views import view_of
 from .markup import frame, output, tag
+from .rows import Rows
 from .runner import LoopRunner
 
-__all__ = ["RateCounter", "Tail", "events_frame"]
+__all__ = ["RateCounter", "Tail", "bounded", "events_frame"]
 
 BASE_COLUMNS = list(MeshEvent._fields)
+# the most an event's fields keep: event, context, target, topic, trace and correlation ids
+_FIELDS_MAX = EVENT_BYTES + 2 * CONTEXT_BYTES + 3 * TEXT_BYTES
+
+
+def bounded(event: MeshEvent) -> tuple[MeshEvent, int]:
+    """The event as a tail keeps it, each field within its limit (a preview past it), and what
+    it costs in the tail's byte budget."""
+    size = event.bytes
+    if size > TEXT_BYTES:  # else nothing in it can be over a limit
+        topic = clip_text(event.topic)
+        trace_id = None if event.trace_id is None else clip_text(event.trace_id)
+        correlation_id = None if event.correlation_id is None else clip_text(event.correlation_id)
+        payload, context, target = event.event, event.context, event.target
+        if size > EVENT_BYTES:
+            payload = clip_value(payload, EVENT_BYTES)[0]
+        if size > CONTEXT_BYTES:
+            cut, was_cut = clip_value(context, CONTEXT_BYTES)
+            context = {"(truncated)": cut} if was_cut else context
+            cut, was_cut = clip_value(target, CONTEXT_BYTES)
+            target = [cut] if was_cut else target
+        event = event._replace(
+            topic=topic,
+            event=payload,
+            context=context,
+            trace_id=trace_id,
+            correlation_id=correlation_id,
+            target=target,
+        )
+    return event, ROW_BYTES + min(size, _FIELDS_MAX)
 
 
 def events_frame(rows: list[MeshEvent]) -> pd.DataFrame:
@@ -39,11 +81,15 @@ def events_frame(rows: list[MeshEvent]) -> pd.DataFrame:
 
 
 class RateCounter:
-    """Events per topic in one-second buckets over a sliding window: O(1) per event."""
+    """Events per topic in one-second buckets over a sliding window: O(1) per event. At most
+    ``max_topics`` distinct topics are counted in a window; events of the others are counted
+    together as OTHER_TOPICS (each distinct topic kept would cost memory)."""
 
-    def __init__(self, window: int = 60) -> None:
+    def __init__(self, window: int = 60, max_topics: int = RATE_TOPICS) -> None:
         self.window = window
+        self.max_topics = max_topics
         self._buckets: collections.deque[tuple[int, collections.Counter[str]]] = collections.deque()
+        self._seen: dict[str, int] = {}  # topic -> the last second it was counted in
         self.started = time.time()
 
     def add(self, topic: str, at: float) -> None:
@@ -53,6 +99,14 @@ class RateCounter:
             buckets.append((second, collections.Counter()))
             while buckets[0][0] <= second - self.window:
                 buckets.popleft()
+            if len(self._seen) >= self.max_topics:  # make room: forget those out of the window
+                start = second - self.window
+                self._seen = {t: s for t, s in self._seen.items() if s > start}
+        seen = self._seen
+        if topic in seen or len(seen) < self.max_topics:
+            seen[topic] = second
+        else:
+            topic = OTHER_TOPICS
         buckets[-1][1][topic] += 1
 
     def rates(self, now: float | None = None) -> pd.DataFrame:
@@ -71,11 +125,13 @@ class RateCounter:
 
     def clear(self) -> None:
         self._buckets.clear()
+        self._seen.clear()
         self.started = time.time()
 
 
 class Tail:
-    """Events matching ``patterns`` as they happen, newest ``max_rows`` kept.
+    """Events matching ``patterns`` as they happen, the newest ``max_rows`` kept, at most
+    ``max_bytes`` of them in all (limits.py).
 
     ``.df`` (a DataFrame), ``.rates()`` (events/s per topic over the last minute),
     ``.pause()`` / ``.resume()`` (stop / restart keeping events), ``.clear()``, ``.stop()``.
@@ -88,16 +144,17 @@ class Tail:
         alias: str,
         stopper: Callable[[Tail], None] | None = None,
         runner: LoopRunner | None = None,
+        max_bytes: int = TAIL_BYTES,
     ) -> None:
-        if max_rows < 1:
-            raise ValueError("max_rows must be at least 1")
+        if max_rows < 1 or max_bytes < 1:
+            raise ValueError("max_rows and max_bytes must be at least 1")
         self.patterns = list(patterns)
         self.max_rows = max_rows
         self.alias = alias
         self.received = 0  # every event that arrived
         self.skipped = 0  # arrived while paused
         self.subscription: Subscription | None = None
-        self._rows: collections.deque[MeshEvent] = collections.deque(maxlen=max_rows)
+        self._rows: Rows[MeshEvent] = Rows(max_rows, max_bytes)
         self._rates = RateCounter()
         self._lock = threading.Lock()
         self._paused = False
@@ -108,12 +165,13 @@ class Tail:
 
     # called in the Lab loop thread, once per event
     def on_event(self, event: MeshEvent) -> None:
+        event, cost = bounded(event)
         with self._lock:
             self.received += 1
             if self._paused:
                 self.skipped += 1
                 return
-            self._rows.append(event)
+            self._rows.append(event, cost)
             self._rates.add(event.topic, event.received_at)
         for listener in self._listeners:
             listener(self)
@@ -128,9 +186,7 @@ class Tail:
 
     def snapshot(self, last: int | None = None) -> list[MeshEvent]:
         with self._lock:
-            if last is None or last >= len(self._rows):
-                return list(self._rows)
-            return [self._rows[i] for i in range(len(self._rows) - last, len(self._rows))]
+            return self._rows.newest(last)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -192,6 +248,9 @@ class Tail:
             "state": self.state,
             "rows": len(self._rows),
             "max_rows": self.max_rows,
+            "kept_bytes": self._rows.kept_bytes,
+            "max_bytes": self._rows.max_bytes,
+            "dropped": self._rows.dropped,  # oldest rows dropped past max_bytes
             "received": self.received,
             "skipped": self.skipped,
             "undecodable": self.subscription.undecodable if self.subscription else 0,

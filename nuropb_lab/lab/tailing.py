@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from ..mesh.errors import NuropbException
+from ..mesh.limits import TAIL_BYTES
 from .base import Connection, LabBase, awaitable, blocking
 from .tail import Tail
 
@@ -22,10 +23,12 @@ class TailsMixin(LabBase):
         max_rows: int | None = None,
         backlog: int | None = None,
         alias: str | None = None,
+        max_bytes: int = TAIL_BYTES,
     ) -> Tail:
         """Start a live tail of events matching ``patterns`` (default ``#``: all), keeping the
-        newest ``max_rows``. ``backlog``: events the broker holds for the tail while it is
-        behind (the oldest are dropped past it; default ``max_rows``, at least 1,000)."""
+        newest ``max_rows``, at most ``max_bytes`` of them in all (each event's fields within
+        their limits: limits.py). ``backlog``: events the broker holds for the tail while it
+        is behind (the oldest are dropped past it; default ``max_rows``, at least 1,000)."""
         connection = self.connection(alias)
         tail = Tail(
             list(patterns) or ["#"],
@@ -33,6 +36,7 @@ class TailsMixin(LabBase):
             connection.alias,
             stopper=lambda t: self._stop_tail_soon(connection, t),
             runner=self._runner,
+            max_bytes=max_bytes,
         )
         tail.subscription = await connection.api.subscribe(
             tail.patterns, tail.on_event, max_length=backlog or max(tail.max_rows, 1000)

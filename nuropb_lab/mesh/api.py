@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from . import codec, crypto
 from .calls import Caller, rpc_payload
 from .codec import DecodeLimits
-from .describe import DESCRIBE_METHOD, public_methods
+from .describe import DESCRIBE_METHOD
 from .descriptions import Descriptions
 from .errors import (
     NuropbTransportError,
@@ -111,17 +111,17 @@ class RMQAPI:
         rpc_bindings: list[str] = []
         event_bindings: list[str] = []
         if not self._client_only:
+            # what callers may call is fixed now: the methods its describe lists
+            executor = ServiceExecutor(service_instance, service_name, self._public_pem)
             self._private_key = settings.get("private_key") or getattr(
                 service_instance, "_private_key", None
             )
-            if self._private_key is None and any(
-                marks.requires_encryption for _, _, marks in public_methods(service_instance)
-            ):
+            if self._private_key is None and executor.encrypted_methods:
                 # Encrypted methods need a key; make one rather than serve them unusable.
                 self._private_key = crypto.new_private_key()
                 log.info("%s: generated an RSA key for its encrypted methods", service_name)
             self._serving = ServiceSide(
-                ServiceExecutor(service_instance, service_name, self._public_pem),
+                executor,
                 service_name,
                 self._private_key,
                 self._limits,

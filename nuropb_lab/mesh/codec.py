@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any, Final, Literal, cast
 
 from .errors import NuropbMessageError
+from .limits import DECODE_BYTES, DECODE_DEPTH
 
 __all__ = [
     "MESSAGE_TYPES",
@@ -78,8 +79,8 @@ def to_jsonable(obj: Any) -> Any:
 class DecodeLimits:
     """Bounds on what a decoder accepts, so a hostile body cannot exhaust the process."""
 
-    max_bytes: int = 16 * 1024 * 1024
-    max_depth: int = 100
+    max_bytes: int = DECODE_BYTES
+    max_depth: int = DECODE_DEPTH
 
 
 DEFAULT_LIMITS: Final = DecodeLimits()

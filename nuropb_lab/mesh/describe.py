@@ -6,7 +6,7 @@ import inspect
 import json
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .decorators import MethodMarks
@@ -93,9 +93,13 @@ def describe_object(
     instance: object,
     service_name: str,
     public_key_pem: str | None = None,
+    published: Mapping[str, tuple[Any, MethodMarks]] | None = None,
 ) -> dict[str, Any]:
-    """The describe dict of a served object (``public_key_pem`` when it has encrypted methods)."""
-    methods = {name: describe_method(m, marks) for name, m, marks in public_methods(instance)}
+    """The describe dict of a served object (``public_key_pem`` when it has encrypted methods);
+    ``published``: its methods as they were served (default: as they are now)."""
+    if published is None:
+        published = {name: (m, marks) for name, m, marks in public_methods(instance)}
+    methods = {name: describe_method(m, marks) for name, (m, marks) in published.items()}
     encrypted = any(spec["requires_encryption"] for spec in methods.values())
     warnings: list[str] = []
     if encrypted and public_key_pem is None:

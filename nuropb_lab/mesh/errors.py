@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .limits import clip_text
 from .nuropb_peer import also, peer_class
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "NuropbTransportError",
     "NuropbValidationError",
     "error_dict",
+    "error_name",
     "lab_error",
     "remote_error",
 ]
@@ -172,18 +174,20 @@ ERROR_CLASSES: dict[str, type[NuropbException]] = {
     )
 }
 
-_REMOTE_CLASSES: dict[str, type[NuropbException]] = {}
+# One remote class per known class: a name outside nuropb's set (any peer may send any) is
+# raised as the one remote NuropbException, its name kept on the exception (remote_name).
+_REMOTE_CLASSES: dict[type[NuropbException], type[NuropbException]] = {}
 
 
 def _remote_class(name: str) -> type[NuropbException]:
-    cls = _REMOTE_CLASSES.get(name)
+    known = ERROR_CLASSES.get(name)
+    if known is None or known is NuropbSuccess:  # unknown names raise as NuropbException
+        known = NuropbException
+    cls = _REMOTE_CLASSES.get(known)
     if cls is None:
-        known = ERROR_CLASSES.get(name)
-        if known is None or known is NuropbSuccess:  # unknown names raise as NuropbException
-            known = NuropbException
         bases = (known,) if issubclass(known, NuropbMessageError) else (NuropbMessageError, known)
         cls = type(known.__name__, bases, {"__module__": __name__, "remote": True})
-        _REMOTE_CLASSES[name] = cls
+        _REMOTE_CLASSES[known] = cls
     return cls
 
 
@@ -197,6 +201,11 @@ def remote_error(error: Any, payload: dict[str, Any] | None = None) -> NuropbExc
     exc = _remote_class(name)(str(description) if description is not None else name, payload)
     exc.remote_name = name
     return exc
+
+
+def error_name(exc: BaseException) -> str:
+    """An error's class name as its remote side sent it (kept bounded), else its own."""
+    return clip_text(getattr(exc, "remote_name", None) or type(exc).__name__)
 
 
 def lab_error(exc: BaseException) -> BaseException:

@@ -53,6 +53,7 @@ class MeshEvent(NamedTuple):
     trace_id: str | None
     correlation_id: str | None
     target: list[Any] | None
+    bytes: int = 0  # the body's size
 
 
 def decode_event(
@@ -86,6 +87,7 @@ def event_from(
         trace_id if isinstance(trace_id, str) else None,
         correlation_id if isinstance(correlation_id, str) else None,
         target if isinstance(target, list) else None,
+        len(raw),
     )
 
 

@@ -2,19 +2,28 @@
 
 On a cluster every node's API answers for the whole cluster: given several, a call goes to the
 one that answered last and fails over to the others when it cannot be reached.
+
+The password goes only where it was meant to: a redirect is not followed (urllib would send
+the Authorization header on to wherever it points); plain http to another machine is warned
+about; for an amqps mesh plain http is refused unless allowed (``allow_http``, or
+$NUROPB_MANAGEMENT_ALLOW_HTTP=1); and an override of an API's URL ($NUROPB_MANAGEMENT_URL,
+``management_url``) applies to the nodes on the host it names only (see :func:`api_urls`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import json
+import os
 import ssl
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from .errors import NuropbTransportError
 from .nodes import Nodes, split_urls
@@ -22,7 +31,9 @@ from .urls import AmqpTarget
 
 T = TypeVar("T")
 
-__all__ = ["ManagementAPI", "ManagementUnavailable"]
+__all__ = ["ManagementAPI", "ManagementUnavailable", "api_urls"]
+
+_TRUE = {"1", "true", "yes", "on"}
 
 
 class ManagementUnavailable(NuropbTransportError):
@@ -42,30 +53,102 @@ def _reason(exc: urllib.error.HTTPError) -> str:
     return str(body.get("reason") or "") if isinstance(body, dict) else ""
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect comes back as its HTTPError: urllib would follow it with the same
+    Authorization header, to any host."""
+
+    def redirect_request(self, *args: Any) -> None:
+        return None
+
+
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def api_urls(nodes: Nodes, override: str | None = None) -> tuple[list[str], list[str]]:
+    """The management API of each node (once each), and the override entries that named no
+    node. ``override`` (default $NUROPB_MANAGEMENT_URL) is comma-separated entries: ``URL``
+    applies to the nodes on that URL's host, ``HOST=URL`` (or ``HOST:PORT=URL``) to the nodes
+    at that AMQP host (and port); a node no entry names has the API beside it (its AMQP port
+    + 10000). So a password for broker B never goes to an API given for broker A."""
+    spec = override if override is not None else os.environ.get("NUROPB_MANAGEMENT_URL", "")
+    entries: list[tuple[str, str]] = []  # (host or host:port, url)
+    for entry in (part.strip() for part in spec.split(",")):
+        if not entry:
+            continue
+        head, sep, tail = entry.partition("=")
+        if sep and "://" not in head:
+            entries.append((head.strip().lower(), tail.strip().rstrip("/")))
+        else:
+            entries.append(((urlsplit(entry).hostname or "").lower(), entry.rstrip("/")))
+    urls: list[str] = []
+    used: set[str] = set()
+    for target in nodes:
+        names = {target.host.lower(), f"{target.host}:{target.port}".lower()}
+        mine = [url for host, url in entries if host in names]
+        used.update(mine)
+        urls += mine or [target.management_url()]
+    return list(dict.fromkeys(urls)), [url for _, url in entries if url not in used]
+
+
 class ManagementAPI:
     """Calls ``/api/...`` with basic auth; every call is bounded by ``timeout`` seconds (per
-    node tried). ``base_url``: one URL, or one per node (a list, or comma-separated)."""
+    node tried). ``base_url``: one URL, or one per node (a list, or comma-separated).
+    ``https_only``: the credentials are not sent over plain http (an amqps mesh's)."""
 
     def __init__(
-        self, base_url: str | Sequence[str], username: str, password: str, timeout: float = 5.0
+        self,
+        base_url: str | Sequence[str],
+        username: str,
+        password: str,
+        timeout: float = 5.0,
+        https_only: bool = False,
     ) -> None:
         urls = split_urls(base_url) if isinstance(base_url, str) else list(base_url)
         self.base_urls = [url.rstrip("/") for url in urls] or [str(base_url).rstrip("/")]
         self.username = username
         self._auth = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
         self.timeout = timeout
-        self._ssl = ssl.create_default_context() if self.base_url.startswith("https") else None
+        self.https_only = https_only
+        self.unused: list[str] = []  # override entries that named no node (api_urls)
+        handlers: list[Any] = [_NoRedirect]
+        if any(url.startswith("https") for url in self.base_urls):
+            handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context()))
+        self._opener = urllib.request.build_opener(*handlers)
+        for url in self.base_urls:
+            if url.startswith("http:") and not _loopback(url) and not https_only:
+                warnings.warn(
+                    f"the management API at {url} is plain http: the password of"
+                    f" {username!r} crosses the network readable (use https)",
+                    UserWarning,
+                    stacklevel=2,
+                )
 
     @classmethod
     def for_target(
-        cls, target: AmqpTarget | Nodes, url: str | None = None, timeout: float = 5.0
+        cls,
+        target: AmqpTarget | Nodes,
+        url: str | None = None,
+        timeout: float = 5.0,
+        allow_http: bool | None = None,
     ) -> ManagementAPI:
-        """The API beside the target's node, or beside each of its nodes (``url``, or
-        $NUROPB_MANAGEMENT_URL, may name one or several, comma-separated)."""
+        """The API beside the target's node, or beside each of its nodes; ``url`` (default
+        $NUROPB_MANAGEMENT_URL) overrides it for the hosts it names (see :func:`api_urls`).
+        For an amqps mesh the password goes over https only, unless ``allow_http`` (default:
+        $NUROPB_MANAGEMENT_ALLOW_HTTP)."""
         nodes = target if isinstance(target, Nodes) else Nodes([target])
         user = nodes.first
-        urls = url or ",".join(nodes.management_urls())
-        return cls(urls, user.username, user.password, timeout)
+        urls, unused = api_urls(nodes, url)
+        if allow_http is None:
+            allow_http = os.environ.get("NUROPB_MANAGEMENT_ALLOW_HTTP", "").lower() in _TRUE
+        https_only = any(t.tls for t in nodes) and not allow_http
+        api = cls(urls, user.username, user.password, timeout, https_only)
+        api.unused = unused
+        return api
 
     @property
     def base_url(self) -> str:
@@ -99,14 +182,47 @@ class ManagementAPI:
             ) from None
         raise unreachable
 
+    def _open(self, base: str, request: urllib.request.Request) -> bytes:
+        """Send ``request`` (to ``base``) with the credentials; its body. A refused plain-http
+        send, a redirect or an unreachable API is _Unreachable (another node's may do)."""
+        if self.https_only and not base.startswith("https"):
+            raise _Unreachable(
+                f"refusing to send the password of {self.username!r} to {base} over plain http:"
+                " the mesh is amqps; give an https management URL (NUROPB_MANAGEMENT_URL), or"
+                " allow it with NUROPB_MANAGEMENT_ALLOW_HTTP=1 (allow_http=True)"
+            )
+        request.add_header("Authorization", self._auth)
+        try:
+            with self._opener.open(request, timeout=self.timeout) as resp:
+                return bytes(resp.read())
+        except urllib.error.HTTPError as exc:
+            if 300 <= exc.code < 400:
+                raise _Unreachable(
+                    f"management API at {base} redirected ({exc.code}) to"
+                    f" {exc.headers.get('Location')!r}, which is not followed (the password"
+                    " goes to the URL given only); set NUROPB_MANAGEMENT_URL to the API's URL"
+                ) from None
+            raise
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            unused = (
+                f"; NUROPB_MANAGEMENT_URL / management_url entries for no node of this mesh:"
+                f" {', '.join(self.unused)} (HOST=URL names the AMQP host one is for)"
+                if self.unused
+                else ""
+            )
+            raise _Unreachable(
+                f"management API at {base} is unreachable ({reason}); enable it with"
+                " `rabbitmq-plugins enable rabbitmq_management` or set NUROPB_MANAGEMENT_URL"
+                f"{unused}"
+            ) from None
+
     def _call_one(self, base: str, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(base + "/api/" + path, data=data, method=method)
-        request.add_header("Authorization", self._auth)
         request.add_header("Content-Type", "application/json")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self._ssl) as resp:
-                raw = resp.read()
+            raw = self._open(base, request)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return None
@@ -118,12 +234,6 @@ class ManagementAPI:
                 ) from None
             raise ManagementUnavailable(
                 f"management API {method} /api/{path} failed: {exc.code} {exc.reason}"
-            ) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise _Unreachable(
-                f"management API at {base} is unreachable ({reason}); enable it with"
-                " `rabbitmq-plugins enable rabbitmq_management` or set NUROPB_MANAGEMENT_URL"
             ) from None
         return json.loads(raw) if raw else None
 
@@ -256,15 +366,11 @@ class ManagementAPI:
             request = urllib.request.Request(
                 f"{base}/api/connections/{quote(name, safe='')}", method="DELETE"
             )
-            request.add_header("Authorization", self._auth)
             request.add_header("X-Reason", reason)
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout, context=self._ssl):
-                    pass
+                self._open(base, request)
             except urllib.error.HTTPError as exc:
                 if exc.code != 404:
                     raise ManagementUnavailable(f"closing connection failed: {exc.code}") from None
-            except (urllib.error.URLError, OSError) as exc:
-                raise _Unreachable(f"management API at {base} is unreachable ({exc})") from None
 
         await asyncio.to_thread(self._failover, _delete)

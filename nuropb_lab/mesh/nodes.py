@@ -150,10 +150,6 @@ class Nodes:
             nodes = nodes[start:] + nodes[:start]
         return nodes
 
-    def management_urls(self) -> list[str]:
-        """The management API beside each node (see AmqpTarget.management_url), once each."""
-        return list(dict.fromkeys(t.management_url() for t in self.targets))
-
 
 def _from_dict(spec: Mapping[str, Any]) -> list[AmqpTarget]:
     """nuropb's dict form; ``hosts`` (or a list in ``host``) gives one target per host."""

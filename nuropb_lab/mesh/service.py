@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from .decorators import MethodMarks, NuropbContextManager
-from .describe import DESCRIBE_METHOD, describe_object
+from .describe import DESCRIBE_METHOD, describe_object, public_methods
 from .errors import (
     NuropbAuthenticationError,
     NuropbAuthorizationError,
@@ -102,7 +102,11 @@ def event_body(
 
 
 class ServiceExecutor:
-    """Calls the published methods of ``instance`` with nuropb's semantics, minus its defects."""
+    """Calls the published methods of ``instance`` with nuropb's semantics, minus its defects.
+
+    What may be called is fixed here, when the object is served: exactly the methods its
+    describe lists. nuropb 0.1.8 runs any public callable attribute, methods hidden with
+    ``hide_method=True`` and stored callables (a ``functools.partial``, a class) included."""
 
     def __init__(
         self,
@@ -113,28 +117,30 @@ class ServiceExecutor:
         self.instance = instance
         self.service_name = service_name
         self._public_key_pem = public_key_pem
-        self._marks: dict[str, tuple[Any, MethodMarks]] = {}
+        self._methods = {name: (method, marks) for name, method, marks in public_methods(instance)}
+        self._description: dict[str, Any] | None = None
+
+    @property
+    def encrypted_methods(self) -> bool:
+        return any(marks.requires_encryption for _, marks in self._methods.values())
 
     def describe(self) -> dict[str, Any]:
-        return describe_object(self.instance, self.service_name, self._public_key_pem())
+        # built once, on the first ask: the key is known by then
+        if self._description is None:
+            self._description = describe_object(
+                self.instance, self.service_name, self._public_key_pem(), self._methods
+            )
+        return self._description
 
     def _lookup(self, name: str) -> tuple[Any, MethodMarks]:
-        method = None if name.startswith("_") else getattr(self.instance, name, None)
-        if method is None or not callable(method):
+        found = self._methods.get(name)
+        if found is None:
             raise NuropbHandlingError(f"Unknown method {name}")
-        # Bound methods are new objects per getattr; key the cache on the function.
-        key = getattr(method, "__func__", method)
-        cached = self._marks.get(name)
-        if cached is None or cached[0] is not key:
-            cached = (key, MethodMarks(method))
-            self._marks[name] = cached
-        return method, cached[1]
+        return found
 
     def requires_encryption(self, name: str) -> bool:
-        try:
-            return self._lookup(name)[1].requires_encryption
-        except NuropbHandlingError:
-            return False
+        found = self._methods.get(name)
+        return found is not None and found[1].requires_encryption
 
     async def execute(
         self,

@@ -80,7 +80,7 @@ class TransportConfig:
     # what nuropb's RMQTransport tells user code (see Transport.rmq_configuration)
     service_name: str = ""
     instance_id: str = ""
-    amqp_url: Any = None  # as given: a URL string or a dict
+    amqp_url: Any = dataclasses.field(default=None, repr=False)  # as given: a password in it
     default_ttl: int = 0
 
 

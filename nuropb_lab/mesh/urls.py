@@ -65,10 +65,7 @@ class AmqpTarget:
     def management_url(self) -> str:
         """The management HTTP API beside this broker: port 15672 (15671 over TLS) for a
         broker on the standard port, else the AMQP port + 10000, as nuropb derives it
-        (override: $NUROPB_MANAGEMENT_URL)."""
-        env = os.environ.get("NUROPB_MANAGEMENT_URL")
-        if env:
-            return env.rstrip("/")
+        (overridden per host: see management.api_urls)."""
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{self.host}:{self.port + 10000}"
 

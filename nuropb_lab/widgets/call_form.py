@@ -11,7 +11,8 @@ import ipywidgets as w
 from ..lab import Lab
 from ..lab.markup import join, tag
 from ..lab.params import param_problems, parameters_of
-from ..mesh.errors import NuropbException
+from ..mesh.errors import NuropbException, error_name
+from ..mesh.limits import ERROR_BYTES, clip_text
 from .render import error_html, result_html
 
 __all__ = ["CallForm"]
@@ -261,9 +262,8 @@ class CallForm(w.VBox):
             self.result.value = error_html("cancelled", "the call was cancelled")
         except BaseException as exc:
             self.last_error = exc
-            kind = getattr(exc, "remote_name", None) or type(exc).__name__
             description = exc.description if isinstance(exc, NuropbException) else str(exc)
-            self.result.value = error_html(kind, description)
+            self.result.value = error_html(error_name(exc), clip_text(description, ERROR_BYTES))
         finally:
             self.call_button.disabled = False
             self.call_button.description = "Call"

@@ -15,21 +15,35 @@ gaps come with it):
 The queue is exclusive, bounded (``x-max-length``, oldest dropped) and expiring: the tap takes
 nothing from the services, whose queues are untouched. Per socket read, :meth:`Capture.take`
 turns the deliveries into row tuples (one per message, in :data:`COLUMNS` order) and call
-records, under one lock, appending to bounded deques: O(1) a message, nothing waits.
+records, under one lock, appending to bounded deques: O(1) a message, nothing waits. What a
+row keeps is bounded in bytes (limits.py): each field, and all the rows together.
 """
 
 from __future__ import annotations
 
-import collections
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ...mesh import codec
+from ...mesh.errors import NuropbMessageError
 from ...mesh.events import Subscription, tail_queue_name
 from ...mesh.frame_reader import Delivery
+from ...mesh.limits import (
+    CONTEXT_BYTES,
+    DECODE_DEPTH,
+    ERROR_BYTES,
+    NAMES_KEPT,
+    ROUTED_QUEUES,
+    ROW_BYTES,
+    TAP_DECODE_BYTES,
+    TEXT_BYTES,
+    clip_text,
+    clip_value,
+)
+from ..rows import Rows
 from .calls import Call, Calls
 from .records import read_trace
 
@@ -65,7 +79,7 @@ COLUMNS = (
     "encrypted",
     "payload",  # params, result or event, when plaintext
     "error",  # a response's error: "Class: description"
-    "truncated",  # payload cut to a preview (body over body_limit bytes)
+    "truncated",  # a field cut to a preview (over its limit: body_limit for the payload)
     "context",
     "routed_to",  # an event's subscribers (firehose only): who the broker routed it to
     "connection",  # the publisher's connection, as the broker names it (firehose only)
@@ -75,12 +89,9 @@ COLUMNS = (
 #: wrote there
 KINDS = ("request", "response", "command", "event")
 UNKNOWN_KIND = "unknown"
-MAX_CONNECTIONS = 10_000  # connections remembered by name
-#: bodies decoded at most this large; a larger one is shown by its size only
-DECODE_MAX = 4 * 1024 * 1024
+_DECODE = codec.DecodeLimits(TAP_DECODE_BYTES, DECODE_DEPTH)
 
 _labels: dict[str, str] = {}
-_LABELS_MAX = 10_000
 
 
 def queue_label(queue: str) -> str:
@@ -100,7 +111,7 @@ def queue_label(queue: str) -> str:
             label = name or queue
         elif queue.endswith("-tq") and name.startswith("lab-"):
             label = "lab " + name[4:].partition("-")[0]
-    if len(_labels) < _LABELS_MAX:
+    if len(_labels) < NAMES_KEPT:
         _labels[queue] = label
     return label
 
@@ -170,9 +181,9 @@ def _ignore(_event: Any) -> None:
 
 
 class Capture:
-    """What a tap saw: the newest ``max_rows`` messages, the newest ``max_calls`` calls and
-    the requests still waiting for their response (at most ``max_pending``, for at most
-    ``pending_ttl`` seconds)."""
+    """What a tap saw: the newest ``max_rows`` messages (at most ``max_bytes`` of them in all),
+    the newest ``max_calls`` calls and the requests still waiting for their response (at most
+    ``max_pending``, for at most ``pending_ttl`` seconds)."""
 
     def __init__(
         self,
@@ -183,12 +194,15 @@ class Capture:
         body_limit: int,
         services: frozenset[str] | None,
         events: bool,
+        max_bytes: int,
     ) -> None:
         if max_rows < 1 or max_calls < 1 or max_pending < 1:
             raise ValueError("max_rows, max_calls and max_pending must be at least 1")
-        self.rows: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=max_rows)
+        self.rows: Rows[tuple[Any, ...]] = Rows(max_rows, max_bytes)
         self.calls = Calls(max_calls, max_pending, pending_ttl)
         self.body_limit = body_limit
+        # the most a row's fields keep: payload, context, error, method, topic, trace id
+        self.fields_max = body_limit + CONTEXT_BYTES + ERROR_BYTES + 3 * TEXT_BYTES
         self.services = services  # None: every service
         self.events = events
         self.lock = threading.Lock()
@@ -353,12 +367,10 @@ class Capture:
         truncated = False
         if not encrypted:
             try:
-                if size > DECODE_MAX:
-                    raise ValueError(f"a body of {size} bytes is not decoded")
-                decoded = json.loads(body)
-            except (ValueError, RecursionError) as exc:
+                decoded = codec.decode_json(body, _DECODE)
+            except NuropbMessageError as exc:
                 decoded = None
-                error = f"undecodable: {exc}"
+                error = f"undecodable: {exc.description}"
                 self.undecodable += 1
             if isinstance(decoded, dict):
                 context = decoded.get("context")
@@ -370,23 +382,34 @@ class Capture:
                     if call is not None:
                         call.ok = not failure
                     if failure:
-                        error = _error_text(failure)
+                        error = clip_text(_error_text(failure), ERROR_BYTES)
                         if call is not None:
-                            call.error = _error_class(failure)
+                            call.error = clip_text(_error_class(failure))
                 elif kind == "event":
                     payload = decoded.get("event")
                     topic = decoded.get("topic") or topic
                 else:
                     payload = decoded.get("params")
                     method = decoded.get("method")
-                if size > self.body_limit and payload is not None:
-                    payload = _preview(payload, self.body_limit)
-                    truncated = True
+                if size > TEXT_BYTES:  # else no field of it can be over its limit
+                    method, cut_method = clip_value(method, TEXT_BYTES)
+                    topic, cut_topic = clip_value(topic, TEXT_BYTES)
+                    truncated = cut_method or cut_topic
+                    if size > self.body_limit:
+                        payload, cut = clip_value(payload, self.body_limit)
+                        truncated = truncated or cut
+                    if size > CONTEXT_BYTES:
+                        context, cut = clip_value(context, CONTEXT_BYTES)
+                        truncated = truncated or cut
         if not isinstance(trace_id, str):
             trace_id = None
+        elif len(trace_id) > TEXT_BYTES // 4:  # a header may be as long as a frame
+            trace_id = clip_text(trace_id)
         routed_to = None
         if routed is not None and kind == "event":
-            routed_to = tuple(queue_label(q) for q in routed if isinstance(q, str))
+            routed_to = tuple(queue_label(q) for q in routed[:ROUTED_QUEUES] if isinstance(q, str))
+            if len(routed) > ROUTED_QUEUES:
+                routed_to += (f"... ({len(routed)} queues in all)",)
         self.rows.append(
             (
                 now,
@@ -405,7 +428,8 @@ class Capture:
                 context,
                 routed_to,
                 connection,
-            )
+            ),
+            ROW_BYTES if encrypted else ROW_BYTES + min(size, self.fields_max),
         )
         self.kept += 1
         if (kind == "request" or kind == "command") and correlation_id:
@@ -427,7 +451,7 @@ class Capture:
         connections = self.connections
         if connections.get(connection) != label:
             connections[connection] = label
-            if len(connections) > MAX_CONNECTIONS:  # many short-lived clients: forget the oldest
+            if len(connections) > NAMES_KEPT:  # many short-lived clients: forget the oldest
                 del connections[next(iter(connections))]
 
     def _wanted(self, caller: str | None, service: str | None) -> bool:
@@ -438,10 +462,7 @@ class Capture:
 
     def snapshot(self, last: int | None = None) -> list[tuple[Any, ...]]:
         with self.lock:
-            rows = self.rows
-            if last is None or last >= len(rows):
-                return list(rows)
-            return [rows[i] for i in range(len(rows) - last, len(rows))]
+            return self.rows.newest(last)
 
     def clear(self) -> None:
         with self.lock:
@@ -464,8 +485,3 @@ def _error_text(failure: Any) -> str:
     if isinstance(failure, dict):
         return f"{failure.get('error') or 'error'}: {failure.get('description') or ''}".rstrip(": ")
     return str(failure)
-
-
-def _preview(value: Any, limit: int) -> str:
-    text = json.dumps(value, default=str, ensure_ascii=False)
-    return text[:limit] + "…"

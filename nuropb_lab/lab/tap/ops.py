@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ...mesh import ManagementUnavailable, NuropbException
 from ...mesh.errors import NuropbTransportError
+from ...mesh.limits import PAYLOAD_BYTES, TAP_BYTES
 from .capture import Capture, TapSubscription
 from .firehose import FirehoseRefused, FirehoseState, acquire, check_administrator, look, release
 from .firehose import switch_off as _switch_off
@@ -51,9 +52,10 @@ async def tap(
     max_calls: int | None = None,
     max_pending: int | None = None,
     pending_ttl: float = 120.0,
-    body_limit: int = 2048,
+    body_limit: int = PAYLOAD_BYTES,
     backlog: int | None = None,
     alias: str | None = None,
+    max_bytes: int = TAP_BYTES,
 ) -> Tap:
     """Tap the mesh's traffic: every request, response, command and event (the firehose), or
     without it (``firehose=False``, or a user who is not an administrator) the requests,
@@ -62,8 +64,10 @@ async def tap(
     ``services``: only calls to or from these (default: all). ``events``: events too (default:
     when no service is named). ``max_rows`` messages and ``max_calls`` calls are kept (newest);
     a request waits for its response at most ``pending_ttl`` s, at most ``max_pending`` of them.
-    Messages over ``body_limit`` bytes are kept as a preview. ``backlog``: messages the broker
-    holds for the tap while it is behind (default: twice ``max_rows``, at least 10,000)."""
+    The rows keep at most ``max_bytes`` in all, each field within its limit (limits.py): params,
+    results and events over ``body_limit`` bytes are kept as a preview. ``backlog``: messages
+    the broker holds for the tap while it is behind (default: twice ``max_rows``, at least
+    10,000)."""
     connection = lab.connection(alias)
     api = connection.api
     names = list(dict.fromkeys(services))
@@ -76,6 +80,7 @@ async def tap(
         body_limit=body_limit,
         services=frozenset(names) if names else None,
         events=(not names) if events is None else events,
+        max_bytes=max_bytes,
     )
     length = backlog or max(2 * rows, 10_000)
     why: str | None = None

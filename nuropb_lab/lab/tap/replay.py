@@ -4,12 +4,13 @@ with edits, and get its answer."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from pamqp import commands as spec
 
+from ...mesh import codec
+from ...mesh.errors import NuropbMessageError
 from ..dead_letters import dead_letter_queue, read_dead_letters
 from .capture import COLUMNS
 
@@ -51,8 +52,9 @@ def _from_row(row: Mapping[str, Any], source: str) -> Replayable:
         )
     if row.get("truncated"):
         raise _error(
-            "that request's params were kept as a preview only (its body was over the tap's"
-            " body_limit): tap again with a larger body_limit to replay it"
+            "that request was kept as a preview only (a field over its limit: params over the"
+            " tap's body_limit, or its method or context): tap again with a larger body_limit"
+            " to replay it, or replay it from the dead-letter queue"
         )
     params = row.get("payload")
     if not isinstance(params, dict) or not row.get("method") or not row.get("service"):
@@ -92,9 +94,9 @@ async def _in_dead_letters(lab: Lab, correlation_id: str, alias: str | None) -> 
         if headers.get("encrypted") in ("yes", b"yes"):
             raise _error("that dead letter is encrypted: its params cannot be read to replay")
         try:
-            body = json.loads(message.body)
-        except ValueError:
-            raise _error("that dead letter's body is not JSON: nothing to replay") from None
+            body = codec.decode_json(message.body)
+        except NuropbMessageError as exc:
+            raise _error(f"that dead letter cannot be replayed: {exc.description}") from None
         if not isinstance(body, dict):
             raise _error("that dead letter's body is not a request")
         delivery = message.delivery

@@ -75,7 +75,7 @@ class Tap(TapData):
 
     @property
     def max_rows(self) -> int:
-        return self.capture.rows.maxlen or 0
+        return self.capture.rows.max_rows
 
     # --- tables -------------------------------------------------------------------------------
 
@@ -245,6 +245,9 @@ class Tap(TapData):
             "state": self.state,
             "rows": len(capture.rows),
             "max_rows": self.max_rows,
+            "kept_bytes": capture.rows.kept_bytes,
+            "max_bytes": capture.rows.max_bytes,
+            "dropped": capture.rows.dropped,  # oldest rows dropped past max_bytes
             "received": capture.received,
             "kept": capture.kept,
             "skipped": capture.skipped,
