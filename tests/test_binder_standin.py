@@ -1,7 +1,7 @@
 """The repository on a stand-in for Binder (scripts/binder-standin: a Debian root with
 binder/apt.txt, repo2docker's base packages, binder/requirements.txt and binder/postBuild run as
 a non-root user, binder/start in a network of its own with MEM_LIMIT set). Run on request, as
-root: NUROPB_BINDER_STANDIN=1 (about 3.5 min from nothing, 2 min from its cache)."""
+root: NUROPB_BINDER_STANDIN=1 (about 3 min from nothing, 70 s from its cache)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ CHECKS = (
     "build",
     "pip check",
     "no build files in $HOME",
-    "binder/start exec'd the server in time",
+    "the server answered in time",
     "every notebook executed",
     "watermark from MEM_LIMIT (ctl status)",
     "watermark from MEM_LIMIT (management API)",
