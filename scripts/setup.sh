@@ -1,4 +1,5 @@
-# Shared setup steps, sourced by scripts/test and scripts/lab.
+# Shared setup steps, sourced by scripts/test, scripts/lab and scripts/binder-standin.
+SETUP_SH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/setup.sh"
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3)}"
 NUROPB_PEER_PYTHON="${NUROPB_PEER_PYTHON:-$(command -v python3.11 || command -v python3.10 || command -v python3)}"
 
@@ -79,4 +80,89 @@ setup_chromium() {
         DEBIAN_FRONTEND=noninteractive timeout 900 "${apt[@]}" install "${packages[@]}" </dev/null >/dev/null ||
             echo "warning: could not install chromium; the browser test will be skipped" >&2
     fi
+}
+
+# debian_mirror: the Debian mirror this machine's apt uses ($NUROPB_DEBIAN_MIRROR overrides it).
+debian_mirror() {
+    if [ -n "${NUROPB_DEBIAN_MIRROR:-}" ]; then
+        echo "$NUROPB_DEBIAN_MIRROR"
+        return 0
+    fi
+    local codename mirror
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
+    # the site apt fetches the host's own release from (one-line or deb822 sources alike)
+    mirror=$(apt-get indextargets --format '$(SITE) $(RELEASE)' 2>/dev/null |
+        awk -v release="$codename" '$2 == release { print $1; exit }')
+    if [ -z "$mirror" ]; then
+        echo "no Debian mirror found in apt's sources for '$codename': set NUROPB_DEBIAN_MIRROR" >&2
+        return 1
+    fi
+    echo "$mirror"
+}
+
+# debian_root SUITE PACKAGES ROOT: a Debian SUITE root at ROOT (debootstrap's minbase, from
+# debian_mirror) with PACKAGES (one string, as apt-get takes them) installed without
+# recommends. Built when ROOT is missing, as root (debootstrap is installed with apt-get when
+# missing), one build at a time, and moved into place when complete; then kept as it is: another
+# suite or package set needs another ROOT (e.g. named by their hash). No service starts in it
+# (policy-rc.d) and it knows localhost. Debian 12's debootstrap has no script for forky: sid's
+# fits any suite after trixie.
+debian_root() {
+    local suite="$1" packages="$2" root="$3"
+    [ -f "$root/.complete" ] && return 0
+    if [ "$(id -u)" != 0 ]; then
+        echo "error: building a Debian root ($root) needs root (debootstrap, chroot)" >&2
+        return 1
+    fi
+    if ! command -v debootstrap >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive timeout 600 apt-get -qq update </dev/null >/dev/null || true
+        DEBIAN_FRONTEND=noninteractive timeout 900 apt-get -o DPkg::Lock::Timeout=120 -y -qq \
+            install debootstrap </dev/null >/dev/null || return 1
+    fi
+    mkdir -p "$(dirname "$root")"
+    (
+        exec 9>"$root.lock"
+        flock 9 # a second build waits for the first and uses it
+        [ -f "$root/.complete" ] && exit 0
+        local partial="$root.partial" log="$root.log" mirror script=() started=$SECONDS
+        mirror=$(debian_mirror) || exit 1
+        [ -e "/usr/share/debootstrap/scripts/$suite" ] || script=(/usr/share/debootstrap/scripts/sid)
+        echo "building a Debian $suite root in $root from $mirror ..." >&2
+        rm -rf "$partial"
+        # in a mount namespace of its own, so a build cut short leaves nothing mounted
+        if ! timeout 1800 unshare --mount --propagation private debootstrap --variant=minbase \
+            "$suite" "$partial" "$mirror" "${script[@]}" >"$log" 2>&1; then
+            echo "debootstrap failed; its log: $log" >&2 && tail -20 "$log" >&2 && exit 1
+        fi
+        printf '#!/bin/sh\nexit 101\n' >"$partial/usr/sbin/policy-rc.d"
+        chmod 755 "$partial/usr/sbin/policy-rc.d"
+        printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' >"$partial/etc/hosts"
+        # a testing suite's Release may be past its Valid-Until on a mirror snapshot
+        echo 'Acquire::Check-Valid-Until "false";' >"$partial/etc/apt/apt.conf.d/99no-valid-until"
+        if [ -n "$packages" ] && ! in_debian_root "$partial" timeout 1800 sh -c "apt-get -qq update &&
+            DEBIAN_FRONTEND=noninteractive apt-get -y -qq --no-install-recommends install $packages &&
+            apt-get clean" </dev/null >>"$log" 2>&1; then
+            echo "installing $packages in the root failed; its log: $log" >&2 && tail -20 "$log" >&2
+            exit 1
+        fi
+        touch "$partial/.complete"
+        mv "$partial" "$root"
+        echo "built $root in $((SECONDS - started)) s" >&2
+    )
+}
+
+# mount_system_dirs ROOT: a /proc (of this PID namespace), /dev with /dev/pts, and /sys in ROOT;
+# in a private mount namespace (unshare -m), where they go away with it.
+mount_system_dirs() {
+    mount -t proc proc "$1/proc" && mount --rbind /dev "$1/dev" && mount --rbind /sys "$1/sys"
+}
+
+# in_debian_root ROOT COMMAND...: COMMAND run as root chrooted in ROOT, in mount and PID
+# namespaces of its own: nothing stays mounted, and what it started ends with it.
+in_debian_root() {
+    unshare --mount --propagation private --pid --fork --kill-child -- bash -c '
+        source "$1" && mount_system_dirs "$2" || exit 1
+        root="$2"
+        shift 2
+        exec chroot "$root" "$@"' bash "$SETUP_SH" "$@"
 }

@@ -17,7 +17,13 @@ what it started. A local broker on port P has its management API on P + 10000 an
 distribution port on P + 20000 (as the system broker has on 5672); the lab looks for the
 management API on P + 10000 too. Standard library only.
 
-``python -m nuropb_lab.demo.broker [ensure|prepare|stop] [--url URL]``.
+A local broker's memory alarm is set from ``$MEM_LIMIT`` when it is set (a container's limit in
+bytes, as Binder and JupyterHub's KubeSpawner set it): RabbitMQ would otherwise take it from the
+whole machine's RAM, and the kernel's OOM killer would act before the broker's flow control.
+
+``python -m nuropb_lab.demo.broker [ensure|prepare|stop] [--url URL]``;
+``python -m nuropb_lab.demo.broker ctl ARGS...`` runs ``rabbitmqctl ARGS...`` against the local
+broker (its node name and Erlang cookie), e.g. ``ctl list_queues -p nuropb-demo``.
 """
 
 from __future__ import annotations
@@ -43,11 +49,14 @@ from urllib.parse import urlsplit
 __all__ = [
     "BrokerError",
     "BrokerInfo",
+    "broker_env",
     "default_home",
     "ensure_broker",
     "epmd_names",
     "local_node_running",
+    "memory_watermark",
     "prepare_home",
+    "run_ctl",
     "stop_broker",
     "stop_local_broker",
 ]
@@ -60,6 +69,8 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost")
 REAL_BIN = ("/usr/lib/rabbitmq/bin",)
 SBIN = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin")
 EPMD_PORT = 4369
+# RabbitMQ 3.x's default share (vm_memory_high_watermark.relative = 0.4), taken of $MEM_LIMIT
+WATERMARK_SHARE = 0.4
 INSTALL_HINT = (
     "Install RabbitMQ (Debian/Ubuntu: `sudo apt-get install rabbitmq-server`; Fedora: `sudo dnf"
     " install rabbitmq-server`; macOS: `brew install rabbitmq`), or point NUROPB_AMQP_URL at a"
@@ -187,16 +198,37 @@ def _node_for_port(port: int) -> str | None:
     return next((n for n, p in epmd_names().items() if dist is not None and p == dist), None)
 
 
+def memory_watermark() -> int | None:
+    """The local broker's memory alarm in bytes: ``WATERMARK_SHARE`` of ``$MEM_LIMIT`` (bytes),
+    or None when it is not set (RabbitMQ then takes its share of the machine's RAM)."""
+    raw = os.environ.get("MEM_LIMIT", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) == 0:
+        raise BrokerError(f"MEM_LIMIT must be a whole number of bytes, got {raw[:40]!r}")
+    return int(int(raw) * WATERMARK_SHARE)
+
+
 def prepare_home(home: Path, port: int) -> dict[str, str]:
     """Write a local broker's files under ``home``; returns the environment that runs it."""
+    watermark = memory_watermark()  # a bad $MEM_LIMIT stops it before anything is written
     for sub in ("mnesia", "log", "home"):
         (home / sub).mkdir(parents=True, exist_ok=True)
-    (home / "rabbitmq.conf").write_text(
+    config = (
         f"listeners.tcp.local = 127.0.0.1:{port}\n"
         f"management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {port + 10000}\n"
     )
+    if watermark is not None:
+        config += f"vm_memory_high_watermark.absolute = {watermark}\n"
+    (home / "rabbitmq.conf").write_text(config)
     (home / "enabled_plugins").write_text("[rabbitmq_management].\n")
     (home / "rabbitmq-env.conf").touch()  # so /etc/rabbitmq/rabbitmq-env.conf is not read
+    return broker_env(home, port)
+
+
+def broker_env(home: Path, port: int) -> dict[str, str]:
+    """The environment of the local broker of ``home`` for ``port``, for its server and its
+    tools (the same HOME, so the same Erlang cookie, and node name)."""
     env = dict(os.environ)
     env.update(
         HOME=str(home / "home"),  # the Erlang cookie lives here
@@ -210,6 +242,8 @@ def prepare_home(home: Path, port: int) -> dict[str, str]:
         RABBITMQ_PID_FILE=str(home / "rabbitmq.pid"),
         RABBITMQ_CONF_ENV_FILE=str(home / "rabbitmq-env.conf"),
         ERL_EPMD_ADDRESS="127.0.0.1",
+        # not in the working folder (a terminal's, for rabbitmqctl) should the VM crash
+        ERL_CRASH_DUMP=str(home / "log" / "erl_crash.dump"),
         # the Erlang distribution listens on loopback only, as the system broker's does
         RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}",
     )
@@ -228,18 +262,21 @@ def _log_tail(home: Path, lines: int = 15) -> str:
 
 
 def _start_local(server: str, home: Path, port: int) -> subprocess.Popen[bytes]:
-    env = prepare_home(home, port)
-    with (home / "log" / "server.out").open("ab") as log:
-        # a session of its own: the broker outlives this process and ignores its Ctrl-C
-        return subprocess.Popen(
-            [server],
-            env=env,
-            cwd=home,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    try:
+        env = prepare_home(home, port)
+        with (home / "log" / "server.out").open("ab") as log:
+            # a session of its own: the broker outlives this process and ignores its Ctrl-C
+            return subprocess.Popen(
+                [server],
+                env=env,
+                cwd=home,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+    except OSError as exc:  # an unwritable home, a server that cannot be run
+        raise BrokerError(f"could not start {server} with its files in {home}: {exc}") from None
 
 
 def _install_with_apt() -> None:
@@ -366,7 +403,7 @@ def stop_local_broker(port: int, home: Path | None = None, timeout: float = 60) 
     ctl = _tool("rabbitmqctl", real=True)
     if ctl is not None:
         # the same HOME (Erlang cookie) as the node: only our own node accepts this
-        env = prepare_home(home, port)
+        env = broker_env(home, port)
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             subprocess.run(
                 [ctl, "-n", node_name(port), "stop", str(home / "rabbitmq.pid")],
@@ -398,6 +435,22 @@ def stop_broker(info: BrokerInfo, timeout: float = 60) -> bool:
     return stopped
 
 
+def run_ctl(args: list[str], port: int, home: Path | None = None, timeout: float = 120) -> int:
+    """Run ``rabbitmqctl ARGS`` against the local broker of ``home`` for ``port`` (its node name
+    and Erlang cookie, which a plain ``rabbitmqctl`` lacks); its output is the command's own."""
+    ctl = _tool("rabbitmqctl", real=True)
+    if ctl is None:
+        raise BrokerError(f"rabbitmqctl is not installed. {INSTALL_HINT}")
+    home = (home or default_home()).resolve()
+    if not local_node_running(port, home):
+        raise BrokerError(f"no local broker runs for port {port} with its files in {home}")
+    try:
+        command = [ctl, "-n", node_name(port), *args]
+        return subprocess.run(command, env=broker_env(home, port), timeout=timeout).returncode
+    except subprocess.TimeoutExpired:
+        raise BrokerError(f"rabbitmqctl did not finish within {timeout:.0f} s") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m nuropb_lab.demo.broker",
@@ -406,11 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "action",
         nargs="?",
-        choices=("ensure", "prepare", "stop"),
+        choices=("ensure", "prepare", "stop", "ctl"),
         default="ensure",
         help="ensure (default): use or start a broker; prepare: write a local broker's files;"
-        " stop: stop the project-local broker",
+        " stop: stop the project-local broker; ctl ARGS: rabbitmqctl ARGS against it",
     )
+    parser.add_argument("ctl_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     parser.add_argument(
         "--url", help="AMQP URL to check (default $NUROPB_AMQP_URL or 127.0.0.1:5672)"
     )
@@ -421,7 +475,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     parts = urlsplit(args.url or os.environ.get("NUROPB_AMQP_URL") or DEFAULT_URL)
     port = parts.port or 5672
+    if args.ctl_args and args.action != "ctl":
+        parser.error(f"unrecognized arguments: {' '.join(args.ctl_args)}")
     try:
+        if args.action == "ctl":
+            if not args.ctl_args:
+                parser.error("ctl needs rabbitmqctl's arguments, e.g. ctl list_queues")
+            return run_ctl(args.ctl_args, port, timeout=args.timeout)
         if args.action == "prepare":
             prepare_home(default_home(), port)
             print(f"RabbitMQ files for port {port} are in {default_home()}")
