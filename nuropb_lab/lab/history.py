@@ -40,6 +40,7 @@ class CallRecord:
     encrypted: bool
     trace_id: str | None
     correlation_id: str | None
+    note: str | None = None  # how encryption was decided, when not by the method's own say
 
     @classmethod
     def make(
@@ -55,6 +56,7 @@ class CallRecord:
         encrypted: bool,
         trace_id: str | None,
         correlation_id: str | None,
+        note: str | None = None,
     ) -> CallRecord:
         name = None
         if error is not None:
@@ -73,6 +75,7 @@ class CallRecord:
             encrypted=encrypted,
             trace_id=trace_id,
             correlation_id=correlation_id,
+            note=note,
         )
 
 
