@@ -124,7 +124,8 @@ class HostilePeer:
     async def __aenter__(self) -> HostilePeer:
         connection = await self._stack.enter_async_context(await aio_pika.connect(self.url))
         self.channel = await connection.channel()
-        queue = await self.channel.declare_queue(f"peer-{uuid.uuid4().hex[:8]}", exclusive=True)
+        self.queue = f"peer-{uuid.uuid4().hex[:8]}"
+        queue = await self.channel.declare_queue(self.queue, exclusive=True)
         await queue.bind(RPC_EXCHANGE, routing_key=self.routing_key)
         await queue.consume(self._on_message, no_ack=True)
         return self
@@ -344,8 +345,10 @@ async def test_busy_service_whose_describe_times_out_gets_no_plaintext(
             # store requires encryption and knows no key of the vault, so it sends nothing
             first = await refused(lab.acall(f"{rig.name}.store", secret=SECRET))
             assert "encrypt=False" in first, first
-            # nor for the next call (the describe is not asked again for a while)
+            # nor for the next call (the describe is not asked again for a while), nor a bench
             await refused(lab.acall(f"{rig.name}.store", secret=SECRET))
+            bench = await refused(lab.abench(f"{rig.name}.store", {"secret": SECRET}, n=2))
+            assert bench.startswith("EncryptionRefused"), bench
             assert await busy == "done"
             await tap.settle(rig.name)
     assert tap.carried(SECRET) == [], "a secret went over the broker in plaintext"
@@ -395,10 +398,12 @@ async def test_a_substituted_key_reads_nothing(
         async with HostilePeer(mesh_url, rig.name, describe=forged, key=own_key) as peer:
             for attempt in range(3):  # fresh Labs, nothing pinned
                 async with fresh_lab(mesh_url, tmp_path / f"{attempt}.json", monkeypatch) as lab:
-                    busy = await rig.hold(0.4)  # the peer answers the describe first
+                    busy = await rig.hold(0.05)  # the peer answers the describe first
                     line = await refused(lab.acall(f"{rig.name}.store", secret=SECRET))
                     await busy
                     assert real[:16] in line and seen[:16] in line, line
+                    # the queues bound with the vault's routing key are named: the peer's too
+                    assert peer.queue in line and f"nuropb-{rig.name}-sq" in line, line
                     warnings = (await lab.akeys(rig.name)).iloc[0]["warnings"]
                     assert any("conflict" in w for w in warnings), warnings
             assert peer.read == [] and rig.vault.stored == []
@@ -428,7 +433,7 @@ async def test_a_downgraded_description_sends_no_plaintext(
             await lab.adescribe(rig.name)  # seen required, with its key, before the peer came
         async with HostilePeer(mesh_url, rig.name, describe=downgraded) as peer:
             async with fresh_lab(mesh_url, tmp_path / "fresh.json", monkeypatch) as lab:
-                busy = await rig.hold(0.4)  # the peer answers the describe first
+                busy = await rig.hold(0.05)  # the peer answers the describe first
                 line = await refused(lab.acall(f"{rig.name}.store", secret=SECRET))
                 assert "conflict" in line, line
                 await busy

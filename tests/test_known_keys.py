@@ -212,6 +212,13 @@ def test_a_bad_file_is_one_line_and_never_written_over(tmp_path: Path) -> None:
         KnownKeys(path).get("m", "x")
 
 
+def test_a_file_that_cannot_be_written_keeps_the_pins_in_memory(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    store = KnownKeys(tmp_path / "file" / "known_keys.json")  # its directory is a file
+    assert store.pin("mesh", "vault", fp(KEY)) is True
+    assert store.get("mesh", "vault").fingerprint == fp(KEY)  # type: ignore[union-attr]
+
+
 def test_fingerprints_are_parsed_or_refused() -> None:
     hex64 = fp(KEY)
     colons = ":".join(hex64[i : i + 2] for i in range(0, 64, 2)).upper()

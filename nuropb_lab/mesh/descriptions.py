@@ -53,7 +53,7 @@ DESCRIBE_TTL_MS: Final = 60 * 1000
 MAX_DESCRIBE_BYTES: Final = 256 * 1024
 CACHE_BYTES: Final = 16 * 1024 * 1024  # descriptions kept, all services together
 MAX_SERVICES: Final = 10_000  # services whose keys are remembered
-FIRST_WINDOW_S: Final = 1.0  # nothing pinned yet: wait this long for a second answerer
+FIRST_WINDOW_S: Final = 0.5  # nothing pinned yet: wait this long for a second answerer
 QUEUES_SHOWN: Final = 8
 
 #: ``gather(service, ttl_ms, window(first answer) -> s, on_late)``: the answers to one describe
@@ -212,9 +212,9 @@ class Descriptions:
         claims = [_Claim.of(service, a) for a in await self._gather(service, ttl, window, late)]
         self.known.require(self.mesh, service, set().union(*(c.required for c in claims)))
         if len({c.says for c in claims}) > 1:
-            text = self._conflict(service, claims, "", [])
-            queues = await self._queues(service)
-            raise DescribeConflict(f"{text}{queues}")
+            text = self._conflict(service, claims, "", []) + await self._queues(service)
+            seen.conflict = text
+            raise DescribeConflict(text)
         claim = claims[0]
         if claim.error is not None:
             raise claim.error

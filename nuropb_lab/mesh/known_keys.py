@@ -13,7 +13,8 @@ encryption stays required. Kept in memory and, given a path, in a JSON file the 
 
 A service seen without a key has ``"fingerprint": null``. It holds public fingerprints and
 method names, never a key or a secret. A file that cannot be
-read is one line of error and is never written over (nothing the user kept is lost).
+read is one line of error and is never written over (nothing the user kept is lost); one that
+cannot be written leaves the pins in memory, said once in the log.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class KnownKeys:
         self.path = Path(path).expanduser() if path is not None else None
         self._entries: dict[tuple[str, str], KnownKey] | None = None
         self._lock = threading.Lock()
-        self._full_said = False
+        self._full_said = self._unwritable_said = False
 
     def __repr__(self) -> str:
         return f"<KnownKeys {self.path or '(in memory)'}>"
@@ -191,5 +192,9 @@ class KnownKeys:
                 json.dump(data, out, indent=1)
                 out.write("\n")
             os.replace(temporary, self.path)
-        except OSError as exc:
-            raise KnownKeysError(f"known-keys file {self.path} cannot be written: {exc}") from None
+        except OSError as exc:  # still pinned in memory, for this Lab's life
+            if not self._unwritable_said:
+                self._unwritable_said = True
+                log.warning(
+                    "known keys kept in memory only: %s cannot be written: %s", self.path, exc
+                )
