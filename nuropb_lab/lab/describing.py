@@ -198,8 +198,11 @@ class DescribingMixin(LabBase):
     akeys = awaitable(_keys)
     start_keys = background(_keys)
 
-    def trust(self, service: str, fingerprint: str, alias: str | None = None) -> None:
+    async def _trust(self, service: str, fingerprint: str, alias: str | None = None) -> None:
         """Accept ``fingerprint`` (as ``lab.keys()`` shows it) as the key of ``service`` on
         this connection's mesh: pinned in the known keys in place of any other, ending a
         describe conflict. Check it with the service's owner first."""
         self.connection(alias).api.descriptions.trust(service, fingerprint)
+
+    trust = blocking(_trust)
+    atrust = awaitable(_trust)

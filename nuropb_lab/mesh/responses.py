@@ -10,7 +10,8 @@ So the answer to an encrypted request is taken only when it is encrypted with th
 Fernet key: any other answer does not end the wait (it would let a forger pre-empt the real
 one), it is counted (``unauthenticated_responses``) and, should no real answer come, named in
 the timeout. A gathering request (``Pending.gather``: a describe, which any peer bound with the
-service's routing key also gets) passes every answer on instead of ending at the first.
+service's routing key also gets) passes every answer on (up to :data:`MAX_GATHERED`) instead
+of ending at the first.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 _RECENT: Final = 4096  # ended correlation ids kept to tell duplicates from strays
 _SAID: Final = 200  # characters of an ignored answer's error kept for the timeout's text
 _SAID_LIMITS: Final = DecodeLimits(max_bytes=64 * 1024, max_depth=8)
+MAX_GATHERED: Final = 16  # answers a gathering request reads; more are only counted
 
 #: one answer to a gathering request: the response, or why it could not be read
 Answer = dict[str, Any] | NuropbException
@@ -50,7 +52,7 @@ class Pending:
     for a plaintext request), and, when it gathers, where each answer goes (the future is then
     only set, to an empty dict, at the first)."""
 
-    __slots__ = ("fernet_key", "future", "gather", "ignored", "limits", "payload")
+    __slots__ = ("fernet_key", "future", "gather", "gathered", "ignored", "limits", "payload")
 
     def __init__(
         self,
@@ -64,6 +66,7 @@ class Pending:
         self.fernet_key = fernet_key
         self.payload = payload
         self.gather = gather
+        self.gathered = 0  # answers passed to gather
         self.limits = limits
         self.ignored: str | None = None  # the first answer not taken, said at a timeout
 
@@ -180,6 +183,10 @@ class Responses:
         """An answer to a gathering request: decoded and passed on, whatever it says."""
         assert pending.gather is not None
         self._stats["responses"] += 1
+        if pending.gathered >= MAX_GATHERED:  # a flood of answers: not read, not kept
+            self._stats["unread_answers"] += 1
+            return
+        pending.gathered += 1
         answer: Answer
         try:
             nuropb_type, encrypted = codec.check_headers(message.header.properties.headers)
