@@ -172,10 +172,14 @@ def decrypt_request(
     except (InvalidToken, binascii.Error, ValueError) as exc:
         raise NuropbMessageError("encrypted body could not be decrypted") from exc
     age = int(time.time()) - made
-    when = f"made {age} s ago" if age >= 0 else f"made {-age} s in the future"
+    if age < 0:
+        raise NuropbMessageError(
+            f"encrypted request refused: its token was made {-age} s in the future (more than"
+            f" {CLOCK_SKEW_S} s of clock skew)"
+        )
     raise NuropbMessageError(
-        f"encrypted request refused: its token was {when}, older than its ttl of {ttl_s} s"
-        f" (give or take {CLOCK_SKEW_S} s of clock skew): replayed or held back"
+        f"encrypted request refused: its token was made {age} s ago, older than its ttl of"
+        f" {ttl_s} s (give or take {CLOCK_SKEW_S} s of clock skew): replayed or held back"
     )
 
 
