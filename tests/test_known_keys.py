@@ -92,6 +92,11 @@ def test_first_key_is_pinned_and_another_is_refused_until_trusted(tmp_path: Path
     describe(d)
     assert first.windows == [descriptions.FIRST_WINDOW_S]  # first use: wait for a second answer
     assert d.key("vault") is not None and store.get("mesh", "vault").fingerprint == fp(KEY)  # type: ignore[union-attr]
+    # a describe answered with another key (by a peer alone) does not take the pinned one away
+    first.answers = [answer(crypto.public_pem(OTHER))]
+    describe(d)
+    assert d.key("vault") is not None and fp(d.key("vault")) == fp(KEY)
+    assert "not the one pinned" in (d.status("vault").problem or "")
 
     changed = Asked(answer(crypto.public_pem(OTHER)))
     d2 = Descriptions(changed, "mesh", KnownKeys(tmp_path / "k.json"))

@@ -133,9 +133,13 @@ class _Claim:
 class _Seen:
     """A service as its last describes showed it."""
 
-    key: rsa.RSAPublicKey | None = None
+    key: rsa.RSAPublicKey | None = None  # the key its last accepted describe carried
     fingerprint: str | None = None
     unreadable: str | None = None
+    # the last key it showed that was the pinned one: a describe answered with another key
+    # (by a peer) does not take it away from encrypted calls
+    pinned_key: rsa.RSAPublicKey | None = None
+    pinned_fingerprint: str | None = None
     described: bool = False  # an answer was accepted (with or without a key)
     conflict: str | None = None  # answers disagreed (said until the user trusts a key)
     blocked: bool = False  # ... when no key was pinned: then none is used until one is trusted
@@ -229,6 +233,9 @@ class Descriptions:
             if self.known.pin(self.mesh, service, claim.fingerprint):  # trust on first use
                 assert claim.fingerprint is not None
                 pinned_now.append(claim.fingerprint)
+        entry = self.known.get(self.mesh, service)
+        if claim.key is not None and entry is not None and entry.fingerprint == claim.fingerprint:
+            seen.pinned_key, seen.pinned_fingerprint = claim.key, claim.fingerprint
         info = self._with_requirements(service, claim.info)
         self._keep(service, info)
         return info
@@ -334,17 +341,22 @@ class Descriptions:
     # --- keys -----------------------------------------------------------------------------
 
     def key(self, service: str) -> rsa.RSAPublicKey | None:
-        """The service's key, when it may be encrypted for: the pinned one, seen in its
-        describe, of 2048 bits or more, not in conflict."""
+        """The service's key, when it may be encrypted for: the pinned one (as its describe
+        showed it now or before), of 2048 bits or more, not in a conflict without a pin."""
         seen = self._seen.get(service)
-        if seen is None or seen.key is None or seen.blocked:
-            return None
-        if crypto.short_key(seen.key) is not None:
+        if seen is None or seen.blocked:
             return None
         entry = self.known.get(self.mesh, service)
-        if entry is None or entry.fingerprint != seen.fingerprint:
+        pinned = entry.fingerprint if entry is not None else None
+        if pinned is None:
             return None
-        return seen.key
+        for key, fingerprint in (
+            (seen.key, seen.fingerprint),
+            (seen.pinned_key, seen.pinned_fingerprint),
+        ):
+            if key is not None and fingerprint == pinned and crypto.short_key(key) is None:
+                return key
+        return None
 
     def problem(self, service: str) -> str | None:
         """Why the service's key is not used for encrypted calls, or a conflict seen (None
@@ -409,6 +421,8 @@ class Descriptions:
         seen = self._seen.get(service)
         if seen is not None:
             seen.conflict, seen.blocked, seen.failure = None, False, None
+            if seen.key is not None and seen.fingerprint == fingerprint:
+                seen.pinned_key, seen.pinned_fingerprint = seen.key, fingerprint
 
     # --- encryption required? ---------------------------------------------------------------
 
