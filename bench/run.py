@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nuropb_lab.mesh.known_keys import ENV as KNOWN_KEYS_ENV
+
 from . import part_discovery, part_rpc, part_tail, part_tap
 from .mesh import PAIRS, ROOT, Mesh, Settings, fresh_mesh, nuropb_python
 from .part_load import bench_load, load_table
@@ -174,6 +176,8 @@ async def run(settings: Settings) -> dict[str, Any]:
     if "rpc" in settings.parts and any(p[1] == "bare" for p in settings.pairs):
         kinds.add("bare")
     with tempfile.TemporaryDirectory(prefix="nuropb-bench-") as log_dir:
+        # the bench's Labs pin the keys of its throwaway mesh in a file of the run's own
+        os.environ[KNOWN_KEYS_ENV] = str(Path(log_dir) / "known_keys.json")
         async with fresh_mesh(settings.base_url) as url:
             mesh = Mesh(settings, url, Path(log_dir))
             try:

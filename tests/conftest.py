@@ -21,12 +21,14 @@ from typing import Any
 
 import pytest
 
+from nuropb_lab.demo.run import KEY_ENV as DEMO_KEY_ENV
 from nuropb_lab.mesh import (
     ManagementAPI,
     ManagementUnavailable,
     configure_mesh,
     parse_amqp_url,
 )
+from nuropb_lab.mesh.known_keys import ENV as KNOWN_KEYS_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_URL = os.environ.get("NUROPB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/").rstrip("/")
@@ -35,6 +37,22 @@ NUROPB_VENV = ROOT / ".cache" / "nuropb-0.1.8"
 
 def mesh_url_for(vhost: str) -> str:
     return f"{BASE_URL}/{vhost}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def known_keys_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The tests' own known-keys file (the Labs they make pin keys there) and demo vault key,
+    never the user's; notebooks' kernels and demo processes inherit them."""
+    path = tmp_path_factory.mktemp("known-keys") / "known_keys.json"
+    files = {KNOWN_KEYS_ENV: path, DEMO_KEY_ENV: path.with_name("demo-vault-key.pem")}
+    before = {name: os.environ.get(name) for name in files}
+    os.environ.update({name: str(value) for name, value in files.items()})
+    yield path
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -145,7 +145,7 @@ def test_encrypted_calls(lab: Lab, target: Target) -> None:
     secret = f"{name_of(target)}.secret"
     result = lab.bench(secret, {"text": "abc"}, n=20, concurrency=4)  # encrypted by itself
     assert result.info.encrypted and result.summary()["ok"] == 20
-    with pytest.raises(BenchError, match="requires encryption; a plaintext bench is refused"):
+    with pytest.raises(nl.EncryptionRefused, match="requires encryption; a plaintext call is"):
         lab.bench(secret, {"text": "abc"}, n=5, encrypt=False)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 
 import pytest
 from cryptography.fernet import Fernet
@@ -65,3 +66,43 @@ def test_pem_round_trip_and_fingerprint() -> None:
     )
     with pytest.raises(NuropbMessageError, match="invalid public key"):
         crypto.load_public_pem("not a key")
+
+
+def request_made_at(at: int) -> bytes:
+    """An encrypted request as a nuropb 0.1.8 client makes it, its token made at ``at``."""
+    fernet_key = Fernet.generate_key()
+    token = Fernet(fernet_key).encrypt_at_time(b'{"a":1}', at)
+    return crypto.wrap_key(fernet_key, KEY.public_key()) + b"." + base64.b64encode(token)
+
+
+def test_a_request_is_taken_once_within_its_ttl() -> None:
+    fresh = crypto.FreshRequests()
+    now = int(time.time())
+    wire = request_made_at(now)
+    assert fresh.take(wire, KEY, "60000", redelivered=False)[0] == b'{"a":1}'
+    with pytest.raises(NuropbMessageError, match="replay"):
+        fresh.take(wire, KEY, "60000", redelivered=False)
+    # the same message redelivered by the broker (a requeue, a lost channel) is no replay
+    assert fresh.take(wire, KEY, "60000", redelivered=True)[0] == b'{"a":1}'
+    # older than its ttl (plus the clock skew allowed), whatever ttl a copy claims past 1 h
+    with pytest.raises(NuropbMessageError, match="older than its ttl of 60 s"):
+        fresh.take(request_made_at(now - 200), KEY, "60000", redelivered=False)
+    with pytest.raises(NuropbMessageError, match="older than its ttl of 3600 s"):
+        fresh.take(request_made_at(now - 4000), KEY, str(10**9), redelivered=False)
+    # a sender's clock 30 s behind is fine; a token from 2 minutes ahead is not
+    assert fresh.take(request_made_at(now - 80), KEY, "60000", redelivered=False)
+    with pytest.raises(NuropbMessageError, match="in the future"):
+        fresh.take(request_made_at(now + 120), KEY, "60000", redelivered=False)
+
+
+def test_past_its_bound_the_oldest_go_and_tokens_as_old_are_refused() -> None:
+    fresh = crypto.FreshRequests(max_entries=3)
+    now = int(time.time())
+    first = request_made_at(now - 10)
+    fresh.take(first, KEY, None, redelivered=False)
+    for _ in range(3):
+        fresh.take(request_made_at(now), KEY, None, redelivered=False)
+    assert len(fresh) == 3
+    with pytest.raises(NuropbMessageError, match="older than the requests this service"):
+        fresh.take(first, KEY, None, redelivered=False)  # let go, yet still no replay
+    assert fresh.take(request_made_at(now), KEY, None, redelivered=False)

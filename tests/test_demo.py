@@ -62,7 +62,7 @@ def test_orders_and_inventory(demo: Lab) -> None:
 
 def test_vault_needs_encryption_and_the_token(demo: Lab) -> None:
     assert demo.call("vault.store", name="k", value="v") == {"stored": "k"}  # encrypted by itself
-    with pytest.raises(nl.LabError, match="requires encryption"):
+    with pytest.raises(nl.EncryptionRefused, match="requires encryption"):
         demo.call("vault.store", name="k", value="v", encrypt=False)
     with pytest.raises(nl.NuropbAuthenticationError):
         demo.call("vault.reveal", name="k")

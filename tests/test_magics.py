@@ -157,7 +157,7 @@ def test_expected_failures_print_one_line(connected: InteractiveShell) -> None:
     cases = {
         "call ghost.price sku=A": "NuropbNotDeliveredError: service 'ghost' is not on the mesh",
         "call shop.slow seconds=3 --timeout 0.2": "NuropbTimeoutError: no response from shop.slow",
-        "call shop.vault code=x --plain": "LabError: shop.vault requires encryption",
+        "call shop.vault code=x --plain": "EncryptionRefused: shop.vault requires encryption",
         "call shop.price qty=1 --no-check": "NuropbValidationError: invalid parameters for price",
         "call shop.price --alias nope": "LabError: no connection named 'nope'",
         "describe shop nope": "LabError: shop has no method 'nope'",
@@ -257,7 +257,7 @@ def test_bench_bad_input_is_one_line_and_sends_nothing(connected: InteractiveShe
         "bench ghost.price sku=A": "NuropbNotDeliveredError: service 'ghost' is not on the mesh",
         "bench shop.nope": "ParamError: shop has no method 'nope'",
         "bench shop.price sku=A qty=x": "ParamError: qty: expected int, got 'x'",
-        "bench shop.vault code=x --plain": "BenchError: shop.vault requires encryption",
+        "bench shop.vault code=x --plain": "EncryptionRefused: shop.vault requires encryption",
     }
     for line, expected in cases.items():
         value, out, err = run(connected, line)

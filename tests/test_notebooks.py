@@ -164,7 +164,7 @@ def test_encryption(demo_url: str) -> None:
     assert "'value': 'correct-horse'" in revealed and "'for': 'demo-user'" in revealed
     refused = outputs(nb, "%nuropb call vault.store name=wifi value=oops --plain")
     assert text(refused, "stderr").strip() == (
-        "LabError: vault.store requires encryption; a plaintext call is refused"
+        "EncryptionRefused: vault.store requires encryption; a plaintext call is refused"
     )
     assert "refused by the vault: NuropbAuthorizationError" in text(outputs(nb, "import nuropb"))
     assert "[reveal, store]" in text(outputs(nb, "%nuropb keys vault"))

@@ -369,20 +369,35 @@ def test_keys_view_warnings(lab: Lab, mesh_url: str) -> None:
         responder.result(10)
 
 
-def test_keys_view_flags_a_changed_key(lab: Lab) -> None:
+def test_keys_view_flags_a_changed_key(lab: Lab, mesh_url: str) -> None:
     name = f"rekey-{uuid.uuid4().hex[:4]}"
-    first = lab.serve(Orders(), name=name)
+
+    def serve() -> nl.RMQAPI:  # served elsewhere (not by this Lab), with a key of its own
+        api = nl.RMQAPI(mesh_url, service_name=name, service_instance=Orders())
+        lab.runner.run(api.connect(), 10)
+        return api
+
+    first = serve()
     view = KeysView(lab, service=name)
     view.pending.result(10)  # type: ignore[union-attr]
     wait_for(lambda: view.rows, what="rows")
     fingerprint = view.rows[0]["fingerprint"]
-    assert len(fingerprint) == 64 and view.warnings[name] == []
+    assert len(fingerprint) == 64 and view.rows[0]["pinned"] == fingerprint
+    assert view.warnings[name] == []
     lab.runner.run(first.disconnect(), 10)
-    lab.connection().served.pop(name)
-    lab.serve(Orders(), name=name)  # a new instance, a new key
-    view.refresh().result(10)
-    wait_for(lambda: view.rows and view.rows[0]["fingerprint"] != fingerprint, what="the new key")
-    assert any("key changed since the last describe" in x for x in view.warnings[name])
+    second = serve()  # a new instance, a new key: not used until trusted
+    try:
+        view.refresh().result(10)
+        wait_for(lambda: view.rows and view.rows[0]["fingerprint"] != fingerprint, what="new key")
+        new = view.rows[0]["fingerprint"]
+        assert view.rows[0]["pinned"] == fingerprint
+        assert any("not the one pinned" in x and new[:16] in x for x in view.warnings[name])
+        lab.trust(name, new)
+        view.refresh().result(10)
+        wait_for(lambda: view.rows and view.rows[0]["pinned"] == new, what="the trusted key")
+        assert view.warnings[name] == []
+    finally:
+        lab.runner.run(second.disconnect(), 10)
 
 
 def test_connection_status_follows_the_connection(

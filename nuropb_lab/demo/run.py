@@ -5,19 +5,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-from ..mesh import RMQAPI, NuropbException, configure_mesh, parse_amqp_url
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from ..mesh import RMQAPI, NuropbException, configure_mesh, crypto, parse_amqp_url
 from .services import Inventory, Orders, Sensors, Vault, publish_readings
 from .traffic import shop, shopper_api
 
-__all__ = ["DemoMesh", "demo_process", "run_demo", "wait_for_demo"]
+__all__ = ["DemoMesh", "demo_process", "run_demo", "vault_key", "wait_for_demo"]
 
 log = logging.getLogger(__name__)
+
+KEY_ENV = "NUROPB_DEMO_KEY"
+
+
+def vault_key() -> rsa.RSAPrivateKey:
+    """The demo vault's RSA key, the same every run: a new one each time would be a changed
+    key to every Lab that pinned it. Kept in ``$NUROPB_DEMO_KEY``, else in the user's data
+    directory (made on first use, readable by the user only)."""
+    data = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    path = Path(os.environ.get(KEY_ENV) or Path(data) / "nuropb-lab" / "demo-vault-key.pem")
+    try:
+        try:
+            return crypto.load_private_pem(path.read_bytes())
+        except FileNotFoundError:
+            key = crypto.new_private_key()
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as out:
+                out.write(crypto.private_pem(key))
+            return key
+    except (OSError, ValueError, TypeError) as exc:
+        raise RuntimeError(f"the demo vault's key {path} cannot be used: {exc}") from None
 
 
 class DemoMesh:
@@ -36,7 +62,10 @@ class DemoMesh:
             "sensors": self.sensors,
         }
         # inventory hears of every order placed (an event edge in the service graph)
-        settings = {"inventory": {"event_bindings": ["orders.placed"]}}
+        settings: dict[str, dict[str, Any]] = {
+            "inventory": {"event_bindings": ["orders.placed"]},
+            "vault": {"private_key": vault_key()},
+        }
         self.apis = {
             name: RMQAPI(url, name, service_instance=obj, transport_settings=settings.get(name))
             for name, obj in objects.items()

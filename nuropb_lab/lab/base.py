@@ -11,10 +11,12 @@ import concurrent.futures
 import dataclasses
 import functools
 import logging
+import os
 from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ..mesh import RMQAPI, ManagementAPI
+from ..mesh.known_keys import KnownKeys, default_path
 from .bench import Benches
 from .discovery import ServiceInfo
 from .history import History
@@ -54,7 +56,6 @@ class Connection:
     taps: list[Tap] = dataclasses.field(default_factory=list)
     known: set[str] = dataclasses.field(default_factory=set)  # services named or called
     services: dict[str, ServiceInfo] = dataclasses.field(default_factory=dict)
-    fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)
     # services whose describe failed -> when to ask again (time.monotonic())
     undescribable: dict[str, float] = dataclasses.field(default_factory=dict)
     notice_shown: bool = False
@@ -143,12 +144,20 @@ class LabBase:
         history_size: int = 10_000,
         management_url: str | None = None,
         failover_strategy: str = "round-robin",
+        known_keys: str | os.PathLike[str] | KnownKeys | None = None,
     ) -> None:
         self.timeout = timeout
         self.failover_strategy = failover_strategy  # for several nodes: or "shuffle"
         self.describe_timeout = describe_timeout
         self.tail_max_rows = tail_max_rows
         self.management_url = management_url
+        # the keys pinned and the encryption seen required, per mesh and service: a file the
+        # user keeps (default: $NUROPB_LAB_KNOWN_KEYS, else in the user's config directory)
+        self.known_keys = (
+            known_keys
+            if isinstance(known_keys, KnownKeys)
+            else KnownKeys(known_keys if known_keys is not None else default_path())
+        )
         self._history = History(history_size)
         # a running wire tap splits a bench's latency into queued and in-service
         self._benches = Benches(lambda: self.taps)

@@ -343,7 +343,7 @@ class BenchRun:
 
     async def _prepare(self) -> None:
         """The target must exist before any load; params are checked when it describes
-        itself; encryption follows the method's description unless asked."""
+        itself; encryption is decided as for a call."""
         spec = self.spec
         try:
             description = await self.api.describe_service(
@@ -363,16 +363,14 @@ class BenchRun:
 
             if spec.check:
                 for params in spec.samples:
-                    method = await check_params(
-                        description, spec.service, spec.method, params, refresh
-                    )
+                    await check_params(description, spec.service, spec.method, params, refresh)
                 self.checked = True
             else:
-                method = method_spec(description, spec.service, spec.method)
-            needs = bool(method.get("requires_encryption"))
-            if needs and spec.encrypt is False:
-                raise BenchError(f"{spec.target} requires encryption; a plaintext bench is refused")
-            self.encrypted = bool(spec.encrypt) or needs
+                method_spec(description, spec.service, spec.method)  # the method exists
+        # as a call decides it (mesh/descriptions.py): a refusal is one line, before any load
+        self.encrypted, note = self.api.descriptions.decide(spec.service, spec.method, spec.encrypt)
+        if note:
+            self.notes.append(note)
 
     def _reset(self) -> None:
         for column in (

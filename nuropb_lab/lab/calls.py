@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..mesh.errors import NuropbException, remote_error
+from ..mesh.errors import NuropbException, NuropbNotDeliveredError, remote_error
 from .base import Connection, LabBase, LabError, awaitable, background, blocking, split_target
 from .history import CallRecord
 from .params import check_params
@@ -20,7 +20,9 @@ DESCRIBE_RETRY_S = 30.0
 
 class CallsMixin(LabBase):
     """Calls (requests) and commands, checked against the method's description first and
-    encrypted when it requires, each recorded in the history; events published."""
+    encrypted when it requires (or when that cannot be told and the service's key is pinned;
+    without one such a call is refused, see mesh/descriptions.py), each recorded in the
+    history; events published."""
 
     async def _known_description(
         self, connection: Connection, service: str, timeout: float
@@ -36,6 +38,8 @@ class CallsMixin(LabBase):
                 description = await connection.api.describe_service(
                     service, ttl=int(min(self.describe_timeout, timeout) * 1000)
                 )
+            except NuropbNotDeliveredError:
+                raise  # no such service: said at once, as for the call itself
             except NuropbException:
                 connection.undescribable[service] = time.monotonic() + DESCRIBE_RETRY_S
                 return None
@@ -79,15 +83,7 @@ class CallsMixin(LabBase):
                 params,
                 refresh=lambda: self._description(service, refresh=True, alias=alias),
             )
-        encrypted = bool(encrypt)
-        if not encrypt:
-            spec = ((description or {}).get("methods") or {}).get(method)
-            needs = None if spec is None else bool(spec.get("requires_encryption"))
-            if needs and encrypt is False:
-                raise LabError(
-                    f"{service}.{method} requires encryption; a plaintext call is refused"
-                )
-            encrypted = bool(needs)
+        encrypted, note = connection.api.descriptions.decide(service, method, encrypt)
         connection.known.add(service)
         ttl = int(timeout * 1000)
         correlation_id = uuid.uuid4().hex if kind == "call" else None
@@ -138,6 +134,7 @@ class CallsMixin(LabBase):
                     encrypted,
                     trace_id,
                     correlation_id,
+                    note,
                 )
             )
 
@@ -158,7 +155,8 @@ class CallsMixin(LabBase):
     ) -> Any:
         """Call ``"service.method"`` with ``params`` (and/or keyword arguments); wait at most
         ``timeout`` s. Encrypts when the method requires it (``encrypt=True`` always,
-        ``encrypt=False`` refuses such a method). ``raw`` returns the whole response.
+        ``encrypt=False`` refuses such a method, and sends in plaintext one whose requirement
+        cannot be told, saying so in the history). ``raw`` returns the whole response.
         ``check=False`` sends params that do not fit the method's description."""
         merged = {**(params or {}), **kwparams}
         return await self._send(

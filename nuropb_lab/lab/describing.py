@@ -169,8 +169,11 @@ class DescribingMixin(LabBase):
     # --- keys -------------------------------------------------------------------------------
 
     async def _keys(self, service: str | None = None, alias: str | None = None) -> pd.DataFrame:
-        """Encryption status per service: key present, fingerprint (SHA-256 of the DER public
-        key), key size, methods that require encryption, encrypted calls made and failed."""
+        """Encryption status per service (each described again): the fingerprint (SHA-256 of
+        the DER public key) of the key it shows and of the key pinned for it, key size, methods
+        that require encryption (as described, or seen so before), encrypted calls made and
+        failed, and warnings: a describe conflict, a key that is not the pinned one or is under
+        2048 bits, encrypted methods without a key."""
         connection = self.connection(alias)
         if service is not None:
             services = [service]
@@ -179,21 +182,27 @@ class DescribingMixin(LabBase):
                 await self._services(alias)
             services = sorted(connection.services)
         records = self._history.records()
+        descriptions = connection.api.descriptions
         rows = []
         for name in services:
             try:
                 description = await self._description(name, refresh=True, alias=alias)
             except NuropbException as exc:
-                row = key_row(name, None, records)
-                row["warnings"] = [f"no description: {type(exc).__name__}: {exc}"]
-                rows.append(row)
+                error = f"{type(exc).__name__}: {exc}"
+                rows.append(key_row(name, None, records, descriptions.status(name), error))
                 continue
-            row = key_row(name, description, records, connection.fingerprints.get(name))
-            if row["fingerprint"]:
-                connection.fingerprints[name] = row["fingerprint"]
-            rows.append(row)
+            rows.append(key_row(name, description, records, descriptions.status(name)))
         return keys_frame(rows)
 
     keys = blocking(_keys)
     akeys = awaitable(_keys)
     start_keys = background(_keys)
+
+    async def _trust(self, service: str, fingerprint: str, alias: str | None = None) -> None:
+        """Accept ``fingerprint`` (as ``lab.keys()`` shows it) as the key of ``service`` on
+        this connection's mesh: pinned in the known keys in place of any other, ending a
+        describe conflict. Check it with the service's owner first."""
+        self.connection(alias).api.descriptions.trust(service, fingerprint)
+
+    trust = blocking(_trust)
+    atrust = awaitable(_trust)

@@ -22,7 +22,7 @@ from ..mesh.errors import NuropbException, error_name
 from ..mesh.limits import DISCOVERY_PROBES, ERROR_BYTES, clip_text
 from .placement import Placement, placement_of
 
-__all__ = ["ServiceInfo", "discover", "service_names"]
+__all__ = ["ServiceInfo", "bound_queues", "discover", "service_names"]
 
 
 @dataclasses.dataclass
@@ -57,6 +57,19 @@ class ServiceInfo:
 async def service_names(management: ManagementAPI, api: RMQAPI) -> dict[str, str]:
     """``{service: queue}`` from the RPC exchange's bindings and the service queues' names."""
     return (await _listing(management, api))[0]
+
+
+async def bound_queues(management: ManagementAPI, api: RMQAPI, service: str) -> list[str]:
+    """The queues bound to the RPC exchange with ``service`` as routing key: each gets the
+    service's requests (``nuropb_describe`` too) and may answer them."""
+    bindings = await management.exchange_bindings(api.mesh_name, api.topology.rpc_exchange)
+    return sorted(
+        {
+            b["destination"]
+            for b in bindings
+            if b.get("destination_type") == "queue" and b.get("routing_key") == service
+        }
+    )
 
 
 async def _listing(

@@ -42,6 +42,7 @@ class CallRecord:
     encrypted: bool
     trace_id: str | None
     correlation_id: str | None
+    note: str | None = None  # how encryption was decided, when not by the method's own say
 
     @classmethod
     def make(
@@ -57,6 +58,7 @@ class CallRecord:
         encrypted: bool,
         trace_id: str | None,
         correlation_id: str | None,
+        note: str | None = None,
     ) -> CallRecord:
         name = description = None
         if error is not None:
@@ -76,6 +78,7 @@ class CallRecord:
             encrypted=encrypted,
             trace_id=None if trace_id is None else clip_text(trace_id),
             correlation_id=correlation_id,
+            note=note,
         )
 
 

@@ -1,4 +1,5 @@
-"""Encryption status per service: key, fingerprint, size, encrypted methods, calls, warnings."""
+"""Encryption status per service: the key seen and the key pinned, size, encrypted methods,
+calls, and warnings (a conflict, a changed or short key, encrypted methods without a key)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..mesh import crypto
-from ..mesh.errors import NuropbMessageError
+from ..mesh.descriptions import KeyStatus
 from .history import CallRecord
 
 __all__ = ["KEY_COLUMNS", "key_row", "keys_frame"]
@@ -17,6 +17,7 @@ KEY_COLUMNS = [
     "service",
     "public_key",
     "fingerprint",
+    "pinned",
     "key_size",
     "encrypted_methods",
     "encrypted_calls",
@@ -29,31 +30,28 @@ def key_row(
     service: str,
     description: Mapping[str, Any] | None,
     calls: Iterable[CallRecord],
-    previous_fingerprint: str | None = None,
+    status: KeyStatus,
+    error: str | None = None,
 ) -> dict[str, Any]:
-    """One service's encryption status. ``previous_fingerprint`` flags a changed key."""
+    """One service's encryption status: ``status`` is what the API knows of its key,
+    ``error`` why it gave no description now."""
     description = description or {}
     methods = description.get("methods") or {}
-    needs = sorted(m for m, spec in methods.items() if (spec or {}).get("requires_encryption"))
-    warnings = [str(w) for w in description.get("warnings") or []]
-    fingerprint = key_size = None
-    pem = description.get("public_key")
-    if pem:
-        try:
-            key = crypto.load_public_pem(pem)
-            fingerprint, key_size = crypto.fingerprint(key), key.key_size
-        except NuropbMessageError as exc:
-            warnings.append(f"public key unreadable: {exc}")
-    if needs and not pem:
+    described = {m for m, spec in methods.items() if (spec or {}).get("requires_encryption")}
+    needs = sorted(described | status.requires_encryption)
+    warnings = [f"no description: {error}"] if error else []
+    warnings += [str(w) for w in description.get("warnings") or []]
+    if status.problem is not None and not any(status.problem in w for w in warnings):
+        warnings.append(status.problem)
+    elif needs and not status.fingerprint:
         warnings.append("encrypted methods but no public key")
-    if previous_fingerprint and fingerprint and previous_fingerprint != fingerprint:
-        warnings.append(f"key changed since the last describe (was {previous_fingerprint[:16]}…)")
     encrypted = [c for c in calls if c.service == service and c.encrypted]
     return {
         "service": service,
-        "public_key": bool(pem),
-        "fingerprint": fingerprint,
-        "key_size": key_size,
+        "public_key": bool(status.fingerprint),
+        "fingerprint": status.fingerprint,
+        "pinned": status.pinned,
+        "key_size": status.key_size,
         "encrypted_methods": needs,
         "encrypted_calls": len(encrypted),
         "encrypted_failed": sum(not c.ok for c in encrypted),

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from ..mesh import RMQAPI
+from ..mesh import RMQAPI, crypto
 from ..mesh.describe import public_methods
 from .base import LabBase, LabError, awaitable, blocking
 
@@ -40,9 +40,11 @@ class ServeMixin(LabBase):
             connection.api.nodes,
             service_name=name,
             service_instance=obj,
-            transport_settings=dict(settings or {}),
+            transport_settings={"known_keys": self.known_keys, **(settings or {})},
         )
         await api.connect()
+        if api.private_key is not None:  # this Lab holds the service's key: pin that one
+            connection.api.descriptions.trust(name, crypto.fingerprint(api.private_key))
         connection.served[name] = api
         connection.known.add(name)
         return api

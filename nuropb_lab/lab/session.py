@@ -7,6 +7,7 @@ Lab's background loop) and has an async twin prefixed with ``a`` for top-level `
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,7 @@ from .base import Connection, LabBase, LabError, awaitable, background, blocking
 from .benching import BenchMixin
 from .calls import CallsMixin
 from .describing import DescribingMixin
+from .discovery import bound_queues
 from .served import ServeMixin, check_servable, exposed_methods, service_name_of
 from .tailing import TailsMixin
 from .tap import ops as tap_ops
@@ -92,9 +94,12 @@ class Lab(CallsMixin, DescribingMixin, TailsMixin, BenchMixin, ServeMixin, LabBa
         management_url = management_url or self.management_url
         if configure:
             await configure_mesh(target, management_url=management_url)
-        api = RMQAPI(target, transport_settings={"default_ttl": int(self.timeout * 1000)})
+        settings = {"default_ttl": int(self.timeout * 1000), "known_keys": self.known_keys}
+        api = RMQAPI(target, transport_settings=settings)
         await api.connect()
         connection = Connection(alias, api, ManagementAPI.for_target(target, management_url))
+        # a describe conflict names the queues bound with the service's routing key
+        api.descriptions.bound_queues = functools.partial(bound_queues, connection.management, api)
         self._connections[alias] = connection
         self._current = alias
         return connection

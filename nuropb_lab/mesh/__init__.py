@@ -6,6 +6,7 @@ Nothing here imports IPython, ipywidgets or pandas.
 from .api import RMQAPI
 from .connect import MeshNotFound
 from .decorators import NuropbContextManager, nuropb_context, publish_to_mesh
+from .descriptions import DescribeConflict, EncryptionRefused
 from .errors import (
     NuropbAuthenticationError,
     NuropbAuthorizationError,
@@ -22,6 +23,7 @@ from .errors import (
     NuropbValidationError,
 )
 from .events import MeshEvent, Subscription
+from .known_keys import KnownKeys, KnownKeysError
 from .management import ManagementAPI, ManagementUnavailable
 from .nodes import Nodes, QueueUnavailable
 from .topology import Topology, configure_mesh
@@ -30,6 +32,10 @@ from .urls import AmqpTarget, mask_secrets, parse_amqp_url
 __all__ = [
     "RMQAPI",
     "AmqpTarget",
+    "DescribeConflict",
+    "EncryptionRefused",
+    "KnownKeys",
+    "KnownKeysError",
     "ManagementAPI",
     "ManagementUnavailable",
     "MeshEvent",

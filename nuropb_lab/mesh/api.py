@@ -32,13 +32,14 @@ from . import codec, crypto
 from .calls import Caller, rpc_payload
 from .codec import DecodeLimits
 from .describe import DESCRIBE_METHOD
-from .descriptions import Descriptions
+from .descriptions import MAX_DESCRIBE_BYTES, Descriptions
 from .errors import (
     NuropbTransportError,
 )
 from .events import MeshEvent, Subscription
+from .known_keys import KnownKeys
 from .nodes import Nodes
-from .responses import Responses
+from .responses import Answer, Responses
 from .service import Outcome, ServiceExecutor, event_body
 from .serving import ServiceSide, message_properties
 from .topology import Topology
@@ -60,7 +61,9 @@ class RMQAPI:
     ``transport_settings``: rpc_bindings, event_bindings, prefetch_count, default_ttl (ms),
     rpc_exchange, events_exchange, dl_exchange, dl_queue, service_queue, response_queue,
     connect_timeout (s), reconnect (bool), private_key (RSAPrivateKey), max_body_bytes,
-    max_depth, failover_strategy ("round-robin" or "shuffle", for several nodes).
+    max_depth, failover_strategy ("round-robin" or "shuffle", for several nodes), known_keys
+    (a :class:`~.known_keys.KnownKeys` the keys of other services are pinned in; default one
+    of its own, in memory).
 
     ``amqp_url``: one URL (or nuropb's dict form), or the nodes of a cluster: a list of them,
     a comma-separated string, or the dict form with a list of ``hosts`` (see mesh/nodes.py).
@@ -157,7 +160,12 @@ class RMQAPI:
             on_state=self._on_state,
             on_return=self._on_returned,
         )
-        self._descriptions = Descriptions(self._ask_description)
+        known_keys = settings.get("known_keys")
+        self._descriptions = Descriptions(
+            self._ask_description,
+            self._mesh_name,
+            known_keys if isinstance(known_keys, KnownKeys) else KnownKeys(),
+        )
         self._caller = Caller(
             self._transport,
             self._topology,
@@ -224,7 +232,8 @@ class RMQAPI:
 
     @property
     def in_flight(self) -> int:
-        return len(self._responses.waiting)
+        """Requests waiting for their answer (not describes listening for late answers)."""
+        return sum(not p.future.done() for p in self._responses.waiting.values())
 
     def __repr__(self) -> str:
         role = "client" if self._client_only else f"service {self._service_name!r}"
@@ -379,20 +388,35 @@ class RMQAPI:
     def cached_description(self, service_name: str) -> dict[str, Any] | None:
         return self._descriptions.cached(service_name)
 
+    @property
+    def descriptions(self) -> Descriptions:
+        """What this API knows of other services: descriptions, pinned keys, and whether a
+        call must be encrypted (shared with the Lab)."""
+        return self._descriptions
+
     def public_key(self, service_name: str) -> rsa.RSAPublicKey | None:
+        """The service's key as it may be encrypted for (pinned, 2048 bits or more)."""
         return self._descriptions.key(service_name)
 
-    async def _ask_description(self, service_name: str, ttl: int) -> Any:
-        return await self.request(
-            service_name, DESCRIBE_METHOD, {}, {}, ttl=ttl, trace_id=uuid.uuid4().hex
-        )
+    async def _ask_description(
+        self,
+        service_name: str,
+        ttl: int,
+        window: Callable[[Answer], float],
+        on_late: Callable[[Answer], None],
+    ) -> list[Answer]:
+        payload = rpc_payload("request", service_name, DESCRIBE_METHOD, {}, {}, uuid.uuid4().hex)
+        limits = DecodeLimits(MAX_DESCRIBE_BYTES, self._limits.max_depth)
+        return await self._caller.gather(payload, ttl, window, on_late, limits)
 
     async def requires_encryption(self, service_name: str, method_name: str) -> bool:
-        info = await self.describe_service(service_name)
-        method = info.get("methods", {}).get(method_name)
-        if method is None:
+        """Whether the method requires encryption: as described, or as seen before (a
+        requirement is never lowered)."""
+        await self.describe_service(service_name)
+        required = self._descriptions.requires(service_name, method_name)
+        if required is None:
             raise ValueError(f"Method {method_name} not found on service {service_name}")
-        return bool(method.get("requires_encryption", False))
+        return required
 
     async def has_public_key(self, service_name: str) -> bool:
         await self.describe_service(service_name)

@@ -1,5 +1,6 @@
-"""The client's calls: requests (sent, paired with their responses, ended by their ttl) and
-commands (confirmed by the broker, or failed at once when no service takes them).
+"""The client's calls: requests (sent, paired with their responses, ended by their ttl),
+requests that gather every answer (a describe), and commands (confirmed by the broker, or
+failed at once when no service takes them).
 
 A call the broker cannot route comes back (basic.return) and fails at once, saying why: no
 queue is bound for the service, or its queue's home node is down (a passive declare tells).
@@ -17,6 +18,7 @@ from typing import Any, Final
 from aiormq.abc import DeliveredMessage
 
 from . import codec, crypto, frames
+from .codec import DecodeLimits
 from .descriptions import Descriptions
 from .errors import (
     NuropbException,
@@ -27,7 +29,7 @@ from .errors import (
     remote_error,
 )
 from .nodes import DownQueues
-from .responses import Pending, Responses, expire
+from .responses import Answer, Pending, Responses, expire
 from .service import response_body
 from .serving import message_properties
 from .topology import Topology
@@ -107,15 +109,16 @@ class Caller:
         try:
             try:
                 response = await self._round_trip(payload, ttl, encrypted)
-            except TimeoutError:
+            except TimeoutError as exc:
                 self.stats["timeouts"] += 1
                 self._responses.ended(correlation_id, "late_responses")
                 if not self._transport.connected:
                     raise NuropbTransportError(
                         f"not connected to the mesh ({self._transport.state}) within {ttl} ms"
                     ) from None
+                ignored = f"; {exc.args[0]}" if exc.args else ""
                 raise NuropbTimeoutError(
-                    f"no response from {service}.{method} within {ttl} ms", payload
+                    f"no response from {service}.{method} within {ttl} ms{ignored}", payload
                 ) from None
         except NuropbException as exc:
             if rpc_response:
@@ -125,8 +128,6 @@ class Caller:
             )
         error = response.get("error")
         if error is not None:
-            if encrypted and "decrypt" in str(error):
-                self._descriptions.forget(service)  # the service may have a new key: describe again
             if rpc_response:
                 raise remote_error(error, response)
             return response
@@ -152,7 +153,7 @@ class Caller:
                 if not transport.alive() and not await transport.wait_connected(None):
                     raise NuropbTransportError(f"not connected to the mesh ({transport.state})")
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
-        self._pending[correlation_id] = Pending(future, fernet_key, payload)
+        pending = self._pending[correlation_id] = Pending(future, fernet_key, payload)
         # One timer per request ends its wait at the deadline (cheaper than asyncio.timeout).
         timer = loop.call_at(deadline, expire, future)
         try:
@@ -168,10 +169,69 @@ class Caller:
             else:
                 async with asyncio.timeout_at(deadline):
                     await self._publish_rpc(payload, body, ttl, encrypted)
-            return await future
+            try:
+                return await future
+            except TimeoutError:
+                if pending.ignored is not None:  # say what came instead of the answer
+                    raise TimeoutError(pending.ignored) from None
+                raise
         finally:
             timer.cancel()
             self._pending.pop(correlation_id, None)
+
+    async def gather(
+        self,
+        payload: dict[str, Any],
+        ttl: int,
+        window: Callable[[Answer], float],
+        on_late: Callable[[Answer], None],
+        limits: DecodeLimits,
+    ) -> list[Answer]:
+        """Send a plaintext request and gather its answers: the first (NuropbTimeoutError when
+        none comes within ``ttl`` ms), then every one that comes within ``window(first)``
+        seconds after it. Answers that come later, until the ttl, go to ``on_late``. Each is
+        decoded within ``limits``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ttl / 1000
+        correlation_id = payload["correlation_id"]
+        if correlation_id in self._pending:
+            raise ValueError(f"correlation_id {correlation_id} is already waiting for a response")
+        answers: list[Answer] = []
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        pending = Pending(future, None, payload, answers.append, limits)
+        self._pending[correlation_id] = pending
+        timer = loop.call_at(deadline, expire, future)
+        try:
+            async with asyncio.timeout_at(deadline):
+                if not self._transport.alive() and not await self._transport.wait_connected(None):
+                    raise NuropbTransportError(
+                        f"not connected to the mesh ({self._transport.state})"
+                    )
+                await self._publish_rpc(payload, codec.encode_json(payload), ttl, False)
+            await future
+        except BaseException as exc:
+            self._pending.pop(correlation_id, None)
+            if not isinstance(exc, TimeoutError):
+                raise
+            self.stats["timeouts"] += 1
+            self._responses.ended(correlation_id, "late_responses")
+            raise NuropbTimeoutError(
+                f"no response from {payload['service']}.{payload['method']} within {ttl} ms",
+                payload,
+            ) from None
+        finally:
+            timer.cancel()
+        wait = window(answers[0])
+        loop.call_at(max(deadline, loop.time() + wait), self._gathered, correlation_id, pending)
+        await asyncio.sleep(wait)
+        pending.gather = on_late
+        return list(answers)
+
+    def _gathered(self, correlation_id: str, pending: Pending) -> None:
+        """A gathering request's ttl is over: later answers are counted, not passed on."""
+        if self._pending.get(correlation_id) is pending:
+            del self._pending[correlation_id]
+            self._responses.ended(correlation_id, "late_responses")
 
     def _rpc_properties(
         self, payload: dict[str, Any], ttl: int, encrypted: bool

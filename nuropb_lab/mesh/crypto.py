@@ -2,14 +2,23 @@
 
 An encrypted body is ``base64(RSA-OAEP(fernet_key)) + b"." + base64(fernet_token)``. The
 Fernet key is fresh per correlation id; the response to an encrypted request is encrypted
-with the same key.
+with the same key. RSA keys under :data:`MIN_KEY_BITS` are not encrypted for.
+
+A service takes an encrypted request once (:class:`FreshRequests`): its Fernet token carries
+the time it was made, so a token older than the message's ttl is refused, and the wrapped keys
+of the tokens taken are remembered as long as a token may be that old, so a copy sent again is
+refused too. Both sides of nuropb 0.1.8's format stay as they are.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import hashlib
+import math
+import time
+from typing import Final
 
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes, serialization
@@ -18,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from .errors import NuropbMessageError
 
 __all__ = [
+    "MIN_KEY_BITS",
+    "FreshRequests",
     "decrypt_request",
     "decrypt_with_key",
     "encrypt_request",
@@ -29,8 +40,14 @@ __all__ = [
     "new_private_key",
     "private_pem",
     "public_pem",
+    "short_key",
     "wrap_key",
 ]
+
+MIN_KEY_BITS: Final = 2048
+MAX_TOKEN_AGE_S: Final = 60 * 60  # nuropb's default ttl: no request is taken once older
+CLOCK_SKEW_S: Final = 60  # a sender's clock may be this far behind (Fernet allows as much ahead)
+FRESH_ENTRIES: Final = 100_000  # wrapped keys remembered (about 20 MB at most)
 
 _OAEP = padding.OAEP(
     mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None
@@ -93,7 +110,20 @@ def encrypt_with_key(body: bytes, fernet_key: bytes, wrapped_key: bytes) -> byte
     return wrapped_key + b"." + base64.b64encode(Fernet(fernet_key).encrypt(body))
 
 
+def short_key(public_key: rsa.RSAPublicKey) -> str | None:
+    """Why a key is too short to encrypt for, or None."""
+    if public_key.key_size >= MIN_KEY_BITS:
+        return None
+    return (
+        f"a {public_key.key_size}-bit RSA key is refused (keys under {MIN_KEY_BITS} bits are"
+        " not encrypted for)"
+    )
+
+
 def wrap_key(fernet_key: bytes, public_key: rsa.RSAPublicKey) -> bytes:
+    refused = short_key(public_key)
+    if refused is not None:
+        raise NuropbMessageError(refused)
     return base64.b64encode(public_key.encrypt(fernet_key, _OAEP))
 
 
@@ -119,8 +149,11 @@ def decrypt_with_key(wire: bytes, fernet_key: bytes) -> bytes:
         raise NuropbMessageError("encrypted body could not be decrypted") from exc
 
 
-def decrypt_request(wire: bytes, private_key: rsa.RSAPrivateKey) -> tuple[bytes, bytes, bytes]:
+def decrypt_request(
+    wire: bytes, private_key: rsa.RSAPrivateKey, ttl_s: int | None = None
+) -> tuple[bytes, bytes, bytes]:
     """Decrypt a request with the service's key; returns (body, Fernet key, wrapped key).
+    ``ttl_s``: a token made longer ago than that (plus :data:`CLOCK_SKEW_S`) is refused.
 
     The wrapped key is reused for the response: it already is the key under the service's
     own public key, which is what nuropb puts in a response (the client ignores it).
@@ -128,7 +161,96 @@ def decrypt_request(wire: bytes, private_key: rsa.RSAPrivateKey) -> tuple[bytes,
     wrapped, token = _split(wire)
     try:
         fernet_key = private_key.decrypt(base64.b64decode(wrapped, validate=True), _OAEP)
-        body = Fernet(fernet_key).decrypt(base64.b64decode(token, validate=True))
+        fernet = Fernet(fernet_key)
+        raw = base64.b64decode(token, validate=True)
+        if ttl_s is None:
+            return fernet.decrypt(raw), fernet_key, wrapped
+        try:
+            return fernet.decrypt(raw, ttl_s + CLOCK_SKEW_S), fernet_key, wrapped
+        except InvalidToken:
+            made = fernet.extract_timestamp(raw)  # InvalidToken again when it is no token
     except (InvalidToken, binascii.Error, ValueError) as exc:
         raise NuropbMessageError("encrypted body could not be decrypted") from exc
-    return body, fernet_key, wrapped
+    age = int(time.time()) - made
+    if age < 0:
+        raise NuropbMessageError(
+            f"encrypted request refused: its token was made {-age} s in the future (more than"
+            f" {CLOCK_SKEW_S} s of clock skew)"
+        )
+    raise NuropbMessageError(
+        f"encrypted request refused: its token was made {age} s ago, older than its ttl of"
+        f" {ttl_s} s (give or take {CLOCK_SKEW_S} s of clock skew): replayed or held back"
+    )
+
+
+class FreshRequests:
+    """A service's record of the encrypted requests it took, so that each is taken once.
+
+    A token may be at most its message's ttl old (capped at :data:`MAX_TOKEN_AGE_S`, whatever
+    ttl a copy claims), and the wrapped keys taken are remembered (a digest each) until a token
+    made with them is too old anyway: a copy sent again is refused, unless the broker says it
+    is the same message redelivered (a requeue, a lost channel). Past :data:`FRESH_ENTRIES`
+    the oldest are let go and tokens as old as they are refused from then on, so memory stays
+    bounded and no replay gets through. The record is per process: another instance of the
+    same service did not see what this one took.
+    """
+
+    def __init__(self, max_entries: int = FRESH_ENTRIES) -> None:
+        self._max = max_entries
+        # digest of a wrapped key -> when its token was made (epoch seconds), oldest first
+        self._taken: collections.OrderedDict[bytes, int] = collections.OrderedDict()
+        self._floor = 0  # tokens made at or before this are refused (see above)
+
+    def __len__(self) -> int:
+        return len(self._taken)
+
+    def take(
+        self,
+        wire: bytes,
+        private_key: rsa.RSAPrivateKey,
+        expiration: str | None,
+        redelivered: bool,
+    ) -> tuple[bytes, bytes, bytes]:
+        """Decrypt a request (``expiration``: its AMQP expiration, in ms), refusing a copy of
+        one taken already and a token too old; returns (body, Fernet key, wrapped key)."""
+        wrapped, token = _split(wire)
+        digest = hashlib.sha256(wrapped).digest()[:16]
+        if digest in self._taken and not redelivered:
+            raise NuropbMessageError(
+                "encrypted request refused: a replay of one this service already took"
+            )
+        body, fernet_key, _ = decrypt_request(wire, private_key, _ttl_s(expiration))
+        made = Fernet(fernet_key).extract_timestamp(base64.b64decode(token))
+        if made <= self._floor:
+            raise NuropbMessageError(
+                "encrypted request refused: its token is older than the requests this service"
+                " can still tell from a replay"
+            )
+        self._forget_old(int(time.time()))
+        self._taken[digest] = made
+        self._taken.move_to_end(digest)
+        while len(self._taken) > self._max:
+            _, evicted = self._taken.popitem(last=False)
+            self._floor = max(self._floor, evicted)
+        return body, fernet_key, wrapped
+
+    def _forget_old(self, now: int) -> None:
+        """Let go of the wrapped keys whose tokens would be refused as too old anyway."""
+        limit = now - MAX_TOKEN_AGE_S - CLOCK_SKEW_S
+        taken = self._taken
+        while taken:
+            digest, made = next(iter(taken.items()))
+            if made >= limit:
+                return
+            del taken[digest]
+
+
+def _ttl_s(expiration: str | None) -> int:
+    """A message's ttl in whole seconds (its AMQP expiration is in ms), capped."""
+    try:
+        ttl_ms = int(expiration) if expiration else None
+    except ValueError:
+        ttl_ms = None
+    if ttl_ms is None or ttl_ms <= 0:
+        return MAX_TOKEN_AGE_S
+    return min(math.ceil(ttl_ms / 1000), MAX_TOKEN_AGE_S)

@@ -1,9 +1,11 @@
 """Serving an object on the mesh: the service queue's deliveries, run and answered.
 
-A delivery is decoded (decrypted with the service's key when it says so), run by the
-:class:`~.service.ServiceExecutor`, answered (on the request's ``reply_to``, encrypted with
-the request's key), acknowledged and its events published; a bad message is rejected to the
-dead-letter exchange and answered with its error, never left unacknowledged.
+A delivery is decoded (decrypted with the service's key when it says so, once: a copy sent
+again or a token older than the message's ttl is refused, see crypto.FreshRequests), run by
+the :class:`~.service.ServiceExecutor`, answered (on the request's ``reply_to``, encrypted
+with the request's key, errors too once it was decrypted), acknowledged and its events
+published; a bad message is rejected to the dead-letter exchange and answered with its error,
+never left unacknowledged.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ class ServiceSide:
         self._executor = executor
         self._service_name = service_name
         self._private_key = private_key
+        self._fresh = crypto.FreshRequests()
         self._limits = limits
         self.stats = stats
         self._publish_event = publish_event
@@ -137,6 +140,7 @@ class ServiceSide:
         trace_id = headers.get("trace_id")
         trace_id = trace_id if isinstance(trace_id, str) else None
         fernet_key = wrapped_key = None
+        context: dict[str, Any] = {}
         self.stats["service_messages"] += 1
         try:
             if not ids_ok:
@@ -150,22 +154,23 @@ class ServiceSide:
                     raise NuropbMessageError(
                         f"{self._service_name} has no private key to decrypt with"
                     )
-                body, fernet_key, wrapped_key = crypto.decrypt_request(body, self._private_key)
+                body, fernet_key, wrapped_key = self._fresh.take(
+                    body, self._private_key, properties.expiration, bool(delivery.redelivered)
+                )
             payload = codec.check_body(nuropb_type, codec.decode_json(body, self._limits))
         except Exception as exc:  # whatever is wrong with it, reject it: never leave it unacked
             self.stats["bad_messages"] += 1
             error = error_dict(exc)
             log.info("rejecting a bad message on %s: %s", self._service_name, error["description"])
+            # answered with its error (encrypted once it was decrypted, as its result would be)
             outcome = Outcome("reject", error=error, respond=True)
-            await self._complete(
-                channel, delivery_tag, outcome, correlation_id, reply_to, trace_id, {}, None, None
+        else:
+            outcome = await self._executor.execute(
+                nuropb_type, payload, encrypted, bool(delivery.redelivered)
             )
-            return
-        outcome = await self._executor.execute(
-            nuropb_type, payload, encrypted, bool(delivery.redelivered)
-        )
-        if outcome.ack == "reject":
-            self.stats["service_errors"] += 1
+            if outcome.ack == "reject":
+                self.stats["service_errors"] += 1
+            context = payload.get("context") or {}
         await self._complete(
             channel,
             delivery_tag,
@@ -173,7 +178,7 @@ class ServiceSide:
             correlation_id,
             reply_to,
             trace_id,
-            payload.get("context") or {},
+            context,
             fernet_key,
             wrapped_key,
         )

@@ -1,4 +1,5 @@
-"""The encryption inspector: per service, key, fingerprint, size, encrypted methods, warnings."""
+"""The encryption inspector: per service, key, the fingerprints seen and pinned, size, encrypted
+methods, warnings."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ HEADERS = (
     "service",
     "key",
     "fingerprint (SHA-256)",
+    "pinned",
     "bits",
     "methods needing encryption",
     "encrypted calls / failed",
@@ -26,8 +28,9 @@ HEADERS = (
 
 
 class KeysView(w.VBox):
-    """Encryption status, with warnings: encrypted methods but no key; a key that changed
-    since the last describe. Refreshes (describing again) on its button."""
+    """Encryption status, with warnings: a describe conflict; a key that is not the pinned one
+    or is under 2048 bits; encrypted methods but no key. Refreshes (describing again) on its
+    button."""
 
     def __init__(self, lab: Lab, service: str | None = None, alias: str | None = None) -> None:
         self.lab = lab
@@ -66,11 +69,14 @@ class KeysView(w.VBox):
         warnings = join(tag("div", f"⚠ {x}", style="color:#b00020") for x in row["warnings"])
         # a DataFrame row holds NaN (a float) where the service has no key, not None
         fingerprint = row["fingerprint"] if isinstance(row["fingerprint"], str) else ""
+        pinned = row["pinned"] if isinstance(row["pinned"], str) else ""
+        same = "=" if pinned and pinned == fingerprint else pinned[:23]
         bits = row["key_size"]
         return [
             row["service"],
             "🔑" if row["public_key"] else "—",
             tag("code", fingerprint[:23]),
+            tag("code", same),
             str(int(bits)) if isinstance(bits, (int, float)) and bits == bits else "",
             ", ".join(row["encrypted_methods"]),
             f"{row['encrypted_calls']} / {row['encrypted_failed']}",
