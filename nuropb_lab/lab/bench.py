@@ -21,7 +21,6 @@ duration plus the timeout).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import datetime
 import logging
 import threading
@@ -49,7 +48,7 @@ TICK_S: Final = 0.25  # progress published this often
 GRACE_S: Final = 5.0  # beyond a run's bound: for the loop to hand back the result
 
 
-class BenchRun(ProgressRun):
+class BenchRun(ProgressRun[BenchResult]):
     """One bench: ``start()`` it (or ``wait()``, which starts it and blocks), read
     ``progress``, ``stop()`` it; ``result`` once it ended (``partial()`` meanwhile)."""
 
@@ -65,12 +64,12 @@ class BenchRun(ProgressRun):
             spec.label,
             runner,
             Progress("preparing", 0, spec.n, 0.0, spec.duration, 0.0, None, None, 0, 0, False),
+            spec.timeout + GRACE_S,  # a call in flight when it stops ends by its ttl
         )
         self.spec = spec
         self.api = api
         self.describe_timeout = describe_timeout
         self.book = book
-        self.future: concurrent.futures.Future[BenchResult] | None = None
         self.result: BenchResult | None = None
         self.encrypted = bool(spec.encrypt)
         self.checked = False
@@ -78,7 +77,6 @@ class BenchRun(ProgressRun):
         self._stop_reason: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
-        self._lock = threading.Lock()
         self._state = "preparing"
         self._message = ""
         # the calls, in the order they end (appended in the loop thread only)
@@ -142,13 +140,6 @@ class BenchRun(ProgressRun):
 
     # --- starting, stopping, waiting ---------------------------------------------------------
 
-    def start(self) -> BenchRun:
-        """Run it on the Lab loop; returns at once (``wait()``, ``stop()``, ``widget()``)."""
-        with self._lock:
-            if self.future is None:
-                self.future = self.runner.submit(self.execute())
-        return self
-
     def stop(self, reason: str = "stopped") -> None:
         """End the run now (from any thread): no more calls; those in flight are cancelled
         and kept as such. What was measured stays."""
@@ -165,26 +156,6 @@ class BenchRun(ProgressRun):
             self._stop_reason = reason
         for task in list(self._tasks):
             task.cancel()
-
-    def wait(self, timeout: float | None = None) -> BenchResult:
-        """Start the run if need be and wait for its result (at most ``timeout`` s, else its
-        own bound). Ctrl-C (a kernel interrupt) stops it and returns what was measured."""
-        if self.runner.in_loop_thread():
-            raise RuntimeError("a blocking wait on the Lab's own loop; await run.execute()")
-        self.blocking = True
-        future = self.start().future
-        assert future is not None
-        # the run bounds itself (each call by its ttl, a timed run by a watchdog)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while not future.done():
-                if deadline is not None and time.monotonic() > deadline:
-                    self.stop("overran")
-                    break
-                concurrent.futures.wait([future], timeout=0.1)
-        except KeyboardInterrupt:
-            self.stop("interrupted")
-        return future.result(timeout=self.spec.timeout + GRACE_S)
 
     def partial(self) -> BenchResult:
         """What was measured so far (the result, once the run ended)."""

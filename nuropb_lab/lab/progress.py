@@ -8,11 +8,14 @@ the same thing. The live rate and percentiles are over the last :data:`WINDOW_S`
 from __future__ import annotations
 
 import bisect
+import concurrent.futures
 import dataclasses
 import logging
 import math
+import threading
+import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Generic, Self, TypeVar
 
 from ..views import view_of
 from .runner import LoopRunner
@@ -20,6 +23,8 @@ from .runner import LoopRunner
 __all__ = ["WINDOW_S", "Progress", "ProgressRun", "window_stats"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 WINDOW_S: Final = 2.0  # live rate and percentiles over the last seconds
 WINDOW_CALLS: Final = 20_000  # at most this many of the newest calls in the percentiles
@@ -76,17 +81,53 @@ def window_stats(
     return (k - since) / window, p50, p99
 
 
-class ProgressRun:
-    """What the progress view needs of a run: its label, its progress with listeners, stop,
-    and the Lab loop it runs on. ``blocking``: a cell waits for it (the kernel then takes no
-    button clicks: Stop is the kernel's interrupt)."""
+class ProgressRun(Generic[T]):
+    """A run on the Lab loop with a live progress: ``start()`` it (or ``wait()``, which starts
+    it and blocks), ``stop()`` it from any thread; what the progress view needs (its label,
+    its progress with listeners). ``blocking``: a cell waits for it (the kernel then takes no
+    button clicks: Stop is the kernel's interrupt). ``grace_s``: how long a stopped run may
+    take to hand back its result."""
 
-    def __init__(self, label: str, runner: LoopRunner, progress: Progress) -> None:
+    def __init__(self, label: str, runner: LoopRunner, progress: Progress, grace_s: float) -> None:
         self.label = label
         self.runner = runner
+        self.grace_s = grace_s
         self.blocking = False
+        self.future: concurrent.futures.Future[T] | None = None
         self._progress = progress
         self._listeners: list[Callable[[Progress], None]] = []
+        self._lock = threading.Lock()
+
+    async def execute(self) -> T:
+        """The run itself, on the Lab loop; its result (kept when it is stopped)."""
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        """Run it on the Lab loop; returns at once (``wait()``, ``stop()``, ``widget()``)."""
+        with self._lock:
+            if self.future is None:
+                self.future = self.runner.submit(self.execute())
+        return self
+
+    def wait(self, timeout: float | None = None) -> T:
+        """Start the run if need be and wait for its result (at most ``timeout`` s, else its
+        own bound). Ctrl-C (a kernel interrupt) stops it and returns what it found."""
+        if self.runner.in_loop_thread():
+            raise RuntimeError("a blocking wait on the Lab's own loop; await run.execute()")
+        self.blocking = True
+        future = self.start().future
+        assert future is not None
+        # the run bounds itself (each call by its ttl, the run by its duration or a watchdog)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while not future.done():
+                if deadline is not None and time.monotonic() > deadline:
+                    self.stop("overran")
+                    break
+                concurrent.futures.wait([future], timeout=0.1)
+        except KeyboardInterrupt:
+            self.stop("interrupted")
+        return future.result(timeout=self.grace_s)
 
     @property
     def progress(self) -> Progress:

@@ -30,7 +30,7 @@ class BenchView(w.VBox):
     instead, which stops the run and keeps what it measured.
     """
 
-    def __init__(self, run: ProgressRun, interval: float = 0.25) -> None:
+    def __init__(self, run: ProgressRun[Any], interval: float = 0.25) -> None:
         self.run = run
         self.bar = w.FloatProgress(
             value=0.0, min=0.0, max=1.0, description=run.label[:30], bar_style="info"
