@@ -30,6 +30,7 @@ __all__ = [
     "awaitable",
     "background",
     "blocking",
+    "may_send",
     "split_target",
 ]
 
@@ -79,6 +80,14 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.alias!r} {self.url} ({self.api.transport.state})>"
+
+
+def may_send(connection: Connection, what: str) -> None:
+    """Whether ``what`` may send on ``connection``: the one place the contract check and the
+    mock ask before they send or serve anything (a read-only connection refuses here).
+    LabError, one line, when not."""
+    if connection.api.transport.state == "closed":
+        raise LabError(f"connection {connection.alias!r} is closed: {what} sends nothing")
 
 
 def split_target(target: str, method: str | None = None) -> tuple[str, str]:

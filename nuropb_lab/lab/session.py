@@ -18,6 +18,7 @@ from ..mesh import RMQAPI, ManagementAPI, Nodes, configure_mesh
 from .base import Connection, LabBase, LabError, awaitable, background, blocking, split_target
 from .benching import BenchMixin
 from .calls import CallsMixin
+from .checking import CheckMixin
 from .describing import DescribingMixin
 from .served import ServeMixin, check_servable, exposed_methods, service_name_of
 from .tailing import TailsMixin
@@ -56,7 +57,7 @@ STATUS_COLUMNS = [
 ]
 
 
-class Lab(CallsMixin, DescribingMixin, TailsMixin, BenchMixin, ServeMixin, LabBase):
+class Lab(CallsMixin, DescribingMixin, TailsMixin, BenchMixin, CheckMixin, ServeMixin, LabBase):
     """A notebook's session on one or more nuropb meshes.
 
     Every operation is one coroutine run on the Lab's own loop, with a blocking face
