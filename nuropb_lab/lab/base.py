@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from ..mesh import RMQAPI, ManagementAPI
 from .bench import Benches
@@ -22,6 +22,9 @@ from .placement import node_of
 from .runner import LoopRunner
 from .tail import Tail
 from .tap import Tap
+
+if TYPE_CHECKING:
+    from .mock import Mock
 
 __all__ = [
     "Connection",
@@ -53,6 +56,7 @@ class Connection:
     served: dict[str, RMQAPI] = dataclasses.field(default_factory=dict)
     tails: list[Tail] = dataclasses.field(default_factory=list)
     taps: list[Tap] = dataclasses.field(default_factory=list)
+    mocks: dict[str, Mock] = dataclasses.field(default_factory=dict)  # also in served
     known: set[str] = dataclasses.field(default_factory=set)  # services named or called
     services: dict[str, ServiceInfo] = dataclasses.field(default_factory=dict)
     fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)

@@ -20,6 +20,7 @@ from .benching import BenchMixin
 from .calls import CallsMixin
 from .checking import CheckMixin
 from .describing import DescribingMixin
+from .mocking import MockMixin
 from .served import ServeMixin, check_servable, exposed_methods, service_name_of
 from .tailing import TailsMixin
 from .tap import ops as tap_ops
@@ -57,7 +58,9 @@ STATUS_COLUMNS = [
 ]
 
 
-class Lab(CallsMixin, DescribingMixin, TailsMixin, BenchMixin, CheckMixin, ServeMixin, LabBase):
+class Lab(
+    CallsMixin, DescribingMixin, TailsMixin, BenchMixin, CheckMixin, MockMixin, ServeMixin, LabBase
+):
     """A notebook's session on one or more nuropb meshes.
 
     Every operation is one coroutine run on the Lab's own loop, with a blocking face
@@ -111,6 +114,8 @@ class Lab(CallsMixin, DescribingMixin, TailsMixin, BenchMixin, CheckMixin, Serve
             await tap_ops.stop_taps(self, connection)  # switches off a firehose a tap had on
             for tail in list(connection.tails):
                 await self._stop_tail(connection, tail)
+            for mock in list(connection.mocks.values()):
+                await mock.astop()
             for api in list(connection.served.values()):
                 await api.disconnect()
             connection.served.clear()
@@ -132,9 +137,9 @@ class Lab(CallsMixin, DescribingMixin, TailsMixin, BenchMixin, CheckMixin, Serve
     def status(self) -> pd.DataFrame:
         """Connections: alias, URL (the node connected to, password masked), node (host:port,
         and which of several; served services on another node), mesh, state, reconnects,
-        calls in flight, served services, tails, the last connection error, taps, and the
-        mesh's firehose (on, off, or left on by a lab that is gone: then ``attrs["notice"]``
-        says so)."""
+        calls in flight, served services (mocks marked so), tails, the last connection error,
+        taps, and the mesh's firehose (on, off, or left on by a lab that is gone: then
+        ``attrs["notice"]`` says so)."""
         rows = []
         firehoses = {
             alias: self._wait(tap_ops.firehose_text(c)) for alias, c in self._connections.items()
@@ -151,7 +156,7 @@ class Lab(CallsMixin, DescribingMixin, TailsMixin, BenchMixin, CheckMixin, Serve
                     transport.state,
                     transport.reconnects,
                     c.api.in_flight,
-                    ", ".join(c.served),
+                    ", ".join(f"{n} (mock)" if n in c.mocks else n for n in c.served),
                     len([t for t in c.tails if not t.stopped]),
                     transport.last_error,
                     len(c.taps),
