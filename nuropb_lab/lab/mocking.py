@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..mesh.topology import Topology
 from .base import Connection, LabError, awaitable, blocking, may_send
 from .mock import Mock, Recording, stand_in
 from .served import ServeMixin
 from .tap import Tap
+from .tap.ops import taps_made
+
+if TYPE_CHECKING:
+    from .session import Lab
 
 __all__ = ["MockMixin"]
 
 MAX_DELAY_S = 3600.0
 
 
-def _newest_recording(connection: Connection, service: str) -> Tap | None:
-    """The newest tap of the connection that saw requests to ``service``."""
-    for tap in reversed(connection.taps):
+def _newest_recording(taps: list[Tap], connection: Connection, service: str) -> Tap | None:
+    """The newest tap (live or stopped) of the connection that saw requests to ``service``."""
+    mine = [t for t in taps if t.alias == connection.alias]
+    for tap in sorted(mine, key=lambda t: t.capture.started, reverse=True):
         df = tap.df
         if ((df["kind"] == "request") & (df["service"] == service)).any():
             return tap
@@ -66,7 +71,10 @@ class MockMixin(ServeMixin):
         if service in connection.served:
             raise LabError(f"{service!r} is already served on {connection.alias}")
         may_send(connection, "a mock")
-        source = recording if recording is not None else _newest_recording(connection, service)
+        if recording is None:
+            # the taps are kept by the Lab they were made by: this part is that Lab
+            recording = _newest_recording(taps_made(cast("Lab", self)), connection, service)
+        source = recording
         found = (
             Recording.of(source, service)
             if source is not None

@@ -1,7 +1,7 @@
 """What a recording holds of one service: its calls with their answers, and its description.
 
 A recording is what a wire tap kept (lab/tap/): a Tap (or a tap loaded back), its ``df``, or
-the file ``tap.save`` wrote. A request is paired with its response by correlation id. Only
+the file ``tap.save`` wrote. A request is paired with the first response of its correlation id. Only
 what the tap saw in full is used: an encrypted call (its params were never seen), a field
 kept as a preview (over the tap's ``body_limit``) and a request without its response (a tap
 without the firehose sees none) are left out, and counted in ``notes``. A ``nuropb_describe``
@@ -173,11 +173,12 @@ class Recording:
         column = df.get("truncated")
         cut_rows = column.fillna(False).astype(bool) if column is not None else False
         df = df.assign(_cut=cut_rows)
-        answers = {
-            row["correlation_id"]: row
-            for row in df[df["kind"] == "response"].to_dict("records")
-            if not _absent(row["correlation_id"])
-        }
+        answers: dict[Any, dict[Any, Any]] = {}
+        for row in df[df["kind"] == "response"].to_dict("records"):
+            # the first answer is the caller's: a second one (nuropb 0.1.8 sends two for a
+            # failure, the second a "result" holding the error's text) is ignored, as callers do
+            if not _absent(row["correlation_id"]):
+                answers.setdefault(row["correlation_id"], row)
         requests = df[(df["kind"] == "request") & (df["service"] == service)]
         calls: list[RecordedCall] = []
         recorded: dict[str, Any] | None = None
