@@ -17,7 +17,7 @@ from typing import Any
 
 import aio_pika
 import pytest
-from conftest import ctrl_c_after, wait_for
+from conftest import ctrl_c_after, peer_process, wait_for
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
@@ -27,7 +27,6 @@ from nuropb_lab.lab.base import may_send
 from nuropb_lab.lab.check import CheckError, CheckResult, replay
 from nuropb_lab.mesh import NuropbValidationError
 
-PEERS = Path(__file__).resolve().parent / "peers"
 SEED = 20_240_611
 TIMEOUT = 1.0  # s a call may take: hang's calls end here
 # what the peer's planted bugs are, and nothing else
@@ -43,24 +42,8 @@ CORRECT = ("add", "echo", "greet", "secret")
 @pytest.fixture(scope="module")
 def peer(nuropb_python: Path, mesh_url: str) -> Iterator[subprocess.Popen[bytes]]:
     """The nuropb 0.1.8 services with planted bugs: ``buggy`` and ``lax``."""
-    proc = subprocess.Popen(
-        [str(nuropb_python), str(PEERS / "nuropb_buggy_service.py"), mesh_url, "buggy", "lax"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.strip() == b"READY", f"the buggy services did not start: {line!r}"
+    with peer_process(nuropb_python, "nuropb_buggy_service.py", mesh_url, "buggy", "lax") as proc:
         yield proc
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ status and stop; the magic."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_for
+from conftest import peer_process, wait_for
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
@@ -50,28 +49,6 @@ def nuropb_client(python: Path, url: str, steps: list[dict[str, Any]]) -> dict[s
     return results
 
 
-@contextlib.contextmanager
-def nuropb_service(python: Path, url: str) -> Iterator[subprocess.Popen[bytes]]:
-    """peers/nuropb_service.py as ``ref`` until the block ends (then its process is gone)."""
-    proc = subprocess.Popen(
-        [str(python), str(PEERS / "nuropb_service.py"), url, "ref"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == b"READY", "the nuropb service did not start"
-        yield proc
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def lab(mesh_url: str) -> Iterator[Lab]:
     lab = Lab(timeout=10)
@@ -91,7 +68,7 @@ def recorded(lab: Lab, nuropb_python: Path, mesh_url: str, management: Managemen
     at the end (after the refusal was seen while it consumed)."""
     vhost = mesh_url.rsplit("/", 1)[1]
     try:
-        with nuropb_service(nuropb_python, mesh_url):
+        with peer_process(nuropb_python, "nuropb_service.py", mesh_url, "ref"):
             # a describe with a key is over the default 2 KiB a tap keeps of a body
             tap = lab.tap("ref", body_limit=64 * 1024)
             assert tap.mode == "firehose"

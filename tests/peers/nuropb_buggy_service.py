@@ -18,18 +18,15 @@ reads ``annotation.__name__``.
 """
 
 import asyncio
-import contextlib
 import logging
-import os
-import signal
 import sys
-import threading
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from nuropb.contexts.describe import publish_to_mesh
 from nuropb.interface import NuropbValidationError
 from nuropb.rmq_api import RMQAPI
+from peer_life import until_stopped
 
 CONNECT_TIMEOUT = 20.0
 DISCONNECT_TIMEOUT = 5.0
@@ -103,28 +100,8 @@ class Lax:
         return f"<{name}>"
 
 
-def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """Set ``stop`` when stdin reaches EOF (the parent closed it or died)."""
-
-    def read() -> None:
-        try:
-            while os.read(fd, 4096):
-                pass
-        except OSError:
-            pass
-        with contextlib.suppress(RuntimeError):  # the loop is already closed
-            loop.call_soon_threadsafe(stop.set)
-
-    fd = sys.stdin.fileno()
-    threading.Thread(target=read, name="stdin-watch", daemon=True).start()
-
-
 async def main(amqp_url: str, buggy_name: str, lax_name: str) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    _watch_stdin(loop, stop)
+    stop = until_stopped()
     apis = [
         RMQAPI(
             amqp_url=amqp_url,
