@@ -265,6 +265,27 @@ def test_a_result_that_does_not_fit_its_described_type(lab: Lab) -> None:
     assert mismatch.error == "returned '0', described as returning int"
 
 
+class Guarded:
+    """Lab-served: a method that authorizes its caller."""
+
+    @nl.nuropb_context
+    @nl.publish_to_mesh(authorize_func=lambda token: {"sub": "x"} if token == "good" else None)
+    def whoami(self, ctx: Any, verbose: bool = False) -> str:
+        return str(ctx.user_claims["sub"])
+
+
+def test_a_method_that_authorizes_needs_the_context(lab: Lab) -> None:
+    lab.serve(Guarded(), name="guarded")
+    without = lab.check("guarded", max_examples=10, seed=SEED)
+    assert without.summary().loc[0, "notes"] == (
+        "every input that fits was refused: NuropbAuthenticationError"
+        " (a method that authorizes needs context=, a token)"
+    )
+    given = lab.check("guarded", max_examples=10, seed=SEED, context={"Authorization": "good"})
+    assert given.summary().loc[0, "notes"] == "" and given.summary().loc[0, "fitting"] > 0
+    assert "good" not in given.findings.to_string() + repr(given)  # the token is not shown
+
+
 async def _queue_without_consumer(url: str, service: str) -> None:
     connection = await aio_pika.connect(url)
     async with connection:

@@ -313,6 +313,22 @@ def test_the_bench_view_and_results_stay_text(lab: Lab, peer: HostilePeer) -> No
     assert_inert(lab.benches()._repr_html_(), shown("svc"))
 
 
+def test_a_checks_findings_and_its_view_stay_text(lab: Lab, peer: HostilePeer) -> None:
+    run = lab.start_check(SERVICE, methods=["fail", METHOD], max_examples=5, seed=1)
+    view = run.widget()
+    assert isinstance(view, BenchView)
+    try:
+        result = run.wait(timeout=60)
+        wait_for(lambda: "done" in view.status.value, what="the final redraw")
+        assert_inert(view.status.value, "findings")
+        found = {(row.method, row.check) for row in result.findings.itertuples()}
+        assert {("fail", "server_error"), (METHOD, "accepted_invalid")} <= found
+        assert_output(result._repr_html_(), shown("svc"), shown("Error"), shown("method"))
+        assert_inert(result.summary().to_html(), shown("method"))
+    finally:
+        view.close()
+
+
 # --- dead letters, status -------------------------------------------------------------------
 
 

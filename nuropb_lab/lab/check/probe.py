@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import HypothesisException
 
 from ...mesh.errors import NuropbException, error_name
-from .outcome import Answer, Sent, judge
+from .outcome import REFUSALS, Answer, Sent, judge
 from .strategies import fitting, unfitting
 
 __all__ = ["Abort", "Finding", "MethodProbe", "MethodReport", "Send"]
@@ -108,6 +108,7 @@ class MethodProbe:
         self._found: dict[str, Finding] = {}
         self._lock = threading.Lock()
         self._timeouts = 0
+        self._refused: dict[str, int] = {}  # inputs that fit, refused, by error class
         self._classes: dict[str, type[_Failure]] = {}
 
     @property
@@ -132,6 +133,11 @@ class MethodProbe:
             self.report.notes.append(abort.reason)
         finally:
             self.report.seconds = time.monotonic() - started
+        fits = self.report.sent.get("fitting", 0)
+        if fits and sum(self._refused.values()) == fits:  # nothing got past the door
+            names = ", ".join(sorted(self._refused))
+            hint = " (a method that authorizes needs context=, a token)" if "Auth" in names else ""
+            self.report.notes.append(f"every input that fits was refused: {names}{hint}")
 
     def _failure(self, key: str) -> type[_Failure]:
         cls = self._classes.get(key)
@@ -156,6 +162,9 @@ class MethodProbe:
         def prop(params: dict[str, Any]) -> None:
             answer = self.send(self.method, params, encrypted)
             self.report.sent[sent] = self.report.sent.get(sent, 0) + 1
+            refused = error_name(answer.error) if answer.error is not None else None
+            if sent == "fitting" and refused in REFUSALS:
+                self._refused[refused] = self._refused.get(refused, 0) + 1
             try:
                 problem = judge(sent, answer, self.spec, params)
             except NuropbException as exc:  # no answer to judge: the run cannot go on

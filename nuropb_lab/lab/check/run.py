@@ -264,7 +264,7 @@ class CheckRun(ProgressRun[CheckResult]):
         if self._stopped.is_set():
             return
         with self._tally:
-            self._message = f"exploring {probe.method}"
+            self._message = clip_text(f"exploring {probe.method}")
         try:
             probe.run()
         except Abort as abort:
