@@ -151,6 +151,12 @@ def test_recorded_calls_answered_after_the_service_is_gone(
         mock.stop()
     assert "ref" not in lab.connection().served and not lab.connection().mocks
     assert lab.status().loc[0, "served"] == ""
+    again = lab.mock("ref")  # no recording given: the newest tap that saw calls to it
+    try:
+        assert again.served.recording.calls == mock.served.recording.calls
+        assert lab.call("ref.add", a=7) == 9
+    finally:
+        again.stop()
 
 
 def test_an_inferred_description_handlers_and_injected_failures(lab: Lab, recorded: Tap) -> None:
@@ -191,8 +197,8 @@ def test_an_inferred_description_handlers_and_injected_failures(lab: Lab, record
 
 
 def test_bad_input_is_one_line(lab: Lab, recorded: Tap, tmp_path: Path) -> None:
-    with pytest.raises(LabError, match="no answered call to nobody"):
-        lab.mock("nobody")  # the newest tap of the connection (stopped) saw no call to it
+    with pytest.raises(LabError, match=r"^no recording of nobody: no tap of this connection"):
+        lab.mock("nobody")  # no tap of the connection (stopped ones too) saw a call to it
     with pytest.raises(LabError, match="no recording at"):
         lab.mock("ref", str(tmp_path / "missing.jsonl"))
     with pytest.raises(LabError, match="a recording is a tap, its df, or a file"):

@@ -30,6 +30,7 @@ from ...mesh.limits import ERROR_BYTES, TEXT_BYTES, clip_text
 from ..params import parameters_of
 from ..runner import LoopRunner
 from .recording import RecordedCall, Recording, canonical
+from .start import MockOptions
 
 __all__ = ["Mock", "RecordedError", "StandIn", "stand_in"]
 
@@ -54,20 +55,13 @@ class StandIn:
     _service_name: str
     _version: str | None
 
-    def __init__(
-        self,
-        recording: Recording,
-        handlers: Mapping[str, Handler],
-        delay: float,
-        error_rate: float,
-        seed: int | None,
-    ) -> None:
+    def __init__(self, recording: Recording, options: MockOptions) -> None:
         self.recording = recording
-        self.handlers = dict(handlers)
-        self.delay = delay
-        self.error_rate = error_rate
+        self.handlers = dict(options.handlers)
+        self.delay = options.delay
+        self.error_rate = options.error_rate
         self.stats = {"answered": 0, "handled": 0, "unmatched": 0, "injected": 0}
-        self._random = random.Random(seed)
+        self._random = random.Random(options.seed)
         self._answers: dict[tuple[str, str], list[RecordedCall]] = {}
         self._next: dict[tuple[str, str], int] = {}
         for call in recording.calls:
@@ -168,17 +162,10 @@ def _method(
     return publish_to_mesh(requires_encryption=encrypted)(method)
 
 
-def stand_in(
-    service: str,
-    recording: Recording,
-    handlers: Mapping[str, Handler] | None = None,
-    delay: float = 0.0,
-    error_rate: float = 0.0,
-    seed: int | None = None,
-) -> StandIn:
+def stand_in(service: str, recording: Recording, options: MockOptions) -> StandIn:
     """The object that stands in for ``service``: the recording's description (recorded or
-    inferred) as its methods, ``handlers`` added or in place of recorded answers."""
-    handlers = dict(handlers or {})
+    inferred) as its methods, the handlers added or in place of recorded answers."""
+    handlers = options.handlers
     description = recording.described
     described = description.get("methods") or {}
     namespace: dict[str, Any] = {
@@ -200,7 +187,7 @@ def stand_in(
         if name not in namespace:  # a method the recording lacks: the handler describes it
             namespace[name] = _method(name, _handler_signature(handler), handler.__doc__, False)
     kind = type(f"StandIn[{clip_text(service, TEXT_BYTES)}]", (StandIn,), namespace)
-    made: StandIn = kind(recording, handlers, delay, error_rate, seed)
+    made: StandIn = kind(recording, options)
     return made
 
 
