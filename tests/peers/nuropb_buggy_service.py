@@ -26,10 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from nuropb.contexts.describe import publish_to_mesh
 from nuropb.interface import NuropbValidationError
 from nuropb.rmq_api import RMQAPI
-from peer_life import until_stopped
-
-CONNECT_TIMEOUT = 20.0
-DISCONNECT_TIMEOUT = 5.0
+from peer_life import serve, until_stopped
 
 
 def _int(name: str, value: Any) -> int:
@@ -111,19 +108,7 @@ async def main(amqp_url: str, buggy_name: str, lax_name: str) -> int:
         )
         for name, instance in ((buggy_name, Buggy(buggy_name)), (lax_name, Lax(lax_name)))
     ]
-    for api in apis:
-        await asyncio.wait_for(api.connect(), CONNECT_TIMEOUT)
-        if not api.connected:
-            print(f"nuropb service {api.service_name} could not connect", file=sys.stderr)
-            return 1
-    print("READY", flush=True)
-    await stop.wait()
-    for api in apis:
-        try:
-            await asyncio.wait_for(api.disconnect(), DISCONNECT_TIMEOUT)
-        except Exception as exc:  # leaving anyway (hang's calls are still held)
-            print(f"{api.service_name}: disconnect failed: {exc!r}", file=sys.stderr)
-    return 0
+    return await serve(apis, stop)
 
 
 if __name__ == "__main__":

@@ -29,10 +29,8 @@ from nuropb.contexts.context_manager_decorator import nuropb_context
 from nuropb.contexts.describe import publish_to_mesh
 from nuropb.interface import NuropbValidationError
 from nuropb.rmq_api import RMQAPI
-from peer_life import until_stopped
+from peer_life import serve, until_stopped
 
-CONNECT_TIMEOUT = 20.0
-DISCONNECT_TIMEOUT = 5.0
 SERVICE_VERSION = "0.1.8-interop"
 
 
@@ -122,17 +120,7 @@ async def main(amqp_url: str, service_name: str) -> int:
         },
     )
     service._api = api
-    await asyncio.wait_for(api.connect(), CONNECT_TIMEOUT)
-    if not api.connected:
-        print(f"nuropb service {service_name} could not connect", file=sys.stderr)
-        return 1
-    print("READY", flush=True)
-    await stop.wait()
-    try:
-        await asyncio.wait_for(api.disconnect(), DISCONNECT_TIMEOUT)
-    except Exception as exc:  # leaving anyway
-        print(f"nuropb service {service_name}: disconnect failed: {exc!r}", file=sys.stderr)
-    return 0
+    return await serve([api], stop)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """How a peer process of the tests lives: until its stdin closes (the test ended, or died) or
-it gets SIGTERM/SIGINT. Imported by the peer scripts (their folder is on ``sys.path`` when run
-by any interpreter, the nuropb 0.1.8 venv's included)."""
+it gets SIGTERM/SIGINT; a nuropb service peer says READY once its APIs are connected.
+
+Imported by the peer scripts: their folder is on ``sys.path`` when they are run, by any
+interpreter (the nuropb 0.1.8 venv's too)."""
 
 import asyncio
 import contextlib
@@ -8,6 +10,10 @@ import os
 import signal
 import sys
 import threading
+from typing import Any
+
+CONNECT_TIMEOUT = 20.0
+DISCONNECT_TIMEOUT = 5.0
 
 
 def until_stopped() -> asyncio.Event:
@@ -31,3 +37,21 @@ def until_stopped() -> asyncio.Event:
 
     threading.Thread(target=read, name="stdin-watch", daemon=True).start()
     return stop
+
+
+async def serve(apis: list[Any], stop: asyncio.Event) -> int:
+    """Connect nuropb's ``apis``, say READY, and disconnect them once ``stop`` is set; 1 when
+    one could not connect (nuropb's connect logs and returns rather than raise)."""
+    for api in apis:
+        await asyncio.wait_for(api.connect(), CONNECT_TIMEOUT)
+        if not api.connected:
+            print(f"nuropb service {api.service_name} could not connect", file=sys.stderr)
+            return 1
+    print("READY", flush=True)
+    await stop.wait()
+    for api in apis:
+        try:
+            await asyncio.wait_for(api.disconnect(), DISCONNECT_TIMEOUT)
+        except Exception as exc:  # leaving anyway (calls may still be held)
+            print(f"{api.service_name}: disconnect failed: {exc!r}", file=sys.stderr)
+    return 0
