@@ -311,10 +311,8 @@ def finished_in_its_view(run: ProgressRun[T]) -> Iterator[tuple[T, BenchView]]:
 
 
 def test_the_bench_view_and_results_stay_text(lab: Lab, peer: HostilePeer) -> None:
-    with finished_in_its_view(lab.start_bench(f"{SERVICE}.fail", n=5, concurrency=1)) as (
-        result,
-        view,
-    ):
+    run = lab.start_bench(f"{SERVICE}.fail", n=5, concurrency=1)
+    with finished_in_its_view(run) as (result, view):
         assert_inert(view.status.value, "5 errors")
         assert result.summary()["errors"] == 5
         assert_output(result._repr_html_(), shown("svc"), shown("Error"))
