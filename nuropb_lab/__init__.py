@@ -33,7 +33,7 @@ _TAP_NAMES = ("Tap", "load_tap")
 
 # The widgets that show the Lab's objects, wired here, above both layers (imported on use).
 views.register_view("Tail", "nuropb_lab.widgets.tail_view:TailView")
-views.register_view("BenchRun", "nuropb_lab.widgets.bench_view:BenchView")
+views.register_view("ProgressRun", "nuropb_lab.widgets.bench_view:BenchView")
 views.register_view("Tap", "nuropb_lab.widgets.tap_view:tap_view")
 
 

@@ -23,16 +23,19 @@ def completions(lab: Lab, text: str, subcommands: Sequence[str]) -> list[str]:
     if position <= 1:
         return list(subcommands)
     command = words[1]
-    if command in _CALLING:
-        if position == 2:
+    if command in (*_CALLING, "check"):
+        if position == 2:  # SERVICE.METHOD (check: SERVICE or SERVICE.METHOD)
             symbol = "" if ending else words[-1]
             if "." in symbol:
                 service = symbol.rpartition(".")[0]
                 return [f"{service}.{m}" for m in _methods(lab, service)]
-            return [f"{s}." for s in lab.service_names()]
+            dot = "" if command == "check" else "."
+            return [f"{s}{dot}" for s in lab.service_names()]
+        if command == "check":
+            return []
         service, _, method = words[2].rpartition(".")
         return [f"{p}=" for p in _parameters(lab, service, method)]
-    if command == "tap":
+    if command == "tap" or (command == "mock" and position == 2):
         return lab.service_names()
     if command in ("describe", "keys") and position == 2:
         return lab.service_names()

@@ -6,21 +6,22 @@ delivered, timeout, authorization, bad arguments, unknown alias) print one line.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Enum, Float, Int, TraitError, Unicode, observe, validate
 
-from .lab import Lab, LabError, check_servable, exposed_methods, get_lab
+from . import magic_check, magic_load
+from .lab import Lab, LabError, ProgressRun, check_servable, exposed_methods, get_lab
 from .lab.params import ParamError, method_spec, texts_where_described
 from .magic_args import (
     parse_json_object,
-    parse_numbers,
     parse_params,
     parse_value,
     split_args,
@@ -50,13 +51,22 @@ SUBCOMMANDS = (
     "bench",
     "capacity",
     "benches",
+    "check",
+    "mock",
     "tap",
     "graph",
     "replay",
     "firehose",
     "help",
 )
-F = TypeVar("F", bound=Callable[..., Any])
+# sub-commands that are functions of their own modules, (magics, rest, cell) -> output
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "bench": magic_load.bench,
+    "capacity": magic_load.capacity,
+    "benches": magic_load.benches,
+    "check": magic_check.check,
+    "mock": magic_check.mock,
+}
 EXPECTED_ERRORS = (
     NuropbException,
     LabError,
@@ -65,37 +75,6 @@ EXPECTED_ERRORS = (
     ValueError,
     TypeError,
 )
-
-
-# the options a bench and a capacity sweep share (load_options reads them)
-_LOAD_ARGUMENTS = (
-    argument("--timeout", type=float, help="seconds each call waits at most"),
-    argument("--command", action="store_true", help="send commands (confirmed), not requests"),
-    argument("--encrypt", action="store_true", help="encrypt even if the method does not ask"),
-    argument("--plain", action="store_true", help="do not encrypt (refused for encrypted ones)"),
-    argument("--context", help="the request context, a JSON object"),
-    argument("--no-check", action="store_true", help="send params that do not fit the method"),
-    argument("--alias"),
-)
-
-
-def load_arguments(func: F) -> F:
-    for add in reversed(_LOAD_ARGUMENTS):
-        func = add(func)
-    return func
-
-
-def load_options(args: Any) -> dict[str, Any]:
-    """What :data:`_LOAD_ARGUMENTS` read, as ``lab.bench`` / ``lab.capacity`` options."""
-    if args.encrypt and args.plain:
-        raise UsageError("--encrypt and --plain contradict each other")
-    return {
-        "encrypt": True if args.encrypt else (False if args.plain else None),
-        "kind": "command" if args.command else "call",
-        "context": parse_json_object(args.context, "--context") if args.context else None,
-        "check": not args.no_check,
-        "alias": args.alias,
-    }
 
 
 def _parser(func: Callable[..., Any]) -> Any:
@@ -110,6 +89,8 @@ def say(text: str, error: bool = False) -> None:
 @magics_class
 class NuropbMagics(Magics):
     """The ``%nuropb`` magic; settings: ``%config NuropbMagics.timeout = 10``."""
+
+    say = staticmethod(say)
 
     timeout = Float(30.0, help="Seconds a call waits for its answer.").tag(config=True)
     describe_timeout = Float(2.0, help="Seconds discovery waits for each describe.").tag(
@@ -130,7 +111,10 @@ class NuropbMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self._apply_settings()
         self._commands: dict[str, Callable[[str, str | None], Any]] = {
-            name: getattr(self, f"_{name}") for name in SUBCOMMANDS
+            name: functools.partial(FUNCTIONS[name], self)
+            if name in FUNCTIONS
+            else getattr(self, f"_{name}")
+            for name in SUBCOMMANDS
         }
 
     # --- settings ---------------------------------------------------------------------------
@@ -215,6 +199,9 @@ class NuropbMagics(Magics):
             " [--warmup N] [--command] [--no-check] [--background] [-o VAR] |"
             " capacity SERVICE.METHOD k=v ... [--concurrency 1,2,4,... | --rate R1,R2,...]"
             " [-n N | --duration S] [--label L] [-o VAR] | benches |"
+            " check SERVICE[.METHOD] [-n N] [--seed S] [--methods M,...] [--timeout S]"
+            " [--background] [-o VAR] | mock SERVICE [--from VAR_OR_PATH] [--delay MS]"
+            " [--error-rate P] [--replace] [--stop] [-o VAR] |"
             " tap [SERVICE ...] [--events] [--no-firehose] [--max N] [--widget] [-o VAR] |"
             " graph [--window S] [--static] | replay CORRELATION_ID|$ROW [k=v ...] [-o VAR] |"
             " firehose [off]"
@@ -289,7 +276,7 @@ class NuropbMagics(Magics):
         args, extra = self._args(self._call, rest)
         if args.encrypt and args.plain:
             raise UsageError("--encrypt and --plain contradict each other")
-        params = self._params_for(args.target, extra, args.alias)
+        params = self._params_for(args.target, extra, args.alias, retype=not args.no_check)
         if cell is not None and cell.strip():
             params = {**parse_json_object(cell, "the cell (the params)"), **params}
         context = parse_json_object(args.context, "--context") if args.context else None
@@ -415,83 +402,6 @@ class NuropbMagics(Magics):
             args.limit, consume=args.consume, alias=args.alias, queue=args.queue
         )
 
-    # --- load and latency (lab/bench.py) -------------------------------------------------------
-
-    @magic_arguments()
-    @argument("target", help="SERVICE.METHOD")
-    @argument("-n", type=int, dest="n", help="calls to make (default 1,000)")
-    @argument("--duration", type=float, help="seconds to run, instead of -n")
-    @argument("-c", "--concurrency", type=int, help="in flight (default 10; the cap with --rate)")
-    @argument("--rate", type=float, help="calls/s at fixed intended times (the open model)")
-    @argument("--warmup", type=int, default=0, help="calls made first, not measured")
-    @argument("--label", help="the run's name in lab.benches()")
-    @argument("--background", action="store_true", help="return at once (the view has Stop)")
-    @argument("-o", "--output", help="store the result (with --background: the run) here")
-    @load_arguments
-    def _bench(self, rest: str, cell: str | None) -> Any:
-        args, extra = self._args(self._bench, rest)
-        run = self.lab.start_bench(
-            args.target,
-            self._params_for(args.target, extra, args.alias),
-            n=args.n,
-            duration=args.duration,
-            concurrency=args.concurrency,
-            rate=args.rate,
-            warmup=args.warmup,
-            timeout=args.timeout,
-            label=args.label,
-            **load_options(args),
-        )
-        in_kernel = getattr(self.shell, "kernel", None) is not None
-        if args.background:
-            self._store(args.output, run)
-            return run.widget() if in_kernel else run
-        run.blocking = True  # the view: Stop is the kernel's interrupt while the cell waits
-        if in_kernel:
-            from IPython.display import display
-
-            display(run.widget())
-        result = run.wait()  # Ctrl-C stops the run and keeps what it measured
-        self._store(args.output, result)
-        if args.output:
-            say(result.headline())
-            return None
-        return result
-
-    @magic_arguments()
-    @argument("target", help="SERVICE.METHOD")
-    @argument("--concurrency", help="the in-flight counts to step through (default 1,2,4,...,64)")
-    @argument("--rate", help="or the rates (calls/s) to step through: the open model")
-    @argument("-n", type=int, dest="n", help="calls per step, instead of --duration")
-    @argument("--duration", type=float, help="seconds per step (default 2)")
-    @argument("--label", help="the sweep's name (its steps are LABEL c=N in lab.benches())")
-    @argument("-o", "--output", help="store the result here")
-    @load_arguments
-    def _capacity(self, rest: str, cell: str | None) -> Any:
-        args, extra = self._args(self._capacity, rest)
-        options: dict[str, Any] = {
-            "concurrency": parse_numbers(args.concurrency, int, "--concurrency"),
-            "rate": parse_numbers(args.rate, float, "--rate"),
-            "label": args.label,
-            **load_options(args),
-        }
-        for name in ("n", "duration", "timeout"):  # absent: the sweep's and the Lab's defaults
-            if getattr(args, name) is not None:
-                options[name] = getattr(args, name)
-        result = self.lab.capacity(
-            args.target, self._params_for(args.target, extra, args.alias), **options
-        )
-        self._store(args.output, result)
-        if args.output:
-            say(f"{result.label}: {result.explain()}")
-            return None
-        return result
-
-    def _benches(self, rest: str, cell: str | None) -> Any:
-        if rest.strip():
-            raise UsageError("%nuropb benches takes no arguments")
-        return self.lab.benches()
-
     # --- the wire tap (lab/tap/) -------------------------------------------------------------
 
     @magic_arguments()
@@ -573,16 +483,41 @@ class NuropbMagics(Magics):
             state = self.lab.firehose(alias=args.alias)
         say(f"firehose of {state.vhost!r}: {state.describe()}")
 
+    def _follow(self, run: ProgressRun[Any], output: str | None, background: bool) -> Any:
+        """A run (a bench, a check) with its progress view: returned at once with
+        ``background``, else waited for (Ctrl-C stops it, keeping what it found); with
+        ``output`` stored there (the result's headline said)."""
+        in_kernel = getattr(self.shell, "kernel", None) is not None
+        if background:
+            self._store(output, run.start())
+            return run.widget() if in_kernel else run
+        run.blocking = True  # the view: Stop is the kernel's interrupt while the cell waits
+        if in_kernel:
+            from IPython.display import display
+
+            display(run.widget())
+        result = run.wait()
+        self._store(output, result)
+        if output:
+            say(result.headline())
+            return None
+        return result
+
     # --- completion -----------------------------------------------------------------------------
 
     def complete(self, event: Any) -> list[str]:
         """Sub-commands, services, SERVICE.METHOD and parameter names, from discovery."""
         return completions(self.lab, event.text_until_cursor, SUBCOMMANDS)
 
-    def _params_for(self, target: str, tokens: list[str], alias: str | None) -> dict[str, Any]:
+    def _params_for(
+        self, target: str, tokens: list[str], alias: str | None, retype: bool = True
+    ) -> dict[str, Any]:
         """``name=value`` tokens as the params of ``target``: a value written bare that reads
-        as JSON (``sku=123``, ``flag=true``) goes as its text where the method takes a str."""
+        as JSON (``sku=123``, ``flag=true``) goes as its text where the method takes a str,
+        unless ``retype`` is off (``--no-check``: the values as written)."""
         params = parse_params(tokens, self._namespace)
+        if not retype:
+            return params
         texts = {
             name: text
             for name, _, text in (token.partition("=") for token in tokens)

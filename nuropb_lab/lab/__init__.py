@@ -1,11 +1,12 @@
 """The Lab: a plain-Python session over nuropb meshes, shared by the magic and the widgets."""
 
-from .bench import BenchError, BenchProgress, BenchRun
+from .bench import BenchError, BenchRun
 from .bench_result import BenchResult
 from .capacity import CapacityResult
 from .discovery import ServiceInfo
 from .history import CallRecord
 from .params import ParamError
+from .progress import Progress, ProgressRun
 from .runner import LoopRunner
 from .session import (
     DEFAULT_URL,
@@ -21,7 +22,6 @@ from .tail import Tail
 __all__ = [
     "DEFAULT_URL",
     "BenchError",
-    "BenchProgress",
     "BenchResult",
     "BenchRun",
     "CallRecord",
@@ -31,6 +31,8 @@ __all__ = [
     "LabError",
     "LoopRunner",
     "ParamError",
+    "Progress",
+    "ProgressRun",
     "ServiceInfo",
     "Tail",
     "check_servable",

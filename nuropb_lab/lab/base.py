@@ -13,7 +13,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from ..mesh import RMQAPI, ManagementAPI
 from ..mesh.known_keys import KnownKeys, default_path
@@ -25,6 +25,9 @@ from .runner import LoopRunner
 from .tail import Tail
 from .tap import Tap
 
+if TYPE_CHECKING:
+    from .mock import Mock
+
 __all__ = [
     "Connection",
     "LabBase",
@@ -32,6 +35,7 @@ __all__ = [
     "awaitable",
     "background",
     "blocking",
+    "may_send",
     "split_target",
 ]
 
@@ -54,6 +58,7 @@ class Connection:
     served: dict[str, RMQAPI] = dataclasses.field(default_factory=dict)
     tails: list[Tail] = dataclasses.field(default_factory=list)
     taps: list[Tap] = dataclasses.field(default_factory=list)
+    mocks: dict[str, Mock] = dataclasses.field(default_factory=dict)  # also in served
     known: set[str] = dataclasses.field(default_factory=set)  # services named or called
     services: dict[str, ServiceInfo] = dataclasses.field(default_factory=dict)
     # services whose describe failed -> when to ask again (time.monotonic())
@@ -80,6 +85,14 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<Connection {self.alias!r} {self.url} ({self.api.transport.state})>"
+
+
+def may_send(connection: Connection, what: str) -> None:
+    """Whether ``what`` may send on ``connection``: the one place the contract check and the
+    mock ask before they send or serve anything (a read-only connection refuses here).
+    LabError, one line, when not."""
+    if connection.api.transport.state == "closed":
+        raise LabError(f"connection {connection.alias!r} is closed: {what} sends nothing")
 
 
 def split_target(target: str, method: str | None = None) -> tuple[str, str]:

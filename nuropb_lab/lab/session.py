@@ -19,8 +19,10 @@ from ..mesh import RMQAPI, ManagementAPI, Nodes, configure_mesh
 from .base import Connection, LabBase, LabError, awaitable, background, blocking, split_target
 from .benching import BenchMixin
 from .calls import CallsMixin
+from .checking import CheckMixin
 from .describing import DescribingMixin
 from .discovery import bound_queues
+from .mocking import MockMixin
 from .served import ServeMixin, check_servable, exposed_methods, service_name_of
 from .tailing import TailsMixin
 from .tap import ops as tap_ops
@@ -58,7 +60,9 @@ STATUS_COLUMNS = [
 ]
 
 
-class Lab(CallsMixin, DescribingMixin, TailsMixin, BenchMixin, ServeMixin, LabBase):
+class Lab(
+    CallsMixin, DescribingMixin, TailsMixin, BenchMixin, CheckMixin, MockMixin, ServeMixin, LabBase
+):
     """A notebook's session on one or more nuropb meshes.
 
     Every operation is one coroutine run on the Lab's own loop, with a blocking face
@@ -115,6 +119,8 @@ class Lab(CallsMixin, DescribingMixin, TailsMixin, BenchMixin, ServeMixin, LabBa
             await tap_ops.stop_taps(self, connection)  # switches off a firehose a tap had on
             for tail in list(connection.tails):
                 await self._stop_tail(connection, tail)
+            for mock in list(connection.mocks.values()):
+                await mock.astop()
             for api in list(connection.served.values()):
                 await api.disconnect()
             connection.served.clear()
@@ -136,9 +142,9 @@ class Lab(CallsMixin, DescribingMixin, TailsMixin, BenchMixin, ServeMixin, LabBa
     def status(self) -> pd.DataFrame:
         """Connections: alias, URL (the node connected to, password masked), node (host:port,
         and which of several; served services on another node), mesh, state, reconnects,
-        calls in flight, served services, tails, the last connection error, taps, and the
-        mesh's firehose (on, off, or left on by a lab that is gone: then ``attrs["notice"]``
-        says so)."""
+        calls in flight, served services (mocks marked so), tails, the last connection error,
+        taps, and the mesh's firehose (on, off, or left on by a lab that is gone: then
+        ``attrs["notice"]`` says so)."""
         rows = []
         firehoses = {
             alias: self._wait(tap_ops.firehose_text(c)) for alias, c in self._connections.items()
@@ -155,7 +161,7 @@ class Lab(CallsMixin, DescribingMixin, TailsMixin, BenchMixin, ServeMixin, LabBa
                     transport.state,
                     transport.reconnects,
                     c.api.in_flight,
-                    ", ".join(c.served),
+                    ", ".join(f"{n} (mock)" if n in c.mocks else n for n in c.served),
                     len([t for t in c.tails if not t.stopped]),
                     transport.last_error,
                     len(c.taps),
