@@ -9,6 +9,7 @@ channel stays open.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
@@ -16,14 +17,11 @@ from typing import TYPE_CHECKING, cast
 import aiormq
 from aiormq import Channel
 
+from .connect import connect_target
+from .management import ManagementAPI
 from .nodes import queue_down
 from .outbox import Consumer
-from .topology import (
-    OpenChannel,
-    declare_service_queue,
-    ensure_shared,
-    permits_transient_queues,
-)
+from .topology import OpenChannel, declare_service_queue, ensure_shared
 from .urls import AmqpTarget
 
 if TYPE_CHECKING:
@@ -50,13 +48,13 @@ class OwnQueues:
     ) -> None:
         cfg = self.config
         open_channel = _channel_opener(connection)
-        version = str(connection.server_properties.get("version", ""))
         await ensure_shared(
             open_channel,
             cfg.topology,
             dead_letters=cfg.service_queue is not None,
+            connect=functools.partial(connect_target, target),
+            management=ManagementAPI.for_target(target),
             where=f"mesh {target.vhost!r}",
-            transient_ok=permits_transient_queues(version),
         )
         if cfg.service_queue is not None:
             await declare_service_queue(
