@@ -112,6 +112,12 @@ async def test_a_queue_whose_node_is_down() -> None:
     assert down is not None and down.node == "rabbit@c" and down.queue == "nuropb-x-sq"
     assert "is on node rabbit@c, which is down" in str(down)
     assert queue_down("NOT_FOUND - no queue 'q' in vhost 'm'") is None
+    # RabbitMQ 4.3's words name no node
+    timed_out = queue_down(
+        "NOT_FOUND - failed to perform operation on queue 'nuropb-x-sq' in vhost 'm' due to timeout"
+    )
+    assert timed_out is not None and timed_out.node is None and timed_out.queue == "nuropb-x-sq"
+    assert "queue 'nuropb-x-sq' cannot be reached: its node is down" in str(timed_out)
     asked: list[str] = []
 
     async def queue_info(queue: str) -> None:

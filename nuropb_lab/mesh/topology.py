@@ -6,6 +6,8 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import re
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -30,6 +32,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_RENAMED = re.compile(r"\.[0-9a-f]{6}$")  # what Topology.renamed adds
 SERVICE_QUEUE_PREFIX = "nuropb-"
 SERVICE_QUEUE_SUFFIX = "-sq"
 
@@ -58,6 +61,15 @@ class Topology:
     @staticmethod
     def response_queue(service_name: str, instance_id: str) -> str:
         return f"nuropb-{service_name}-{instance_id}-rq"
+
+    @staticmethod
+    def renamed(queue: str) -> str:
+        """Another name of the same kind (``...-rq``, ``...-tq``) for one of an API's own
+        exclusive queues whose name is still held after a connection loss: RabbitMQ 4 keeps
+        the exclusive queue of a connection whose node died, locked (405), until that node is
+        back. ``nuropb-x-{instance}-rq`` -> ``nuropb-x-{instance}.{6 hex}-rq``."""
+        stem = _RENAMED.sub("", queue[:-3])
+        return f"{stem}.{uuid.uuid4().hex[:6]}{queue[-3:]}"
 
     @staticmethod
     def service_from_queue(queue_name: str) -> str | None:
