@@ -161,9 +161,10 @@ async def test_kill_the_node_the_client_is_on(cluster: Cluster, nuropb_python: P
     events connection follows and its tail records the gap. A client given node a alone
     cannot: a call it makes meanwhile fails with NuropbTransportError at its ttl.
 
-    RabbitMQ 4 keeps the exclusive queues of the lost connections, locked, while their node is
-    down: the client takes another response queue (and its tail another queue), and the
-    answers to the 2,000 calls, addressed to the old one, are lost: they end at their ttl."""
+    A cluster on Khepri (RabbitMQ 4.3) keeps the exclusive queues of the lost connections,
+    locked, while their node is down: the client takes another response queue (and its tail
+    another queue), and the answers to the 2,000 calls, addressed to the old one, are lost:
+    they end at their ttl."""
     async with scenario(cluster, nuropb_python, "client-node", ttl_ms=20_000) as run:
         client = run.client
         response_queue = client.transport.response_queue
@@ -189,7 +190,7 @@ async def test_kill_the_node_the_client_is_on(cluster: Cluster, nuropb_python: P
             run.worker.gate.set()
             run.ref.open_gate()
             counts = await run.outcomes()
-            if cluster.version < (4,):
+            if not cluster.khepri:
                 assert client.transport.response_queue == response_queue
                 assert counts[WORKER] == counts[REF] == {"answered": REQUESTS}
             else:

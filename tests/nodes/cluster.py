@@ -108,6 +108,14 @@ class Cluster:
         text = str(self.api("GET", "overview")["rabbitmq_version"])
         return tuple(int(part) for part in text.split("-")[0].split(".") if part.isdigit())
 
+    @property
+    def khepri(self) -> bool:
+        """Whether the cluster keeps its metadata in Khepri (the only store of 4.3, the default
+        of a new 4.2 cluster) rather than Mnesia: it keeps the exclusive queues of a node
+        that died until the node is back."""
+        flags = self.api("GET", "feature-flags") or []
+        return any(f["name"] == "khepri_db" and f["state"] == "enabled" for f in flags)
+
     def running_nodes(self) -> set[str]:
         """Letters of the nodes the cluster sees running (asked of a running node)."""
         try:
