@@ -133,7 +133,7 @@ async def test_a_queue_whose_node_is_down() -> None:
 
 
 def test_a_queue_still_held_is_renamed_within_its_kind() -> None:
-    """RabbitMQ 4 keeps a dead node's exclusive queues: an API reconnecting elsewhere takes
+    """RabbitMQ 4.3 keeps a dead node's exclusive queues: an API reconnecting elsewhere takes
     another name, which least-privilege permissions and the tap's caller labels still fit."""
     response = Topology.response_queue("orders", "abc123")
     again = Topology.renamed(response)

@@ -13,7 +13,7 @@ publish routed only to it comes back as basic.return 312 NO_ROUTE, the same as w
 is bound; a passive (or active) declare, a consume or a bind fails with 404 NOT_FOUND "home
 node 'rabbit@x' of durable queue 'q' in vhost 'v' is down or inaccessible". So a returned call
 is told from a missing service by declaring its queue passively (:class:`DownQueues`).
-RabbitMQ 4.3 drops such a publish (no basic.return; a confirm is a nack), and the declare
+RabbitMQ 4.0 and 4.3 drop such a publish (no basic.return; a confirm is a nack), and the declare
 fails with 404 "failed to perform operation on queue 'q' in vhost 'v' due to timeout",
 naming no node.
 """

@@ -73,10 +73,10 @@ class OwnQueues:
 
     async def _declare_response_queue(self, open_channel: OpenChannel) -> None:
         """Exclusive (nuropb's is not): peers only publish to it, by name, which an exclusive
-        queue takes; and RabbitMQ 4.3 denies the non-durable non-exclusive kind. Declared on
+        queue takes; and RabbitMQ 4.3 may deny the non-durable non-exclusive kind. Declared on
         a channel of its own, as a refusal closes the channel: on the first connection one
         means another API has this instance_id; on a reconnection, the name is also still
-        held where RabbitMQ 4 keeps the queue of the lost connection because its node died
+        held where RabbitMQ 4.3 (Khepri) keeps the queue of the lost connection as its node died
         (until the node is back), so another name is taken (answers on their way to the old
         one are lost: their calls end at their ttl)."""
         cfg = self.config

@@ -126,7 +126,7 @@ class Subscriptions:
 
 async def _add_again(events: EventConnection, subscription: Subscription) -> None:
     """Consume a subscription again after a reconnection; its queue under another name where
-    the old one is still held (RabbitMQ 4 keeps the exclusive queue of a connection whose
+    the old one is still held (RabbitMQ 4.3 keeps the exclusive queue of a connection whose
     node died until the node is back; the events meanwhile are lost, as in any gap)."""
     try:
         await events.add(subscription)

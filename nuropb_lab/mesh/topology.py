@@ -65,7 +65,7 @@ class Topology:
     @staticmethod
     def renamed(queue: str) -> str:
         """Another name of the same kind (``...-rq``, ``...-tq``) for one of an API's own
-        exclusive queues whose name is still held after a connection loss: RabbitMQ 4 keeps
+        exclusive queues whose name is still held after a connection loss: RabbitMQ 4.3 keeps
         the exclusive queue of a connection whose node died, locked (405), until that node is
         back. ``nuropb-x-{instance}-rq`` -> ``nuropb-x-{instance}.{6 hex}-rq``."""
         stem = _RENAMED.sub("", queue[:-3])
@@ -140,9 +140,9 @@ async def ensure_shared(
     Everyone needs the RPC and events exchanges; ``dead_letters`` (services, and
     configure_mesh) adds the dead-letter exchange, and with a new one its queue (see
     :func:`declare_dl_queue`: on connections of its own from ``connect``, asking
-    ``management`` first). A DLX that exists
-    keeps its queues as they are: nuropb names them ``nuropb-dl-queue`` (configure_mesh) or
-    ``nuropb-{service}-dl`` (a transport left to itself), and neither is the lab's to add.
+    ``management`` first). A DLX that exists keeps its queues as they are: nuropb names them
+    ``nuropb-dl-queue`` (configure_mesh) or ``nuropb-{service}-dl`` (a transport left to
+    itself), and neither is the lab's to add.
     Passive declares need no permission, so a user without configure permission on shared
     objects connects to a mesh that has them.
     """
@@ -179,8 +179,8 @@ async def ensure_shared(
 
 async def declare_dl_queue(
     connect: Connect, topology: Topology, management: ManagementAPI | None = None
-) -> bool:
-    """Declare the DLQ and bind it to the DLX; True when it had to be durable.
+) -> None:
+    """Declare the DLQ and bind it to the DLX.
 
     With nuropb's flags (pika's defaults: not durable), so that nuropb's own setup helpers,
     which declare it actively, still work on the mesh, where the broker permits that; durable
@@ -193,13 +193,12 @@ async def declare_dl_queue(
     if permitted is not False:
         try:
             await _declare_dl_queue(await connect(), topology, durable=False)
-            return False
+            return
         except aiormq.exceptions.AMQPError as exc:
             if not denies_transient_queues(exc):
                 raise
     log.info("the broker denies transient queues: %s is declared durable", topology.dl_queue)
     await _declare_dl_queue(await connect(), topology, durable=True)
-    return True
 
 
 async def _permits_transient_queues(management: ManagementAPI | None) -> bool | None:
