@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nuropb_lab.mesh import ManagementAPI, ManagementUnavailable, parse_amqp_url
 from nuropb_lab.mesh.known_keys import ENV as KNOWN_KEYS_ENV
 
 from . import part_discovery, part_rpc, part_tail, part_tap
@@ -137,6 +138,15 @@ def version_of(package: str, python: Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
+async def broker_version(base_url: str) -> str | None:
+    """The RabbitMQ version of the broker benched, from its management API."""
+    management = ManagementAPI.for_target(parse_amqp_url(f"{base_url}/x"))
+    try:
+        return str((await management.get("overview"))["rabbitmq_version"])
+    except (ManagementUnavailable, KeyError, TypeError):
+        return None
+
+
 # --- output ------------------------------------------------------------------------------
 
 
@@ -170,6 +180,7 @@ async def run(settings: Settings) -> dict[str, Any]:
             "uvloop": version_of("uvloop") if settings.uvloop else None,
             "nuropb": version_of("nuropb", nuropb_python()),
             "pika": version_of("pika", nuropb_python()),
+            "rabbitmq": await broker_version(settings.base_url),
         },
     }
     kinds = {"lab", "nuropb"}
@@ -205,6 +216,7 @@ async def run(settings: Settings) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     settings = parse_args(argv)
     results = asyncio.run(run(settings))
+    print(f"RabbitMQ {results['environment']['rabbitmq']} at {settings.base_url.split('@')[-1]}")
     print(table(results))
     settings.json_path.parent.mkdir(parents=True, exist_ok=True)
     settings.json_path.write_text(json.dumps(results, indent=1) + "\n")

@@ -61,25 +61,33 @@ stop_broker_if_started() {
     fi
 }
 
-# setup_chromium: Debian's Chromium for the browser test, installed with apt-get when missing
-# and running as root (bounded, non-interactive). Without it the browser test is skipped, and
-# says why.
-setup_chromium() {
-    [ -x /usr/bin/chromium ] && return 0
+# apt_install WHAT PACKAGE...: install Debian packages with apt-get when missing and running as
+# root (bounded, non-interactive); fails, saying why, when it cannot.
+apt_install() {
+    local what="$1"
+    shift
     if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
-        echo "note: /usr/bin/chromium is missing (install Debian's chromium package as root);" \
-            "the browser test will be skipped" >&2
-        return 0
+        echo "note: $what needs the Debian packages $* (install them as root)" >&2
+        return 1
     fi
-    echo "installing chromium with apt-get ..." >&2
+    echo "installing $* with apt-get ..." >&2
     local apt=(apt-get -o DPkg::Lock::Timeout=120 -y -qq --no-install-recommends)
-    local packages=(chromium fonts-liberation fonts-noto-color-emoji) # text and emoji glyphs
-    if ! DEBIAN_FRONTEND=noninteractive timeout 900 "${apt[@]}" install "${packages[@]}" </dev/null >/dev/null; then
+    if ! DEBIAN_FRONTEND=noninteractive timeout 900 "${apt[@]}" install "$@" </dev/null >/dev/null; then
         # a fresh machine's package lists may be empty or stale
         DEBIAN_FRONTEND=noninteractive timeout 600 apt-get -qq update </dev/null >/dev/null || true
-        DEBIAN_FRONTEND=noninteractive timeout 900 "${apt[@]}" install "${packages[@]}" </dev/null >/dev/null ||
-            echo "warning: could not install chromium; the browser test will be skipped" >&2
+        if ! DEBIAN_FRONTEND=noninteractive timeout 900 "${apt[@]}" install "$@" </dev/null >/dev/null; then
+            echo "warning: could not install $* with apt-get" >&2
+            return 1
+        fi
     fi
+}
+
+# setup_chromium: Debian's Chromium for the browser test, installed when missing (apt_install).
+# Without it the browser test is skipped, and says why.
+setup_chromium() {
+    [ -x /usr/bin/chromium ] && return 0
+    apt_install "the browser test (skipped without it)" \
+        chromium fonts-liberation fonts-noto-color-emoji || true # text and emoji glyphs
 }
 
 # debian_mirror: the Debian mirror this machine's apt uses ($NUROPB_DEBIAN_MIRROR overrides it).
@@ -102,23 +110,24 @@ debian_mirror() {
 
 # debian_root SUITE PACKAGES ROOT: a Debian SUITE root at ROOT (debootstrap's minbase, from
 # debian_mirror) with PACKAGES (one string, as apt-get takes them) installed without
-# recommends. Built when ROOT is missing, as root (debootstrap is installed with apt-get when
+# recommends. Built when ROOT is missing, as root (debootstrap installed with apt_install when
 # missing), one build at a time, and moved into place when complete; then kept as it is: another
-# suite or package set needs another ROOT (e.g. named by their hash). No service starts in it
-# (policy-rc.d) and it knows localhost. Debian 12's debootstrap has no script for forky: sid's
-# fits any suite after trixie.
+# suite or package set needs another ROOT. No service starts in it (policy-rc.d) and it knows
+# localhost. Debian 12's debootstrap has no script for forky: sid's fits any suite after trixie.
+# The roots live in $NUROPB_DEBIAN_ROOTS (default /var/cache/nuropb-lab/debian-roots), outside
+# the clone, so that every clean clone (CI) on the machine reuses them; building needs root.
+debian_roots() {
+    echo "${NUROPB_DEBIAN_ROOTS:-/var/cache/nuropb-lab/debian-roots}"
+}
+
 debian_root() {
     local suite="$1" packages="$2" root="$3"
     [ -f "$root/.complete" ] && return 0
     if [ "$(id -u)" != 0 ]; then
-        echo "error: building a Debian root ($root) needs root (debootstrap, chroot)" >&2
-        return 1
+        echo "note: building a Debian root ($root) needs root (debootstrap, chroot)" >&2
+        return 2
     fi
-    if ! command -v debootstrap >/dev/null; then
-        DEBIAN_FRONTEND=noninteractive timeout 600 apt-get -qq update </dev/null >/dev/null || true
-        DEBIAN_FRONTEND=noninteractive timeout 900 apt-get -o DPkg::Lock::Timeout=120 -y -qq \
-            install debootstrap </dev/null >/dev/null || return 1
-    fi
+    command -v debootstrap >/dev/null || apt_install "a Debian $suite root" debootstrap || return 1
     mkdir -p "$(dirname "$root")"
     (
         exec 9>"$root.lock"
@@ -158,11 +167,35 @@ mount_system_dirs() {
 }
 
 # in_debian_root ROOT COMMAND...: COMMAND run as root chrooted in ROOT, in mount and PID
-# namespaces of its own: nothing stays mounted, and what it started ends with it.
+# namespaces of its own: nothing stays mounted, and what it started ends with it. The shell
+# stays the namespace's first process (no exec): a program of the root in its place would have
+# no parent, and coreutils 9.10's timeout then exits 125 at once.
+# (tests/nodes/in-root does the same for a node's programs, with a folder shared in.)
 in_debian_root() {
     unshare --mount --propagation private --pid --fork --kill-child -- bash -c '
         source "$1" && mount_system_dirs "$2" || exit 1
         root="$2"
         shift 2
-        exec chroot "$root" "$@"' bash "$SETUP_SH" "$@"
+        chroot "$root" "$@"
+        exit $?' bash "$SETUP_SH" "$@"
+}
+
+# setup_rabbitmq_root [SUITE] [SERIES]: prints the path of a Debian SUITE root (default forky)
+# with rabbitmq-server SERIES.x (default 4.3) installed (debian_root), where tests/nodes starts
+# throwaway nodes of that version beside this machine's own broker, whatever its version. About
+# a minute and 340 MB the first time; the exact version installed is in the root's
+# /etc/nuropb-lab-root. Returns 2 (saying so) where it cannot be built: not root.
+setup_rabbitmq_root() {
+    local suite="${1:-forky}" series="${2:-4.3}" status=0
+    local root
+    root="$(debian_roots)/$suite-rabbitmq-$series"
+    debian_root "$suite" "'rabbitmq-server=$series.*'" "$root" || status=$?
+    [ "$status" = 0 ] || return "$status"
+    if [ ! -f "$root/etc/nuropb-lab-root" ]; then
+        local version
+        version=$(chroot "$root" dpkg-query -W -f '${Version}' rabbitmq-server) || return 1
+        echo "suite=$suite version=$version mirror=$(debian_mirror) built=$(date -u +%FT%TZ)" \
+            >"$root/etc/nuropb-lab-root"
+    fi
+    echo "$root"
 }

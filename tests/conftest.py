@@ -7,7 +7,9 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import inspect
+import logging
 import os
 import signal
 import subprocess
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiormq
 import pytest
 
 from nuropb_lab.demo.run import KEY_ENV as DEMO_KEY_ENV
@@ -29,6 +32,7 @@ from nuropb_lab.mesh import (
     parse_amqp_url,
 )
 from nuropb_lab.mesh.known_keys import ENV as KNOWN_KEYS_ENV
+from nuropb_lab.mesh.topology import denies_transient_queues
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE_URL = os.environ.get("NUROPB_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/").rstrip("/")
@@ -67,7 +71,8 @@ def management() -> ManagementAPI:
     return api
 
 
-def _fresh_vhost(management: ManagementAPI, label: str) -> Iterator[str]:
+def fresh_vhost(management: ManagementAPI, label: str) -> Iterator[str]:
+    """A mesh the lab configured, on a vhost of its own, deleted afterwards."""
     vhost = f"test-{label}-{uuid.uuid4().hex[:8]}"
     url = mesh_url_for(vhost)
     asyncio.run(configure_mesh(url))
@@ -81,13 +86,13 @@ def _fresh_vhost(management: ManagementAPI, label: str) -> Iterator[str]:
 def mesh_url(request: pytest.FixtureRequest, management: ManagementAPI) -> Iterator[str]:
     """A configured mesh on a vhost of its own for this test module, deleted afterwards."""
     label = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
-    yield from _fresh_vhost(management, label)
+    yield from fresh_vhost(management, label)
 
 
 @pytest.fixture
 def fresh_mesh_url(request: pytest.FixtureRequest, management: ManagementAPI) -> Iterator[str]:
     """A mesh of its own for one test."""
-    yield from _fresh_vhost(management, request.node.name[:20].replace("_", "-").lower())
+    yield from fresh_vhost(management, request.node.name[:20].replace("_", "-").lower())
 
 
 def nuropb_made_mesh(
@@ -137,9 +142,80 @@ async def mesh_objects(management: ManagementAPI, vhost: str) -> dict[str, Any]:
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class Broker:
+    """The test broker: its version, and the deprecated features it denies of those a client
+    like the lab or nuropb 0.1.8 may meet."""
+
+    version: str
+    denied: frozenset[str]
+
+    @property
+    def permits_transient_queues(self) -> bool:
+        return "transient_nonexcl_queues" not in self.denied
+
+    def describe(self) -> str:
+        origin = os.environ.get("NUROPB_TEST_BROKER")
+        denies = f"denies {', '.join(sorted(self.denied))}" if self.denied else "denies nothing"
+        where = parse_amqp_url(mesh_url_for("x")).masked.rsplit("/", 1)[0]
+        return f"RabbitMQ {self.version} at {where} ({origin + '; ' if origin else ''}{denies})"
+
+
+@functools.cache
+def the_broker() -> Broker:
+    """Asked of the broker itself: whether it takes a transient non-exclusive queue (the
+    management API of 4.0 does not say), and whether it denies global QoS (which it accepts
+    silently as per-consumer QoS; the management API of 4.3 says so)."""
+    api = ManagementAPI.for_target(parse_amqp_url(mesh_url_for("x")))
+    version = str(api._call("GET", "overview")["rabbitmq_version"])
+    features = api._call("GET", "deprecated-features") or []  # 404 before 3.13
+    denied = {
+        f["name"] for f in features if f["name"] == "global_qos" and f.get("state") == "denied"
+    }
+    if not asyncio.run(_takes_a_transient_queue(api)):
+        denied.add("transient_nonexcl_queues")
+    return Broker(version, frozenset(denied))
+
+
+async def _takes_a_transient_queue(api: ManagementAPI) -> bool:
+    vhost = f"test-probe-{uuid.uuid4().hex[:8]}"
+    api._call("PUT", f"vhosts/{vhost}")
+    quiet = logging.getLogger("aiormq")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # aiormq logs the denial as an error, then a traceback
+    try:
+        connection = await aiormq.connect(mesh_url_for(vhost))
+        try:
+            channel = await connection.channel()
+            await channel.queue_declare("probe", durable=False, exclusive=False)
+            return True
+        except aiormq.exceptions.AMQPError as exc:
+            if not denies_transient_queues(exc):
+                raise
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.close()
+    finally:
+        quiet.setLevel(level)
+        api._call("DELETE", f"vhosts/{vhost}")
+
+
 @pytest.fixture(scope="session")
-def nuropb_python() -> Path:
-    """The interpreter of a virtualenv holding the published nuropb==0.1.8."""
+def broker(management: ManagementAPI) -> Broker:
+    return the_broker()
+
+
+@pytest.fixture(scope="session")
+def nuropb_python(broker: Broker) -> Path:
+    """The interpreter of a virtualenv holding the published nuropb==0.1.8; skipped, saying
+    why, on a broker where nuropb 0.1.8 cannot run."""
+    if not broker.permits_transient_queues:
+        pytest.skip(
+            "nuropb 0.1.8 cannot run on a broker that denies transient non-exclusive queues"
+            " (its response queues and DLQ are such); scripts/test runs this on one that permits"
+            " them"
+        )
     python = NUROPB_VENV / "bin" / "python"
     check = [str(python), "-c", "import nuropb.rmq_api"]
     if not python.exists() or subprocess.run(check, capture_output=True).returncode != 0:
@@ -149,8 +225,9 @@ def nuropb_python() -> Path:
 
 
 @pytest.fixture(scope="session")
-def compat_python() -> Path:
-    """The interpreter of a virtualenv with nuropb==0.1.8 and the lab side by side."""
+def compat_python(nuropb_python: Path) -> Path:
+    """The interpreter of a virtualenv with nuropb==0.1.8 and the lab side by side (where
+    nuropb 0.1.8 can run, see ``nuropb_python``)."""
     python = ROOT / ".cache" / "compat" / "bin" / "python"
     check = [str(python), "-c", "import nuropb.rmq_api, nuropb_lab"]
     if not python.exists() or subprocess.run(check, capture_output=True).returncode != 0:
@@ -323,11 +400,30 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         started.stop()
 
 
+def _broker_line() -> str:
+    try:
+        return f"broker: {the_broker().describe()}"
+    except Exception as exc:  # the management fixture fails the tests, saying why
+        return f"broker: {parse_amqp_url(mesh_url_for('x')).masked} ({exc})"
+
+
 def pytest_report_header() -> list[str]:
-    return [
-        f"broker: {parse_amqp_url(mesh_url_for('x')).masked.rsplit('/', 1)[0]}",
-        f"python: {sys.version.split()[0]}",
-    ]
+    return [_broker_line(), f"python: {sys.version.split()[0]}"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what needs a nuropb 0.1.8 peer and what needs the 3-node cluster, so a run can
+    pick them (scripts/test runs them on a broker where nuropb 0.1.8 can run)."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if fixtures & {"nuropb_python", "compat_python"}:
+            item.add_marker(pytest.mark.nuropb_peer)
+        if "cluster" in fixtures:
+            item.add_marker(pytest.mark.cluster)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    terminalreporter.write_line(f"ran on {_broker_line()}")
 
 
 async def visible_connections(

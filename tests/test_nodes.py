@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 from typing import Any
 from unittest import mock
 
@@ -12,7 +13,9 @@ import pytest
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab, LabError
-from nuropb_lab.mesh import ManagementAPI, Nodes
+from nuropb_lab.lab.tap.capture import queue_label
+from nuropb_lab.mesh import ManagementAPI, Nodes, Topology
+from nuropb_lab.mesh.events import TAIL_QUEUE_PATTERN, tail_queue_name
 from nuropb_lab.mesh.nodes import DownQueues, QueueUnavailable, queue_down, split_urls
 
 A = "amqp://alice:s3cr3t-pw@h1:5672/mesh"
@@ -118,6 +121,12 @@ async def test_a_queue_whose_node_is_down() -> None:
     assert down is not None and down.node == "rabbit@c" and down.queue == "nuropb-x-sq"
     assert "is on node rabbit@c, which is down" in str(down)
     assert queue_down("NOT_FOUND - no queue 'q' in vhost 'm'") is None
+    # RabbitMQ 4.3's words name no node
+    timed_out = queue_down(
+        "NOT_FOUND - failed to perform operation on queue 'nuropb-x-sq' in vhost 'm' due to timeout"
+    )
+    assert timed_out is not None and timed_out.node is None and timed_out.queue == "nuropb-x-sq"
+    assert "queue 'nuropb-x-sq' cannot be reached: its node is down" in str(timed_out)
     asked: list[str] = []
 
     async def queue_info(queue: str) -> None:
@@ -127,3 +136,18 @@ async def test_a_queue_whose_node_is_down() -> None:
     reasons = DownQueues(queue_info)
     found = [await reasons.reason("nuropb-x-sq") for _ in range(5)]
     assert all(isinstance(r, QueueUnavailable) for r in found) and asked == ["nuropb-x-sq"]
+
+
+def test_a_queue_still_held_is_renamed_within_its_kind() -> None:
+    """RabbitMQ 4.3 keeps a dead node's exclusive queues: an API reconnecting elsewhere takes
+    another name, which least-privilege permissions and the tap's caller labels still fit."""
+    response = Topology.response_queue("orders", "abc123")
+    again = Topology.renamed(response)
+    assert again.startswith("nuropb-orders-abc123.") and again.endswith("-rq")
+    twice = Topology.renamed(again)
+    assert twice != again and twice.count(".") == 1  # one suffix, not one per failover
+    tail = Topology.renamed(tail_queue_name("tail"))
+    for queue in (again, twice, tail):
+        assert re.fullmatch(TAIL_QUEUE_PATTERN, queue)
+    assert queue_label(again) == queue_label(twice) == "orders"
+    assert queue_label(tail) == "lab tail"

@@ -21,7 +21,15 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import ROOT, close_connections, nuropb_made_mesh, peer_process, wait_for
+from conftest import (
+    ROOT,
+    Broker,
+    close_connections,
+    fresh_vhost,
+    nuropb_made_mesh,
+    peer_process,
+    wait_for,
+)
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
@@ -42,9 +50,17 @@ def vhost_of(url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def nuropb_mesh(management: ManagementAPI, nuropb_python: Path) -> Iterator[str]:
-    """A mesh set up by nuropb 0.1.8's own configure_mesh (its DLQ not durable), not the lab."""
-    for url in nuropb_made_mesh(nuropb_python, management, "tap", "configure_mesh"):
+def nuropb_mesh(
+    request: pytest.FixtureRequest, management: ManagementAPI, broker: Broker
+) -> Iterator[str]:
+    """A mesh set up by nuropb 0.1.8's own configure_mesh (its DLQ not durable), not the lab;
+    by the lab where nuropb 0.1.8 cannot run (a broker that denies transient queues)."""
+    if broker.permits_transient_queues:
+        python = request.getfixturevalue("nuropb_python")
+        made = nuropb_made_mesh(python, management, "tap", "configure_mesh")
+    else:
+        made = fresh_vhost(management, "tap")
+    for url in made:
         vhost = vhost_of(url)
         try:
             yield url

@@ -24,7 +24,9 @@ async def serve(url: str, queue_name: str, prefetch: int) -> int:
     connection = await aio_pika.connect(url)
     channel = await connection.channel(publisher_confirms=False)
     await channel.set_qos(prefetch_count=prefetch)
-    queue = await channel.declare_queue(queue_name, auto_delete=True)
+    # exclusive: a broker that denies transient non-exclusive queues (RabbitMQ 4.3.0's
+    # default) closes the connection of any other non-durable declare
+    queue = await channel.declare_queue(queue_name, exclusive=True)
     exchange = channel.default_exchange
 
     async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:

@@ -132,6 +132,9 @@ def _hint(target: AmqpTarget, text: str) -> str:
         return (
             " (the broker refused the client certificate: is it signed by a CA the broker trusts?)"
         )
+    tls_listener = f" (is port {target.port} a TLS listener? then use amqps://)"
+    if not target.tls and "unexpectedly closed" in lowered:
+        return tls_listener  # RabbitMQ 4 answers plain AMQP there with a TLS alert and closes
     if "reset by peer" not in lowered:
         return ""
     if target.tls:
@@ -139,7 +142,7 @@ def _hint(target: AmqpTarget, text: str) -> str:
             " (the broker ended the TLS handshake: does it require a client certificate"
             " (certfile/keyfile), and does it trust the one given?)"
         )
-    return f" (is port {target.port} a TLS listener? then use amqps://)"
+    return tls_listener  # RabbitMQ 3 resets the connection
 
 
 # --- tolerating strings that are not UTF-8 -----------------------------------------------

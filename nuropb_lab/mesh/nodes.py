@@ -13,6 +13,9 @@ publish routed only to it comes back as basic.return 312 NO_ROUTE, the same as w
 is bound; a passive (or active) declare, a consume or a bind fails with 404 NOT_FOUND "home
 node 'rabbit@x' of durable queue 'q' in vhost 'v' is down or inaccessible". So a returned call
 is told from a missing service by declaring its queue passively (:class:`DownQueues`).
+RabbitMQ 4.0 and 4.3 drop such a publish (no basic.return; a confirm is a nack), and the declare
+fails with 404 "failed to perform operation on queue 'q' in vhost 'v' due to timeout",
+naming no node.
 """
 
 from __future__ import annotations
@@ -43,6 +46,10 @@ FailoverStrategy = Literal["round-robin", "shuffle"]
 AmqpUrl = str | Mapping[str, Any] | AmqpTarget
 _SCHEME = re.compile(r",\s*(?=[a-z][a-z0-9+.-]*://)", re.I)
 _HOME_NODE_DOWN = re.compile(r"home node '(?P<node>[^']+)' of durable queue '(?P<queue>[^']+)'")
+# RabbitMQ 4 names no node: its queue process does not answer the declare in time
+_QUEUE_TIMED_OUT = re.compile(
+    r"failed to perform operation on queue '(?P<queue>[^']+)' in vhost '[^']*' due to timeout"
+)
 
 
 def split_urls(text: str) -> list[str]:
@@ -200,12 +207,14 @@ async def connect_any(
 
 
 class QueueUnavailable(NuropbTransportError):
-    """The queue exists, but its home node is down or unreachable (and it is not replicated)."""
+    """The queue exists, but its home node is down or unreachable (and it is not replicated).
+    ``node`` is None where the broker does not name it (RabbitMQ 4)."""
 
-    def __init__(self, queue: str, node: str, detail: str = "") -> None:
+    def __init__(self, queue: str, node: str | None, detail: str = "") -> None:
+        where = f"is on node {node}, which is" if node else "cannot be reached: its node is"
         super().__init__(
-            f"queue {queue!r} is on node {node}, which is down or unreachable, and no replica"
-            " takes over (not mirrored or quorum)"
+            f"queue {queue!r} {where} down or unreachable, and no replica takes over (not"
+            " mirrored or quorum)"
         )
         self.queue = queue
         self.node = node
@@ -213,9 +222,13 @@ class QueueUnavailable(NuropbTransportError):
 
 
 def queue_down(text: str) -> QueueUnavailable | None:
-    """The broker's 404 about a durable queue whose home node is down, as an error."""
+    """The broker's 404 about a durable queue whose home node is down (3.x), or whose queue
+    process does not answer (4.x), as an error."""
     found = _HOME_NODE_DOWN.search(text)
-    return QueueUnavailable(found["queue"], found["node"], text) if found else None
+    if found:
+        return QueueUnavailable(found["queue"], found["node"], text)
+    found = _QUEUE_TIMED_OUT.search(text)
+    return QueueUnavailable(found["queue"], None, text) if found else None
 
 
 class DownQueues:

@@ -9,6 +9,7 @@ channel stays open.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
@@ -16,14 +17,11 @@ from typing import TYPE_CHECKING, cast
 import aiormq
 from aiormq import Channel
 
+from .connect import connect_target
+from .management import ManagementAPI
 from .nodes import queue_down
 from .outbox import Consumer
-from .topology import (
-    OpenChannel,
-    declare_service_queue,
-    ensure_shared,
-    permits_transient_queues,
-)
+from .topology import OpenChannel, Topology, declare_service_queue, ensure_shared
 from .urls import AmqpTarget
 
 if TYPE_CHECKING:
@@ -44,29 +42,26 @@ class OwnQueues:
         self._on_response = on_response
         self._on_service = on_service
         self.service_tag: str | None = None  # the service queue's consumer, while consuming
+        self._declared = False  # once connected, a reconnection may rename the response queue
 
     async def declare_and_consume(
         self, connection: aiormq.Connection, channel: Channel, target: AmqpTarget
     ) -> None:
         cfg = self.config
         open_channel = _channel_opener(connection)
-        version = str(connection.server_properties.get("version", ""))
         await ensure_shared(
             open_channel,
             cfg.topology,
             dead_letters=cfg.service_queue is not None,
+            connect=functools.partial(connect_target, target),
+            management=ManagementAPI.for_target(target),
             where=f"mesh {target.vhost!r}",
-            transient_ok=permits_transient_queues(version),
         )
         if cfg.service_queue is not None:
             await declare_service_queue(
                 open_channel, cfg.topology, cfg.service_queue, cfg.rpc_bindings, cfg.event_bindings
             )
-        # Exclusive (nuropb's is not): peers only publish to it, by name, which an exclusive
-        # queue takes; and RabbitMQ 4.3 denies the non-durable non-exclusive kind.
-        await channel.queue_declare(
-            cfg.response_queue, durable=False, auto_delete=True, exclusive=True
-        )
+        await self._declare_response_queue(open_channel)
         await channel.basic_qos(prefetch_count=cfg.prefetch_count)
         await channel.basic_consume(
             cfg.response_queue, self._on_response, no_ack=True, exclusive=True
@@ -74,6 +69,32 @@ class OwnQueues:
         if cfg.service_queue is not None and self._on_service is not None:
             ok = await channel.basic_consume(cfg.service_queue, self._on_service, no_ack=False)
             self.service_tag = ok.consumer_tag
+        self._declared = True
+
+    async def _declare_response_queue(self, open_channel: OpenChannel) -> None:
+        """Exclusive (nuropb's is not): peers only publish to it, by name, which an exclusive
+        queue takes; and RabbitMQ 4.3 may deny the non-durable non-exclusive kind. Declared on
+        a channel of its own, as a refusal closes the channel: on the first connection one
+        means another API has this instance_id; on a reconnection, the name is also still
+        held where RabbitMQ 4.3 (Khepri) keeps the queue of the lost connection as its node died
+        (until the node is back), so another name is taken (answers on their way to the old
+        one are lost: their calls end at their ttl)."""
+        cfg = self.config
+        channel = await open_channel()
+        try:
+            await channel.queue_declare(
+                cfg.response_queue, durable=False, auto_delete=True, exclusive=True
+            )
+        except aiormq.exceptions.ChannelLockedResource:
+            if not self._declared:
+                raise
+            held, cfg.response_queue = cfg.response_queue, Topology.renamed(cfg.response_queue)
+            log.warning("response queue %s is still held: now %s", held, cfg.response_queue)
+            channel = await open_channel()
+            await channel.queue_declare(
+                cfg.response_queue, durable=False, auto_delete=True, exclusive=True
+            )
+        await channel.close()
 
     async def consume_again(
         self,

@@ -9,15 +9,19 @@ reconnection (see transport.py).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .errors import NuropbTransportError
 from .event_connection import BrokerClosed, EventConnection
 from .events import TAIL_QUEUE_PATTERN, Subscription
+from .topology import Topology
 from .urls import AmqpTarget
 
 __all__ = ["Subscriptions"]
+
+log = logging.getLogger(__name__)
 
 
 class Subscriptions:
@@ -48,7 +52,7 @@ class Subscriptions:
         events = await self._connect()
         try:
             for subscription in list(self.all):
-                await events.add(subscription)
+                await _add_again(events, subscription)
         except BaseException:
             events.abort()
             raise
@@ -118,6 +122,20 @@ class Subscriptions:
             if subscription.queue == queue and events is not None and events.is_open:
                 return events, subscription
         return None
+
+
+async def _add_again(events: EventConnection, subscription: Subscription) -> None:
+    """Consume a subscription again after a reconnection; its queue under another name where
+    the old one is still held (RabbitMQ 4.3 keeps the exclusive queue of a connection whose
+    node died until the node is back; the events meanwhile are lost, as in any gap)."""
+    try:
+        await events.add(subscription)
+    except BrokerClosed as exc:
+        if exc.reply_code != 405:  # RESOURCE_LOCKED
+            raise
+        held, subscription.queue = subscription.queue, Topology.renamed(subscription.queue)
+        log.warning("%s is still held: now %s", held, subscription.queue)
+        await events.add(subscription)
 
 
 def refused_queue(target: AmqpTarget, queue: str) -> str:

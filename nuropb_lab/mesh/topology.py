@@ -6,6 +6,8 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import re
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, cast
 
@@ -15,20 +17,22 @@ from aiormq import Channel
 
 from .connect import MeshNotFound, connect_target
 from .errors import NuropbTransportError
-from .management import ManagementAPI
+from .management import ManagementAPI, ManagementUnavailable
 from .nodes import Nodes, connect_any
 from .urls import AmqpTarget
 
 __all__ = [
     "Topology",
     "configure_mesh",
+    "declare_dl_queue",
     "declare_service_queue",
+    "denies_transient_queues",
     "ensure_shared",
-    "permits_transient_queues",
 ]
 
 log = logging.getLogger(__name__)
 
+_RENAMED = re.compile(r"\.[0-9a-f]{6}$")  # what Topology.renamed adds
 SERVICE_QUEUE_PREFIX = "nuropb-"
 SERVICE_QUEUE_SUFFIX = "-sq"
 
@@ -59,6 +63,15 @@ class Topology:
         return f"nuropb-{service_name}-{instance_id}-rq"
 
     @staticmethod
+    def renamed(queue: str) -> str:
+        """Another name of the same kind (``...-rq``, ``...-tq``) for one of an API's own
+        exclusive queues whose name is still held after a connection loss: RabbitMQ 4.3 keeps
+        the exclusive queue of a connection whose node died, locked (405), until that node is
+        back. ``nuropb-x-{instance}-rq`` -> ``nuropb-x-{instance}.{6 hex}-rq``."""
+        stem = _RENAMED.sub("", queue[:-3])
+        return f"{stem}.{uuid.uuid4().hex[:6]}{queue[-3:]}"
+
+    @staticmethod
     def service_from_queue(queue_name: str) -> str | None:
         """The service name of a ``nuropb-{service}-sq`` queue, else None."""
         if queue_name.startswith(SERVICE_QUEUE_PREFIX) and queue_name.endswith(
@@ -73,6 +86,7 @@ class Topology:
 
 
 OpenChannel = Callable[[], Awaitable[Channel]]
+Connect = Callable[[], Awaitable[aio_pika.abc.AbstractConnection]]  # a new connection
 
 
 class _Checker:
@@ -102,14 +116,13 @@ class _Checker:
                 await self._channel.close()
 
 
-def permits_transient_queues(server_version: str) -> bool:
-    """Whether the broker takes non-durable, non-exclusive queues (nuropb's DLQ and response
-    queues): RabbitMQ 4.3 denies them by default, closing the connection of the declare."""
-    try:
-        major, minor = (int(part) for part in server_version.split(".")[:2])
-    except ValueError:
-        return True
-    return (major, minor) < (4, 3)
+def denies_transient_queues(exc: BaseException) -> bool:
+    """Whether ``exc`` is a broker refusing a transient (non-durable) non-exclusive queue: the
+    deprecated feature ``transient_nonexcl_queues``, denied by default in RabbitMQ 4.3.0 and by
+    any 3.13 or 4.x told so. It closes the connection of the declare (541 INTERNAL_ERROR)."""
+    return isinstance(exc, aiormq.exceptions.ConnectionInternalError) and (
+        "transient_nonexcl_queues" in str(exc)
+    )
 
 
 async def ensure_shared(
@@ -117,19 +130,21 @@ async def ensure_shared(
     topology: Topology,
     *,
     dead_letters: bool,
+    connect: Connect,
+    management: ManagementAPI | None = None,
     where: str = "the mesh",
-    transient_ok: bool = True,
 ) -> list[str]:
     """Check the mesh's shared objects passively and create only those missing, with nuropb's
     flags; an existing one is used whatever its flags. Returns what was created.
 
     Everyone needs the RPC and events exchanges; ``dead_letters`` (services, and
-    configure_mesh) adds the dead-letter exchange, and with a new one its queue. A DLX that
-    exists keeps its queues as they are: nuropb names them ``nuropb-dl-queue`` (configure_mesh)
-    or ``nuropb-{service}-dl`` (a transport left to itself), and neither is the lab's to add.
+    configure_mesh) adds the dead-letter exchange, and with a new one its queue (see
+    :func:`declare_dl_queue`: on connections of its own from ``connect``, asking
+    ``management`` first). A DLX that exists keeps its queues as they are: nuropb names them
+    ``nuropb-dl-queue`` (configure_mesh) or ``nuropb-{service}-dl`` (a transport left to
+    itself), and neither is the lab's to add.
     Passive declares need no permission, so a user without configure permission on shared
-    objects connects to a mesh that has them. Where the broker denies non-durable queues
-    (``transient_ok`` False: RabbitMQ 4.3 and later) a new DLQ is made durable.
+    objects connects to a mesh that has them.
     """
     checker = _Checker(open_channel)
     created: list[str] = []
@@ -153,18 +168,70 @@ async def ensure_shared(
         if dead_letters and topology.dl_exchange in created:
             queue = topology.dl_queue
             if not await checker.exists(functools.partial(_queue_exists, queue)):
-                channel = await checker.channel()
-                # nuropb's flags (pika's defaults: not durable), so that nuropb's own setup
-                # helpers, which declare it actively, still work on this mesh
-                await channel.queue_declare(queue, durable=not transient_ok)
-                # bound as pika binds without a key (the queue's name; a fanout ignores it)
-                await channel.queue_bind(queue, topology.dl_exchange, routing_key=queue)
+                await declare_dl_queue(connect, topology, management)
                 created.append(queue)
     finally:
         await checker.close()
     if created:
         log.info("%s: created %s", where, ", ".join(created))
     return created
+
+
+async def declare_dl_queue(
+    connect: Connect, topology: Topology, management: ManagementAPI | None = None
+) -> None:
+    """Declare the DLQ and bind it to the DLX.
+
+    With nuropb's flags (pika's defaults: not durable), so that nuropb's own setup helpers,
+    which declare it actively, still work on the mesh, where the broker permits that; durable
+    where it denies transient non-exclusive queues. What the broker permits is its
+    configuration, not its version (Debian's 4.3.6 permits them, 4.3.0 does not, any 4.x can
+    be set either way), so the broker is asked: its management API, when it answers, says so
+    without side effects; else nuropb's declare is tried, and as a denial closes the
+    connection (aiormq logs that as an error), each declare has a connection of its own."""
+    permitted = await _permits_transient_queues(management)
+    if permitted is not False:
+        try:
+            await _declare_dl_queue(await connect(), topology, durable=False)
+            return
+        except aiormq.exceptions.AMQPError as exc:
+            if not denies_transient_queues(exc):
+                raise
+    log.info("the broker denies transient queues: %s is declared durable", topology.dl_queue)
+    await _declare_dl_queue(await connect(), topology, durable=True)
+
+
+async def _permits_transient_queues(management: ManagementAPI | None) -> bool | None:
+    """What the management API says of transient non-exclusive queues; None when it cannot
+    say (none given, unreachable, refused, or it does not list them)."""
+    if management is None:
+        return None
+    try:
+        features = await management.get("deprecated-features")
+    except ManagementUnavailable:
+        return None
+    if features is None:  # 404: RabbitMQ before 3.13 deprecates nothing of the kind
+        return True
+    for feature in features:
+        if feature.get("name") == "transient_nonexcl_queues" and "state" in feature:
+            return bool(feature["state"] == "permitted")
+    return None
+
+
+async def _declare_dl_queue(
+    connection: aio_pika.abc.AbstractConnection, topology: Topology, durable: bool
+) -> None:
+    try:
+        channel = await connection.channel(publisher_confirms=False)
+        underlay = cast(Channel, await channel.get_underlay_channel())
+        await underlay.queue_declare(topology.dl_queue, durable=durable)
+        # bound as pika binds without a key (the queue's name; a fanout ignores it)
+        await underlay.queue_bind(
+            topology.dl_queue, topology.dl_exchange, routing_key=topology.dl_queue
+        )
+    finally:
+        with contextlib.suppress(Exception):  # closed already by a denial
+            await connection.close()
 
 
 async def declare_service_queue(
@@ -252,7 +319,12 @@ async def configure_mesh(
 
     try:
         await ensure_shared(
-            open_channel, topology, dead_letters=True, where=f"mesh {target.vhost!r}"
+            open_channel,
+            topology,
+            dead_letters=True,
+            connect=connect,
+            management=api,
+            where=f"mesh {target.vhost!r}",
         )
     finally:
         await connection.close()

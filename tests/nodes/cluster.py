@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import random
 import secrets
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .binaries import Binaries, Epmd, spare_amqp_port
 from .node import NodeUnavailable, RabbitNode
 
 __all__ = ["Cluster", "start_cluster"]
@@ -29,27 +28,16 @@ __all__ = ["Cluster", "start_cluster"]
 LETTERS = ("a", "b", "c")
 
 
-def _spare_pair() -> int:
-    """An AMQP port whose + 10000 (the management port) is free too."""
-    for _ in range(200):
-        port = random.randint(20000, 29999)
-        try:
-            with socket.socket() as one, socket.socket() as two:
-                one.bind(("127.0.0.1", port))
-                two.bind(("127.0.0.1", port + 10000))
-        except OSError:
-            continue
-        return port
-    raise NodeUnavailable("no free pair of ports (AMQP, AMQP + 10000) found")
-
-
 class Cluster:
     """Nodes ``a``, ``b``, ``c``: URLs per node, kill and restart a node, its management API."""
 
-    def __init__(self, home: Path, nodes: dict[str, RabbitNode], ports: dict[str, int]) -> None:
+    def __init__(
+        self, home: Path, nodes: dict[str, RabbitNode], ports: dict[str, int], epmd: Epmd
+    ) -> None:
         self.home = home
         self.nodes = nodes
         self.ports = ports  # AMQP port by letter
+        self.epmd = epmd  # the three nodes' own
         self.boot_seconds = 0.0
 
     def __repr__(self) -> str:
@@ -120,6 +108,14 @@ class Cluster:
         text = str(self.api("GET", "overview")["rabbitmq_version"])
         return tuple(int(part) for part in text.split("-")[0].split(".") if part.isdigit())
 
+    @property
+    def khepri(self) -> bool:
+        """Whether the cluster keeps its metadata in Khepri (the only store of 4.3, the default
+        of a new 4.2 cluster) rather than Mnesia: it keeps the exclusive queues of a node
+        that died until the node is back."""
+        flags = self.api("GET", "feature-flags") or []
+        return any(f["name"] == "khepri_db" and f["state"] == "enabled" for f in flags)
+
     def running_nodes(self) -> set[str]:
         """Letters of the nodes the cluster sees running (asked of a running node)."""
         try:
@@ -159,40 +155,48 @@ class Cluster:
     def stop(self) -> None:
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             list(pool.map(lambda node: node.stop(timeout=30), self.nodes.values()))
+        self.epmd.stop()
 
 
-def start_cluster(home: Path, boot_timeout: float = 120) -> Cluster:
-    """Boot nodes a, b and c as one cluster; raises NodeUnavailable saying why it cannot."""
+def start_cluster(
+    home: Path, boot_timeout: float = 120, binaries: Binaries | None = None
+) -> Cluster:
+    """Boot nodes a, b and c as one cluster (of ``binaries``, default
+    ``Binaries.from_env()``); raises NodeUnavailable saying why it cannot."""
     started = time.monotonic()
+    binaries = binaries or Binaries.from_env()
     cookie = secrets.token_hex(16)
     tag = secrets.token_hex(3)
-    ports = {letter: _spare_pair() for letter in LETTERS}
+    ports = {letter: spare_amqp_port() for letter in LETTERS}
     names = {letter: f"nuropb-cluster-{tag}-{letter}@localhost" for letter in LETTERS}
     nodes: dict[str, RabbitNode] = {}
-    for letter in LETTERS:
-        port = ports[letter]
-        config = (
-            f"listeners.tcp.default = 127.0.0.1:{port}\n"
-            f"management.tcp.port = {port + 10000}\n"
-            "management.tcp.ip = 127.0.0.1\n"
-            # fresh figures in the management API (queue members, connections) sooner
-            "collect_statistics_interval = 1000\n"
-        )
-        if letter != "a":  # a boots alone; the others join it on their first boot
-            config += (
-                "cluster_formation.peer_discovery_backend = classic_config\n"
-                f"cluster_formation.classic_config.nodes.1 = {names['a']}\n"
-            )
-        nodes[letter] = RabbitNode(
-            home / letter,
-            names[letter],
-            config,
-            ports=[port, port + 10000],
-            plugins=["rabbitmq_management"],
-            cookie=cookie,
-        )
-    cluster = Cluster(home, nodes, ports)
+    epmd = Epmd(binaries)
     try:
+        for letter in LETTERS:
+            port = ports[letter]
+            config = (
+                f"listeners.tcp.default = 127.0.0.1:{port}\n"
+                f"management.tcp.port = {port + 10000}\n"
+                "management.tcp.ip = 127.0.0.1\n"
+                # fresh figures in the management API (queue members, connections) sooner
+                "collect_statistics_interval = 1000\n"
+            )
+            if letter != "a":  # a boots alone; the others join it on their first boot
+                config += (
+                    "cluster_formation.peer_discovery_backend = classic_config\n"
+                    f"cluster_formation.classic_config.nodes.1 = {names['a']}\n"
+                )
+            nodes[letter] = RabbitNode(
+                home / letter,
+                names[letter],
+                config,
+                ports=[port, port + 10000],
+                plugins=["rabbitmq_management"],
+                cookie=cookie,
+                binaries=binaries,
+                epmd=epmd,
+            )
+        cluster = Cluster(home, nodes, ports, epmd)
         nodes["a"].start()
         nodes["a"].wait_ready(boot_timeout)
         for letter in "bc":
@@ -204,6 +208,7 @@ def start_cluster(home: Path, boot_timeout: float = 120) -> Cluster:
     except BaseException:
         for node in nodes.values():
             node.kill()
+        epmd.stop()
         raise
     cluster.boot_seconds = time.monotonic() - started
     return cluster

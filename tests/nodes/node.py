@@ -1,50 +1,27 @@
-"""A throwaway RabbitMQ node started by the tests: node name, ports, data, logs, config, cookie
-and HOME of its own, so the system broker and its config are never touched.
-
-The packaged scripts under /usr/sbin switch to the rabbitmq user (and its HOME, so its Erlang
-cookie); the ones under /usr/lib/rabbitmq/bin run as the caller, with this node's own HOME.
+"""A throwaway RabbitMQ node started by the tests: node name, ports, data, logs, config, cookie,
+HOME and epmd of its own, so the system broker and its config are never touched. Its programs
+are this machine's or a Debian root's (:class:`Binaries`): one harness for either.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["NodeUnavailable", "RabbitNode", "answers", "free_port", "tool"]
+from .binaries import Binaries, Epmd, NodeUnavailable, answers, free_port, tool
 
-_BIN_DIRS = ("/usr/lib/rabbitmq/bin", "/usr/local/sbin", "/usr/sbin")
+__all__ = ["STRICT", "NodeUnavailable", "RabbitNode", "answers", "free_port", "tool"]
 
-
-class NodeUnavailable(RuntimeError):
-    """A node could not be started here; the message says why."""
-
-
-def tool(name: str) -> str | None:
-    for folder in _BIN_DIRS:
-        candidate = Path(folder) / name
-        if candidate.exists():
-            return str(candidate)
-    return shutil.which(name)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+# What RabbitMQ 4.3.0 denied by default and later releases are expected to deny again (a node
+# of 3.12 or earlier does not know these keys and would not boot)
+STRICT = (
+    "deprecated_features.permit.transient_nonexcl_queues = false\n"
+    "deprecated_features.permit.global_qos = false\n"
+)
 
 
 class RabbitNode:
@@ -52,6 +29,9 @@ class RabbitNode:
 
     ``config`` is the body of its rabbitmq.conf; ``ports`` are those that answer once it has
     booted (its listeners); ``cookie`` is written to its HOME (nodes of a cluster share one).
+    ``binaries``: whose programs it runs (default: ``Binaries.from_env()``). ``epmd``: the
+    port mapper it registers with (a cluster's nodes share one); without one it starts its
+    own, stopped with it.
     """
 
     def __init__(
@@ -63,17 +43,21 @@ class RabbitNode:
         plugins: list[str] | None = None,
         cookie: str | None = None,
         dist_port: int | None = None,
+        binaries: Binaries | None = None,
+        epmd: Epmd | None = None,
     ) -> None:
-        server, ctl = tool("rabbitmq-server"), tool("rabbitmqctl")
-        if server is None or ctl is None:
-            raise NodeUnavailable("rabbitmq-server / rabbitmqctl are not installed")
-        self.server, self.ctl = server, ctl
+        self.binaries = binaries or Binaries.from_env()
+        self.binaries.check_home(home)
+        self.server = self.binaries.command("rabbitmq-server")
+        self.ctl = self.binaries.command("rabbitmqctl")
         self.name = name
         self.home = home
         self.ports = ports
         self.dist_port = dist_port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.boot_seconds = 0.0
+        self._epmd = epmd
+        self._own_epmd = epmd is None
         for sub in ("mnesia", "log", "home"):
             (home / sub).mkdir(parents=True, exist_ok=True)
         (home / "rabbitmq.conf").write_text(config)
@@ -83,7 +67,8 @@ class RabbitNode:
             cookie_file = home / "home" / ".erlang.cookie"
             cookie_file.write_text(cookie)
             cookie_file.chmod(0o400)
-        self.env = dict(os.environ)
+        # nothing inherited that would point the node or its CLI at another one
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
         self.env.update(
             HOME=str(home / "home"),  # the Erlang cookie lives here
             RABBITMQ_NODENAME=name,
@@ -110,10 +95,13 @@ class RabbitNode:
         """Start the node's process (returns at once; see :meth:`wait_ready`)."""
         if self.running:
             return
+        if self._epmd is None:
+            self._epmd = Epmd(self.binaries)
+        self.env["ERL_EPMD_PORT"] = str(self._epmd.port)
         log = (self.home / "log" / "server.out").open("ab")
         self._started = time.monotonic()
         self.process = subprocess.Popen(
-            [self.server],
+            self.server,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -150,31 +138,40 @@ class RabbitNode:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
 
-    def rabbitmqctl(self, *args: str, timeout: float = 60) -> str:
+    def run(self, program: str, *args: str, timeout: float = 60) -> str:
+        """Run a CLI program of the node's binaries (rabbitmqctl, rabbitmq-diagnostics, ...)
+        against this node; its output, or NodeUnavailable saying why it failed."""
         done = subprocess.run(
-            [self.ctl, "-n", self.name, *args],
+            [*self.binaries.command(program), "-n", self.name, *args],
             env=self.env,
             capture_output=True,
             timeout=timeout,
         )
         if done.returncode != 0:
             raise NodeUnavailable(
-                f"rabbitmqctl {' '.join(args)} on {self.name} failed ({done.returncode}):"
+                f"{program} {' '.join(args)} on {self.name} failed ({done.returncode}):"
                 f" {done.stderr.decode(errors='replace')[-2000:]}"
+                f" {done.stdout.decode(errors='replace')[-2000:]}"
             )
         return done.stdout.decode(errors="replace")
 
+    def rabbitmqctl(self, *args: str, timeout: float = 60) -> str:
+        return self.run("rabbitmqctl", *args, timeout=timeout)
+
     def stop(self, timeout: float = 60) -> None:
-        """Stop the node (rabbitmqctl stop), killing its process group if that fails."""
-        if not self.running:
-            return
-        with contextlib.suppress(subprocess.SubprocessError, OSError, NodeUnavailable):
-            self.rabbitmqctl("stop", timeout=timeout)
-        assert self.process is not None
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+        """Stop the node (rabbitmqctl stop), killing its process group if that fails; and
+        its own epmd."""
+        if self.running:
+            with contextlib.suppress(subprocess.SubprocessError, OSError, NodeUnavailable):
+                self.rabbitmqctl("stop", timeout=timeout)
+            assert self.process is not None
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self._own_epmd and self._epmd is not None:
+            self._epmd.stop()
+            self._epmd = None
 
     def log_tail(self, lines: int = 30) -> str:
         text: list[str] = []
