@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import aiormq
 from aiormq import Channel
@@ -24,10 +24,8 @@ from .topology import (
     ensure_shared,
     permits_transient_queues,
 )
+from .transport_config import TransportConfig
 from .urls import AmqpTarget
-
-if TYPE_CHECKING:
-    from .transport import TransportConfig
 
 __all__ = ["OwnQueues", "setup_error"]
 

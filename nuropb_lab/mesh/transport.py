@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import importlib.metadata
 import logging
@@ -52,6 +51,7 @@ from .outbox import (
 from .own_queues import OwnQueues, setup_error
 from .subscriptions import Subscriptions
 from .topology import Topology
+from .transport_config import TransportConfig
 from .urls import AmqpTarget
 
 __all__ = ["Confirms", "Outbox", "Transport", "TransportConfig", "TransportState"]
@@ -64,24 +64,6 @@ RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 _AIORMQ_MAJOR = int(importlib.metadata.version("aiormq").split(".")[0])
 WATCH_INTERVAL = 0.25
 HOT_FRAME_BUFFER = 1024  # frames read ahead on the hot channel (aiormq's default: 10)
-
-
-@dataclasses.dataclass
-class TransportConfig:
-    topology: Topology
-    response_queue: str
-    service_queue: str | None  # None for a client-only API
-    rpc_bindings: list[str]
-    event_bindings: list[str]
-    prefetch_count: int
-    connection_name: str
-    connect_timeout: float = 10.0
-    reconnect: bool = True
-    # what nuropb's RMQTransport tells user code (see Transport.rmq_configuration)
-    service_name: str = ""
-    instance_id: str = ""
-    amqp_url: Any = None  # as given: a URL string or a dict
-    default_ttl: int = 0
 
 
 class Transport:
