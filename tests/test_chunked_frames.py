@@ -20,7 +20,7 @@ from pamqp import header as pamqp_header
 from pamqp import heartbeat as pamqp_heartbeat
 
 from nuropb_lab.mesh import connect  # noqa: F401  (installs the tolerant decoders, as in use)
-from nuropb_lab.mesh.chunked_frames import ChunkedFrameReceiver, content_header
+from nuropb_lab.mesh.amqp.receiver import ChunkedFrameReceiver, content_header
 
 AIORMQ_RECEIVER = next(c for c in ChunkedFrameReceiver.__mro__[1:] if c.__name__ == "FrameReceiver")
 NUROPB_HEADERS = {

@@ -18,7 +18,7 @@ from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 from pamqp.heartbeat import Heartbeat
 
-from nuropb_lab.mesh.frame_reader import Delivery, FrameError, FrameReader, MethodFrame
+from nuropb_lab.mesh.amqp.reader import Delivery, FrameError, FrameReader, MethodFrame
 
 NUROPB_HEADERS = {
     "nuropb_protocol": "0.1.1",
@@ -233,7 +233,7 @@ TRACE_HEADERS = {
 
 
 def test_a_trace_record_is_decoded_here_not_by_pamqp(monkeypatch: pytest.MonkeyPatch) -> None:
-    import nuropb_lab.mesh.frame_reader as reader_module
+    import nuropb_lab.mesh.amqp.reader as reader_module
 
     def refuse(_raw: bytes) -> Any:
         raise AssertionError("the trace record's table went to pamqp")

@@ -12,7 +12,8 @@ from pamqp import frame
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
-from nuropb_lab.mesh import codec, frames
+from nuropb_lab.mesh import codec
+from nuropb_lab.mesh.amqp import frames
 
 short = st.text(alphabet=string.ascii_letters + string.digits + ".-_é", max_size=40)
 exchange_names = st.text(alphabet=string.ascii_letters + string.digits + ".-_:", max_size=40)

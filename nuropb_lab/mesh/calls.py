@@ -16,7 +16,8 @@ from typing import Any, Final
 
 from aiormq.abc import DeliveredMessage
 
-from . import codec, crypto, frames
+from . import codec, crypto
+from .amqp import frames
 from .descriptions import Descriptions
 from .errors import (
     NuropbException,

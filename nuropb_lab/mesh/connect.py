@@ -18,7 +18,7 @@ from aio_pika.abc import TimeoutType
 from pamqp import common as pamqp_common
 from pamqp import decode as pamqp_decode
 
-from .chunked_frames import read_frames_in_chunks
+from .amqp.receiver import read_frames_in_chunks
 from .errors import NuropbTransportError
 from .urls import AmqpTarget
 

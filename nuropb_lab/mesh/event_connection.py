@@ -33,10 +33,10 @@ from pamqp import heartbeat as pamqp_heartbeat
 from pamqp.base import Frame
 
 from .._version import __version__
+from .amqp.reader import DEFAULT_FRAME_MAX, Delivery, FrameError, FrameReader, MethodFrame
 from .connect import cannot_connect, credentials_refused, mesh_not_found, tls_context
 from .errors import NuropbTransportError
 from .events import Subscription
-from .frame_reader import DEFAULT_FRAME_MAX, Delivery, FrameError, FrameReader, MethodFrame
 from .urls import AmqpTarget
 
 __all__ = ["BrokerClosed", "EventConnection"]

@@ -25,7 +25,7 @@ from aiormq.abc import ChannelFrame, DeliveredMessage
 from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
-from . import frames
+from .amqp import frames
 from .errors import NuropbNotDeliveredError, NuropbTransportError
 
 __all__ = [

@@ -32,7 +32,7 @@ import aiormq
 from aiormq import Channel
 from pamqp import commands as spec
 
-from . import frames
+from .amqp import frames
 from .connect import connect_target
 from .errors import NuropbNotDeliveredError, NuropbTransportError
 from .event_connection import EventConnection

@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ...mesh.amqp.reader import Delivery
 from ...mesh.events import Subscription, tail_queue_name
-from ...mesh.frame_reader import Delivery
 from .calls import Call, Calls
 from .records import read_trace
 

@@ -26,7 +26,7 @@ from pamqp import base as pamqp_base
 from pamqp import frame as pamqp_frame
 from pamqp import heartbeat as pamqp_heartbeat
 
-from .connect import field_table
+from ..connect import field_table
 
 __all__ = ["DEFAULT_FRAME_MAX", "Delivery", "FrameError", "FrameReader", "MethodFrame"]
 

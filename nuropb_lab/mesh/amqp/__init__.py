@@ -1,0 +1,1 @@
+"""The lab's AMQP 0-9-1 wire code."""
