@@ -3,8 +3,8 @@
 aiormq writes each publish and each ack with a socket write of its own, marshals frames with
 pamqp's generic code, and on a confirm channel waits for each publish's confirmation under
 the channel's lock; on the hot path those cost more than the rest of a message's handling.
-Here an :class:`Outbox` encodes frames directly (frames.py) and writes a loop iteration's
-frames at once; :class:`Confirms` counts publisher confirms itself; and
+Here an :class:`Outbox` encodes frames directly (amqp/frames.py) and writes a loop
+iteration's frames at once; :class:`Confirms` counts publisher confirms itself; and
 :func:`catch_returns`, :func:`count_confirms` and :func:`deliver_directly` hook aiormq 7's
 per-frame handlers of a channel (``_on_return_frame``, ``_on_confirm_frame``,
 ``_on_deliver_frame``), which is why aiormq is pinned to 7.
@@ -26,6 +26,7 @@ from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
 from .amqp import frames
+from .amqp.constants import FRAME_OVERHEAD
 from .errors import NuropbNotDeliveredError, NuropbTransportError
 
 __all__ = [
@@ -78,9 +79,7 @@ class Outbox:
         self._channel = channel
         self._number: int = channel.number
         self._queue = channel.write_queue
-        self._max_body = max(1, channel.connection.connection_tune.frame_max) - (
-            frames.FRAME_OVERHEAD
-        )
+        self._max_body = max(1, channel.connection.connection_tune.frame_max) - FRAME_OVERHEAD
         self._loop = asyncio.get_running_loop()
         self._parts: list[bytes] = []
         self._scheduled = False

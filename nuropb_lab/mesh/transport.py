@@ -3,7 +3,7 @@
 The hot path (consume, publish, ack) runs on aio-pika's underlying aiormq channels: aio-pika's
 ``Queue.consume`` would add a second task per delivered message. What the hot path sends
 (requests, responses, events, acks) goes through an :class:`Outbox`: frames encoded directly
-(see frames.py) and written once per event-loop iteration, not once per frame.
+(see amqp/frames.py) and written once per event-loop iteration, not once per frame.
 
 Event subscriptions are consumed on a second connection, opened with the first subscription:
 an :class:`~.event_connection.EventConnection`, which reads deliveries without aiormq (the

@@ -5,16 +5,17 @@ aiormq reads each frame with two awaits under a lock, unmarshals it with pamqp's
 and starts a task per delivered message: most of what a delivered event costs. Here the three
 frames of a delivery (basic.deliver, content header, body) are parsed with ``struct`` from the
 bytes as they arrive, with no await and no task, into one :class:`Delivery`. Every other
-method frame (connection setup, closes, consume-ok ...) is rare and decoded by pamqp.
+method frame (connection setup, closes, consume-ok ...) is rare and decoded by unmarshal.py.
 
-Of the content header's properties, ``headers`` is decoded (what a nuropb event needs; with
-strings, voids, integers, booleans, nested tables and arrays decoded here, as the firehose's
-trace records carry them, and any other table by pamqp with the decoders of connect.py that
-tolerate strings that are not UTF-8), and so are ``correlation_id``, ``reply_to``,
-``expiration`` and ``timestamp`` (what a wire tap needs to pair and name the messages it
-copies); the others are skipped. For the consumers named in ``FrameReader.raw_headers`` the
-header table is not decoded but kept as its bytes (``Delivery.raw_headers``): a consumer that
-needs a few fields of a large table (a firehose trace record's) reads just those.
+Of the content header's properties (properties.py), ``headers`` is decoded (what a nuropb
+event needs; by table.py), and so are ``correlation_id``, ``reply_to``, ``expiration`` and
+``timestamp`` (what a wire tap needs to pair and name the messages it copies); names and
+strings that are not UTF-8 are decoded lossily (U+FFFD), and a content header whose
+properties cannot be decoded is one bad message (``Delivery.problem``), not a lost
+connection: its frame's bounds are known. For the consumers named in
+``FrameReader.raw_headers`` the header table is not decoded but kept as its bytes
+(``Delivery.raw_headers``): a consumer that needs a few fields of a large table (a firehose
+trace record's) reads just those (table.pick).
 """
 
 from __future__ import annotations
@@ -23,41 +24,39 @@ import struct
 from typing import Any, Final, NamedTuple
 
 from pamqp import base as pamqp_base
-from pamqp import frame as pamqp_frame
 from pamqp import heartbeat as pamqp_heartbeat
 
-from ..connect import field_table
+from .constants import (
+    BODY,
+    CONTENT_HEADER,
+    DEFAULT_FRAME_MAX,
+    DELIVER,
+    FRAME_END,
+    FRAME_HEAD,
+    HEADER,
+    HEARTBEAT,
+    METHOD,
+    METHOD_ID,
+    PROTOCOL_HEADER,
+    FrameError,
+)
+from .properties import (
+    CORRELATION_ID,
+    EXPIRATION,
+    HEADERS,
+    REPLY_TO,
+    TIMESTAMP,
+    decode_properties,
+    wanted,
+)
+from .table import lossy, short_text
+from .unmarshal import method_frame
 
 __all__ = ["DEFAULT_FRAME_MAX", "Delivery", "FrameError", "FrameReader", "MethodFrame"]
 
-_METHOD, _HEADER, _BODY, _HEARTBEAT = 1, 2, 3, 8
-_FRAME_END: Final = 0xCE
-_HEAD: Final = struct.Struct(">BHI")  # frame type, channel, payload size
-_METHOD_ID: Final = struct.Struct(">HH")
-_DELIVER: Final = (60, 60)
 _TAG: Final = struct.Struct(">QB")  # delivery tag, redelivered (bit)
-_CONTENT_HEADER: Final = struct.Struct(">HHQH")  # class, weight, body size, property flags
-_LONG: Final = struct.Struct(">I")
-_SHORT: Final = struct.Struct(">H")
-_LONGLONG: Final = struct.Struct(">Q")
-# field-table value types decoded here: type octet -> (struct, size)
-_NUMBERS: Final = {
-    0x49: (struct.Struct(">i"), 4),  # I
-    0x69: (struct.Struct(">I"), 4),  # i
-    0x6C: (struct.Struct(">q"), 8),  # l
-    0x4C: (struct.Struct(">q"), 8),  # L (pamqp reads it signed too)
-    0x73: (struct.Struct(">h"), 2),  # s
-    0x75: (struct.Struct(">H"), 2),  # u
-    0x62: (struct.Struct(">b"), 1),  # b
-    0x42: (struct.Struct(">B"), 1),  # B
-}
-_PROTOCOL_HEADER: Final = b"AMQP"
-#: The frame size before connection.tune says otherwise (RabbitMQ's default frame_max).
-DEFAULT_FRAME_MAX: Final = 131_072
-
-
-class FrameError(ValueError):
-    """The bytes are not AMQP 0-9-1 as a broker sends it: the connection cannot go on."""
+# the properties a delivery carries (the others are skipped)
+_WANTED: Final = wanted("headers", "correlation_id", "reply_to", "expiration", "timestamp")
 
 
 class Delivery(NamedTuple):
@@ -71,7 +70,8 @@ class Delivery(NamedTuple):
     routing_key: str
     headers: dict[str, Any] | None
     body: bytes
-    #: why ``headers`` could not be decoded (then None), for the consumer to count it
+    #: why ``headers`` (or the other properties) could not be decoded (then None), for the
+    #: consumer to count it
     problem: str | None = None
     correlation_id: str | None = None
     reply_to: str | None = None
@@ -159,110 +159,6 @@ class _Content:
 _NO_PROPERTIES: Final = (None, None, None, None)
 
 
-def _shortstr(data: bytes, at: int) -> tuple[str, int]:
-    end = at + 1 + data[at]
-    # not UTF-8: decoded lossily rather than raising (see connect.tolerate_non_utf8)
-    return data[at + 1 : end].decode("utf-8", "replace"), end
-
-
-# Header names seen, decoded once: the same few names come in every message.
-_KEYS: dict[bytes, str] = {}
-_KEYS_MAX = 1024
-_unpack_long = _LONG.unpack_from
-
-
-class _Unusual(Exception):
-    """A field-table value of a type decoded by pamqp instead (floats, decimals, timestamps,
-    byte arrays)."""
-
-
-def _headers(data: bytes, at: int, limit: int) -> dict[str, Any]:
-    """The field table at ``at``: decoded here unless a value is of an unusual type, then by
-    pamqp (the whole table, so that both give the same)."""
-    (size,) = _LONG.unpack_from(data, at)
-    start = at + 4
-    end = start + size
-    if end > limit:
-        raise ValueError("the header table runs past its frame")
-    try:
-        return _table(data, start, end)
-    except _Unusual:
-        return field_table(data[start - 4 : end])[1]
-
-
-def _table(data: bytes, at: int, end: int) -> dict[str, Any]:
-    """The entries of a field table from ``at`` to ``end``; strings and voids (all a nuropb
-    message's headers hold) inline, other values by :func:`_value`."""
-    table: dict[str, Any] = {}
-    keys = _KEYS
-    unpack = _unpack_long
-    while at < end:
-        key_end = at + 1 + data[at]
-        raw_key = data[at + 1 : key_end]
-        key = keys.get(raw_key)
-        if key is None:
-            key = raw_key.decode("utf-8", "replace")
-            if len(keys) < _KEYS_MAX:
-                keys[raw_key] = key
-        kind = data[key_end]
-        if kind == 0x53:  # "S", a long string
-            at = key_end + 5 + unpack(data, key_end + 1)[0]
-            raw = data[key_end + 5 : at]
-            try:
-                table[key] = raw.decode("utf-8")
-            except UnicodeDecodeError:  # as pamqp: bytes
-                table[key] = raw
-        elif kind == 0x56:  # "V", void
-            table[key] = None
-            at = key_end + 1
-        else:
-            table[key], at = _value(data, key_end, end)
-    if at != end:
-        raise ValueError("the header table's values run past its end")
-    return table
-
-
-def _value(data: bytes, at: int, end: int) -> tuple[Any, int]:
-    """The typed value at ``at`` (its type octet) and where the next one begins."""
-    kind = data[at]
-    at += 1
-    if kind == 0x53:  # "S"
-        (length,) = _LONG.unpack_from(data, at)
-        stop = at + 4 + length
-        raw = data[at + 4 : stop]
-        try:
-            return raw.decode("utf-8"), stop
-        except UnicodeDecodeError:
-            return raw, stop
-    if kind == 0x46:  # "F", a table
-        (size,) = _LONG.unpack_from(data, at)
-        stop = at + 4 + size
-        if stop > end:
-            raise ValueError("a nested table runs past its table")
-        return _table(data, at + 4, stop), stop
-    if kind == 0x41:  # "A", an array
-        (size,) = _LONG.unpack_from(data, at)
-        stop = at + 4 + size
-        if stop > end:
-            raise ValueError("an array runs past its table")
-        items = []
-        at += 4
-        while at < stop:
-            item, at = _value(data, at, stop)
-            items.append(item)
-        if at != stop:
-            raise ValueError("an array's values run past its end")
-        return items, stop
-    if kind == 0x74:  # "t"
-        return data[at] != 0, at + 1
-    if kind == 0x56:  # "V"
-        return None, at
-    number = _NUMBERS.get(kind)
-    if number is None:
-        raise _Unusual
-    return number[0].unpack_from(data, at)[0], at + number[1]
-
-
 class FrameReader:
     """Frames from bytes fed in chunks of any size (several frames, or part of one, each).
 
@@ -298,10 +194,10 @@ class FrameReader:
             rest = data[at:]
             self._parts.append(rest)
             self._have = len(rest)
-            if self._have >= _HEAD.size:
-                self._need = _HEAD.size + _HEAD.unpack_from(rest)[2] + 1
+            if self._have >= FRAME_HEAD.size:
+                self._need = FRAME_HEAD.size + FRAME_HEAD.unpack_from(rest)[2] + 1
             else:
-                self._need = _HEAD.size
+                self._need = FRAME_HEAD.size
         return out
 
     def _parse(self, data: bytes, out: list[Incoming]) -> int:
@@ -310,35 +206,35 @@ class FrameReader:
         available = len(data)
         frame_max = self.frame_max
         contents = self._content
-        while available - at >= _HEAD.size:
-            kind, channel, size = _HEAD.unpack_from(data, at)
+        while available - at >= FRAME_HEAD.size:
+            kind, channel, size = FRAME_HEAD.unpack_from(data, at)
             if size + 8 > frame_max:
-                if data.startswith(_PROTOCOL_HEADER, at):
+                if data.startswith(PROTOCOL_HEADER[:4], at):
                     raise FrameError("the broker does not speak AMQP 0-9-1")
                 raise FrameError(f"a frame of {size} bytes, over frame_max ({frame_max})")
-            start = at + _HEAD.size
+            start = at + FRAME_HEAD.size
             end = start + size
             if end >= available:
                 break  # the frame end octet is still to come
-            if data[end] != _FRAME_END:
+            if data[end] != FRAME_END:
                 raise FrameError(f"frame of type {kind} does not end with 0xCE")
             try:
-                if kind == _METHOD:
-                    if _METHOD_ID.unpack_from(data, start) == _DELIVER:
+                if kind == METHOD:
+                    if METHOD_ID.unpack_from(data, start) == DELIVER:
                         if channel in contents:
                             raise FrameError("basic.deliver before the previous one's content")
-                        consumer_tag, pos = _shortstr(data, start + 4)
+                        consumer_tag, pos = short_text(data, start + 4)
                         delivery_tag, redelivered = _TAG.unpack_from(data, pos)
-                        exchange, pos = _shortstr(data, pos + 9)
-                        key, pos = _shortstr(data, pos)
+                        exchange, pos = short_text(data, pos + 9)
+                        key, pos = short_text(data, pos)
                         if pos > end:
                             raise FrameError("basic.deliver runs past its frame")
                         contents[channel] = _Content(
                             consumer_tag, delivery_tag, bool(redelivered & 1), exchange, key
                         )
                     else:
-                        out.append(self._method(channel, data[at : end + 1]))
-                elif kind == _HEADER:
+                        out.append(self._method(channel, data, start, end))
+                elif kind == HEADER:
                     content = contents.get(channel)
                     if content is None or content.body_size >= 0:
                         raise FrameError(f"a content header out of place on channel {channel}")
@@ -348,7 +244,7 @@ class FrameReader:
                     if content.body_size == 0:
                         del contents[channel]
                         out.append(content.delivery(channel, b""))
-                elif kind == _BODY:
+                elif kind == BODY:
                     content = contents.get(channel)
                     if content is None or content.body_size < 0:
                         raise FrameError(f"a content body out of place on channel {channel}")
@@ -366,7 +262,7 @@ class FrameReader:
                     else:
                         content.parts.append(data[start:end])
                         content.received = received
-                elif kind == _HEARTBEAT:
+                elif kind == HEARTBEAT:
                     out.append(MethodFrame(channel, pamqp_heartbeat.Heartbeat()))
                 else:
                     raise FrameError(f"unknown frame type {kind}")
@@ -376,74 +272,49 @@ class FrameReader:
         return at
 
     @staticmethod
-    def _method(channel: int, raw: bytes) -> MethodFrame:
+    def _method(channel: int, data: bytes, start: int, end: int) -> MethodFrame:
         try:
-            frame = pamqp_frame.unmarshal(raw)[2]
-        except Exception as exc:  # pamqp raises several kinds
-            raise FrameError(f"a method frame pamqp cannot read: {exc}") from None
-        assert isinstance(frame, pamqp_base.Frame)
-        return MethodFrame(channel, frame)
+            return MethodFrame(channel, method_frame(data, start, end))
+        except FrameError as exc:
+            raise FrameError(f"a method frame that cannot be read: {exc}") from None
 
     @staticmethod
     def _content_header(
         content: _Content, data: bytes, start: int, end: int, raw: bool = False
     ) -> None:
-        class_id, _weight, body_size, flags = _CONTENT_HEADER.unpack_from(data, start)
+        class_id, _weight, body_size, _flags = CONTENT_HEADER.unpack_from(data, start)
         if class_id != 60:
             raise FrameError(f"a content header of class {class_id}, not basic")
         content.body_size = body_size
-        at = start + _CONTENT_HEADER.size
-        word = flags
-        while word & 0x0001:  # more flag words (none in 0-9-1's basic class): skipped
-            (word,) = _SHORT.unpack_from(data, at)
-            at += 2
-        # content_type and content_encoding come before headers
-        if flags & 0x8000:
-            at += 1 + data[at]
-        if flags & 0x4000:
-            at += 1 + data[at]
-        if at > end:
-            raise FrameError("the content header's properties run past its frame")
-        if flags & 0x2000:
-            (size,) = _LONG.unpack_from(data, at)
-            if raw:
-                if at + 4 + size > end:
-                    content.problem = "its header table runs past its frame"
-                else:
-                    content.raw_headers = data[at : at + 4 + size]
-            else:
-                try:
-                    content.headers = _headers(data, at, end)
-                except (ValueError, struct.error, IndexError) as exc:
-                    # the frame's bounds are known, so the connection goes on: one bad message
-                    content.problem = f"its header table cannot be decoded: {exc}"
-            at += 4 + size
-        if not flags & 0x07C0:  # none of the properties a tap reads (as on most events)
+        # the frame's bounds are known, so the connection goes on: one bad message
+        try:
+            values = decode_properties(data, start + 12, end, _WANTED, raw)
+        except FrameError as exc:
+            try:  # the header table, or the properties themselves?
+                values = decode_properties(data, start + 12, end, _WANTED, True)
+            except FrameError:
+                content.problem = f"its properties cannot be decoded: {exc}"
+                return
+            content.problem = f"its header table cannot be decoded: {exc}"
+            values[HEADERS] = None
+        if raw:
+            content.raw_headers = values[HEADERS]
+        else:
+            content.headers = values[HEADERS]
+        correlation_id, reply_to, expiration, timestamp = (
+            values[CORRELATION_ID],
+            values[REPLY_TO],
+            values[EXPIRATION],
+            values[TIMESTAMP],
+        )
+        if correlation_id is None and reply_to is None and expiration is None:
+            if timestamp is not None:
+                content.properties = (None, None, None, timestamp)
             return
-        if flags & 0x1000:  # delivery_mode
-            at += 1
-        if flags & 0x0800:  # priority
-            at += 1
-        correlation_id = reply_to = expiration = None
-        timestamp = None
-        # short strings, inline (as _shortstr): one of them is on nearly every message
-        if flags & 0x0400:
-            stop = at + 1 + data[at]
-            correlation_id = data[at + 1 : stop].decode("utf-8", "replace")
-            at = stop
-        if flags & 0x0200:
-            stop = at + 1 + data[at]
-            reply_to = data[at + 1 : stop].decode("utf-8", "replace")
-            at = stop
-        if flags & 0x0100:
-            stop = at + 1 + data[at]
-            expiration = data[at + 1 : stop].decode("utf-8", "replace")
-            at = stop
-        if flags & 0x0080:  # message_id
-            at += 1 + data[at]
-        if flags & 0x0040:
-            (timestamp,) = _LONGLONG.unpack_from(data, at)
-            at += 8
-        if at > end:
-            raise FrameError("the content header's properties run past its frame")
+        if bytes in (correlation_id.__class__, reply_to.__class__, expiration.__class__):
+            correlation_id, reply_to, expiration = (
+                lossy(correlation_id),
+                lossy(reply_to),
+                lossy(expiration),
+            )
         content.properties = (correlation_id, reply_to, expiration, timestamp)

@@ -1,109 +1,34 @@
-"""aiormq's frame receiver, reading the socket in chunks.
+"""The frames of the lab's aio-pika connections: read in chunks, decoded by this package.
 
 aiormq reads every frame with three ``readexactly`` awaits under a lock into a BytesIO, then
 unmarshals it with pamqp; a delivered message is three frames. That reading was the largest
 single cost of a one-way message (a command or an event) in a lab service: more than its
 handling. :class:`ChunkedFrameReceiver` reads what the socket has (up to 64 KiB at a time)
 into a buffer and cuts the frames out of it, with no await while a whole frame is buffered;
-the frames, their unmarshalling (pamqp, with connect.py's tolerant decoders) and every error
-are aiormq's own. :func:`read_frames_in_chunks` puts it in aiormq's place.
+they are decoded into the pamqp objects aiormq expects by unmarshal.py (struct on the bytes,
+and a string that is not UTF-8 does not cost the connection). Its errors are aiormq's own.
 
-A content header is the other large cost: pamqp decodes each property and header value
-generically (~15 us with nuropb's header table). :func:`content_header` decodes what nuropb
-sends (short strings, octets, a table of strings and voids) with ``struct`` into the same
-pamqp objects, and leaves anything else (a timestamp, other table values, a string that is
-not UTF-8) to pamqp, so that the result is always what pamqp would make.
+:class:`ChunkedConnection` is the aiormq connection that reads with it; the lab's aio-pika
+connections are made of it (connect.py). Only those connections read so: aiormq's
+``FrameReceiver`` and pamqp's decoders stay as they are for every other connection in the
+process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import struct
-from typing import Any, Final
+from typing import Final
 
 import aiormq.connection
-import pamqp.frame
 from aiormq.exceptions import AMQPConnectionError, InvalidFrameError, ProtocolSyntaxError
-from pamqp.commands import Basic
-from pamqp.exceptions import PAMQPException
-from pamqp.header import ContentHeader
 
-__all__ = ["ChunkedFrameReceiver", "content_header", "read_frames_in_chunks"]
+from .constants import FRAME_HEAD, PROTOCOL_HEADER, FrameError
+from .unmarshal import unmarshal
+
+__all__ = ["ChunkedConnection", "ChunkedFrameReceiver"]
 
 CHUNK: Final = 1 << 16
-_HEAD: Final = 7  # frame type (1), channel (2), payload size (4); then payload and 0xCE
-_HEADER_FRAME: Final = 2
-_FRAME_END: Final = 0xCE
-_CONTENT: Final = struct.Struct(">HHQH")  # class, weight, body size, property flags
-_LONG: Final = struct.Struct(">I")
-# (name, flag, type) of Basic.Properties in wire order
-_PROPERTIES: Final = [
-    (name, Basic.Properties.flags[name], getattr(Basic.Properties, "_" + name))
-    for name in Basic.Properties.__slots__
-]
-
-
-def _table(raw: bytes, at: int, end: int) -> dict[str, Any] | None:
-    """A field table of strings and voids; None for anything else (pamqp decodes it)."""
-    table: dict[str, Any] = {}
-    while at < end:
-        key_end = at + 1 + raw[at]
-        key = raw[at + 1 : key_end].decode()
-        kind = raw[key_end]
-        if kind == 0x53:  # "S", a long string
-            (length,) = _LONG.unpack_from(raw, key_end + 1)
-            at = key_end + 5 + length
-            table[key] = raw[key_end + 5 : at].decode()
-        elif kind == 0x56:  # "V", void
-            table[key] = None
-            at = key_end + 1
-        else:
-            return None
-    return table if at == end else None
-
-
-def content_header(raw: bytes) -> aiormq.connection.ReceivedFrame | None:
-    """A whole content header frame decoded as pamqp would, or None to let pamqp do it."""
-    if raw[0] != _HEADER_FRAME or raw[-1] != _FRAME_END:
-        return None
-    end = len(raw) - 1
-    class_id, weight, body_size, flags = _CONTENT.unpack_from(raw, _HEAD)
-    if flags & 1:  # more property flags follow: not Basic's
-        return None
-    at = _HEAD + _CONTENT.size
-    properties = Basic.Properties.__new__(Basic.Properties)
-    try:
-        for name, flag, kind in _PROPERTIES:
-            value: Any
-            if not flags & flag:
-                value = "" if name == "cluster_id" else None  # Basic.Properties() defaults
-            elif kind == "shortstr":
-                start = at + 1
-                at = start + raw[at]
-                value = raw[start:at].decode()
-            elif kind == "octet":
-                value = raw[at]
-                at += 1
-            elif kind == "table":
-                (length,) = _LONG.unpack_from(raw, at)
-                start = at + 4
-                at = start + length
-                value = _table(raw, start, at)
-                if value is None:
-                    return None
-            else:  # a timestamp
-                return None
-            setattr(properties, name, value)
-    except (UnicodeDecodeError, IndexError, struct.error):
-        return None
-    if at != end:
-        return None
-    header = ContentHeader.__new__(ContentHeader)
-    header.class_id = class_id
-    header.weight = weight
-    header.body_size = body_size
-    header.properties = properties
-    return len(raw), int.from_bytes(raw[1:3], "big"), header
+_HEAD: Final = FRAME_HEAD.size
 
 
 class ChunkedFrameReceiver(aiormq.connection.FrameReceiver):
@@ -120,7 +45,8 @@ class ChunkedFrameReceiver(aiormq.connection.FrameReceiver):
             at = self._at
             if len(buffer) - at >= _HEAD:
                 if not self.started:
-                    if buffer.startswith(b"AMQP", at):  # the broker refused our protocol
+                    # the broker refused our protocol version, answering with its own
+                    if buffer.startswith(PROTOCOL_HEADER[:4], at):
                         raise ProtocolSyntaxError("Unexpected AMQP protocol header")
                     self.started = True
                 end = at + _HEAD + int.from_bytes(buffer[at + 3 : at + _HEAD], "big") + 1
@@ -132,8 +58,8 @@ class ChunkedFrameReceiver(aiormq.connection.FrameReceiver):
                     else:
                         self._at = end
                     try:
-                        return content_header(raw) or pamqp.frame.unmarshal(raw)
-                    except PAMQPException as e:
+                        return unmarshal(raw)
+                    except FrameError as e:
                         raise InvalidFrameError(str(e)) from e
             if self._at:  # keep only the partial frame before reading on
                 del buffer[: self._at]
@@ -172,6 +98,16 @@ class ChunkedFrameReceiver(aiormq.connection.FrameReceiver):
         return await self.get_frame()
 
 
-def read_frames_in_chunks() -> None:
-    """Have aiormq's connections (made from now on) read their frames in chunks."""
-    aiormq.connection.FrameReceiver = ChunkedFrameReceiver  # type: ignore[misc]
+class ChunkedConnection(aiormq.Connection):
+    """aiormq's connection, reading with a :class:`ChunkedFrameReceiver` once it is open.
+
+    aiormq opens the connection with its own receiver (the handshake's few frames, read one
+    by one: nothing is left buffered in it) and then hands that receiver to its reader loop;
+    this class hands the loop a ChunkedFrameReceiver of the same stream instead. The loop is
+    aiormq 7's private ``__reader`` (aiormq is pinned below 8; tests/test_isolation.py fails
+    if a lab connection stops reading with this receiver).
+    """
+
+    async def _Connection__reader(self, frame_receiver: aiormq.connection.FrameReceiver) -> None:
+        reader = super()._Connection__reader  # type: ignore[misc]
+        await reader(ChunkedFrameReceiver(frame_receiver.reader))
