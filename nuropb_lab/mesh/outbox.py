@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import importlib.metadata
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
@@ -46,8 +45,6 @@ ReturnHandler = Callable[[DeliveredMessage], None]
 # Handles a delivery in the call; returns what is left to run (in a task), or None when done.
 MessageHandler = Callable[[DeliveredMessage], Coroutine[Any, Any, None] | None]
 PACED_BATCH = 64  # paced messages (events) per write, see Outbox.room
-# aiormq 7 looks a channel's return and confirm handlers up per frame (catch_returns)
-_AIORMQ_MAJOR = int(importlib.metadata.version("aiormq").split(".")[0])
 
 
 class Outbox:
@@ -276,35 +273,35 @@ class Consumer:
         return rest if rest is not None else _done()
 
 
-def catch_returns(channel: Channel, on_return: ReturnHandler) -> bool:
+async def _content(
+    channel: Channel, frame: spec.Basic.Deliver | spec.Basic.Return
+) -> DeliveredMessage:
+    """The message of a basic.deliver or basic.return: its content header and body frames,
+    read with the channel's frame reader (as aiormq's own handlers read them)."""
+    header = await channel._get_frame()
+    if not isinstance(header, ContentHeader):
+        raise ValueError(f"unexpected frame {header!r} instead of a content header")
+    return await channel._read_content(frame, header)
+
+
+def catch_returns(channel: Channel, on_return: ReturnHandler) -> None:
     """Have ``channel`` (no publisher confirms) hand each basic.return to ``on_return``.
 
     aiormq gives a returned message only to the publish waiting for its confirmation, so
     a mandatory message would need a confirm channel and a wait for the broker's ack per
     message just to learn that it was not routed. aiormq 7 looks up the channel's
     ``_on_return_frame`` for each basic.return it reads; this channel's own handler reads
-    the returned message with the channel's frame reader and passes it on. Where that
-    hook is missing (another aiormq), False: requests then go the confirmed way.
+    the returned message and passes it on.
     """
-    if _AIORMQ_MAJOR < 7:
-        return False
-    read_frame = getattr(channel, "_get_frame", None)
-    read_content = getattr(channel, "_read_content", None)
-    if read_frame is None or read_content is None or not hasattr(channel, "_on_return_frame"):
-        return False
 
     async def on_return_frame(frame: spec.Basic.Return) -> None:
-        header = await read_frame()
-        if not isinstance(header, ContentHeader):
-            raise ValueError(f"unexpected frame {header!r} instead of a content header")
-        message = await read_content(frame, header)
+        message = await _content(channel, frame)
         try:
             on_return(message)
         except Exception:
             log.exception("return handler failed")
 
     channel._on_return_frame = on_return_frame  # type: ignore[method-assign]
-    return True
 
 
 def count_confirms(channel: Channel) -> Confirms:
@@ -317,7 +314,6 @@ def count_confirms(channel: Channel) -> Confirms:
     channel's own handlers settle the confirmations (aiormq publishes nothing on it).
     """
     confirms = Confirms()
-    read_frame, read_content = channel._get_frame, channel._read_content
 
     async def on_confirm_frame(
         frame: spec.Basic.Ack | spec.Basic.Nack | spec.Basic.Reject,
@@ -329,10 +325,7 @@ def count_confirms(channel: Channel) -> Confirms:
         )
 
     async def on_return_frame(frame: spec.Basic.Return) -> None:
-        header = await read_frame()
-        if not isinstance(header, ContentHeader):
-            raise ValueError(f"unexpected frame {header!r} instead of a content header")
-        message = await read_content(frame, header)
+        message = await _content(channel, frame)
         confirms.returned(
             message.header.properties.message_id,
             frame.routing_key or "",
@@ -351,25 +344,12 @@ def deliver_directly(channel: Channel, spawn: Callable[[Coroutine[Any, Any, None
     and a loop iteration before the consumer runs); most of the messages here are handled
     in the consumer's call, so that task cost more than the handling. aiormq 7 looks the
     channel's ``_on_deliver_frame`` up for each basic.deliver; this one reads the message
-    with the channel's frame reader and calls the consumer; ``spawn`` makes a task only of
-    what the consumer leaves to run. Without that hook aiormq's way stays.
+    and calls the consumer; ``spawn`` makes a task only of what the consumer leaves to run.
     """
-    read_frame = getattr(channel, "_get_frame", None)
-    read_content = getattr(channel, "_read_content", None)
-    if (
-        _AIORMQ_MAJOR < 7
-        or read_frame is None
-        or read_content is None
-        or not hasattr(channel, "_on_deliver_frame")
-    ):
-        return
     consumers = channel.consumers
 
     async def on_deliver_frame(frame: spec.Basic.Deliver) -> None:
-        header = await read_frame()
-        if not isinstance(header, ContentHeader):
-            raise ValueError(f"unexpected frame {header!r} instead of a content header")
-        message = await read_content(frame, header)
+        message = await _content(channel, frame)
         consumer = consumers.get(frame.consumer_tag or "")
         if consumer is None:
             return

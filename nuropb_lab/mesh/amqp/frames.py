@@ -64,16 +64,6 @@ class Properties(NamedTuple):
             properties.headers,
         )
 
-    def to_pamqp(self) -> spec.Basic.Properties:
-        return spec.Basic.Properties(
-            content_type=self.content_type or None,
-            correlation_id=self.correlation_id or None,
-            reply_to=self.reply_to or None,
-            expiration=self.expiration or None,
-            message_id=self.message_id or None,
-            headers=dict(self.headers) if self.headers is not None else None,
-        )
-
 
 def _frame(kind: int, channel: int, payload: bytes) -> bytes:
     return FRAME_HEAD.pack(kind, channel, len(payload)) + payload + _FRAME_END
