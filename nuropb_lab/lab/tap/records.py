@@ -48,16 +48,23 @@ class TraceRecord(NamedTuple):
 def read_trace(raw: bytes) -> TraceRecord:
     """The fields of a trace record's header table (``raw``: its size, then its entries).
     Raises ValueError when the bytes are not a field table."""
-    found = pick(raw, _TRACE)
-    get = found.get
-    routing_keys = get("routing_keys")
+    (
+        correlation_id,
+        reply_to,
+        nuropb_type,
+        trace_id,
+        encrypted,
+        routing_keys,
+        routed_queues,
+        connection,
+    ) = pick(raw, _TRACE)
     return TraceRecord(
-        get("nuropb_type"),
+        nuropb_type,
         routing_keys[0] if routing_keys else "",
-        get("correlation_id"),
-        get("reply_to"),
-        get("trace_id"),
-        get("encrypted") == "yes",
-        get("connection"),
-        get("routed_queues"),
+        correlation_id,
+        reply_to,
+        trace_id,
+        encrypted == "yes",
+        connection,
+        routed_queues,
     )

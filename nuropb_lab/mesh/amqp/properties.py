@@ -9,7 +9,7 @@ from typing import Any, Final
 from pamqp import commands as spec
 
 from .constants import LONG, LONGLONG, SHORT, FrameError
-from .table import decode_table
+from .table import table_entries
 
 __all__ = [
     "ALL",
@@ -61,8 +61,9 @@ def decode_properties(
     for those not ``wanted`` (skipped).
 
     Short strings are str, or bytes when not UTF-8 (as a long string in pamqp); ``headers``
-    is decoded by table.py, or with ``raw_headers`` left as its bytes (its 4-byte size, then
-    its entries); ``timestamp`` is the int on the wire (seconds, see table.timestamp).
+    is decoded as table.decode_table decodes it, or with ``raw_headers`` left as its bytes
+    (its 4-byte size, then its entries); ``timestamp`` is the int on the wire (seconds, see
+    table.timestamp).
     """
     try:
         flags = data[at] << 8 | data[at + 1]
@@ -97,7 +98,7 @@ def decode_properties(
                 stop = at + 4 + LONG.unpack_from(data, at)[0]
                 if stop > end:
                     raise FrameError("the header table runs past its frame")
-                values[index] = data[at:stop] if raw_headers else decode_table(data, at + 4, stop)
+                values[index] = data[at:stop] if raw_headers else table_entries(data, at + 4, stop)
                 at = stop
             elif kind == _OCTET:
                 values[index] = data[at]
@@ -111,6 +112,8 @@ def decode_properties(
                 at += 1 if kind == _OCTET + _SKIP else 8
     except (IndexError, struct.error) as exc:
         raise FrameError(f"the properties are cut short: {exc}") from None
+    except RecursionError:
+        raise FrameError("the header table is nested too deep") from None
     if at > end:
         raise FrameError("the properties run past their frame")
     return values

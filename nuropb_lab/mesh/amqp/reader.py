@@ -40,15 +40,7 @@ from .constants import (
     PROTOCOL_HEADER,
     FrameError,
 )
-from .properties import (
-    CORRELATION_ID,
-    EXPIRATION,
-    HEADERS,
-    REPLY_TO,
-    TIMESTAMP,
-    decode_properties,
-    wanted,
-)
+from .properties import HEADERS, decode_properties, wanted
 from .table import lossy, short_text
 from .unmarshal import method_frame
 
@@ -297,16 +289,14 @@ class FrameReader:
                 return
             content.problem = f"its header table cannot be decoded: {exc}"
             values[HEADERS] = None
-        if raw:
-            content.raw_headers = values[HEADERS]
-        else:
-            content.headers = values[HEADERS]
-        correlation_id, reply_to, expiration, timestamp = (
-            values[CORRELATION_ID],
-            values[REPLY_TO],
-            values[EXPIRATION],
-            values[TIMESTAMP],
+        # the properties in wire order (0-9-1's basic class; properties.NAMES)
+        (_, _, headers, _, _, correlation_id, reply_to, expiration, _, timestamp, _, _, _, _) = (
+            values
         )
+        if raw:
+            content.raw_headers = headers
+        else:
+            content.headers = headers
         if correlation_id is None and reply_to is None and expiration is None:
             if timestamp is not None:
                 content.properties = (None, None, None, timestamp)

@@ -35,6 +35,7 @@ __all__ = [
     "pick",
     "short_string",
     "short_text",
+    "table_entries",
     "text",
     "timestamp",
 ]
@@ -109,14 +110,17 @@ def timestamp(seconds: int) -> datetime.datetime:
 def decode_table(data: bytes, at: int, end: int) -> dict[str, Any]:
     """The entries of a field table, from ``at`` (past its 4-byte size) to ``end``."""
     try:
-        return _table(data, at, end)
+        return table_entries(data, at, end)
     except (IndexError, struct.error) as exc:
         raise FrameError(f"a field table is cut short: {exc}") from None
     except RecursionError:
         raise FrameError("a field table is nested too deep") from None
 
 
-def _table(data: bytes, at: int, end: int) -> dict[str, Any]:
+def table_entries(data: bytes, at: int, end: int) -> dict[str, Any]:
+    """:func:`decode_table` for a caller that reads more than the table and catches, once for
+    all it reads, what bytes cut short raise (IndexError, struct.error) and a table nested
+    past the stack (RecursionError)."""
     table: dict[str, Any] = {}
     keys = _KEYS
     unpack = _unpack_long
@@ -157,7 +161,7 @@ def _value(data: bytes, at: int, end: int) -> tuple[Any, int]:
         stop = at + 4 + _unpack_long(data, at)[0]
         if stop > end:
             raise FrameError("a nested table runs past its table")
-        return _table(data, at + 4, stop), stop
+        return table_entries(data, at + 4, stop), stop
     if kind == 0x41:  # "A", an array
         stop = at + 4 + _unpack_long(data, at)[0]
         if stop > end:
@@ -208,28 +212,33 @@ TEXTS: Final = "texts"
 
 class Pick:
     """Which keys of a field table :func:`pick` reads, and as what: :data:`TEXT`,
-    :data:`TEXTS`, or a Pick of the keys of a nested table. A value of another type than
-    the one wanted is skipped, as if its key were absent. The keys read, nested or not, come
-    in one dict: a name wanted twice holds the value read last."""
+    :data:`TEXTS`, or a Pick of the keys of a nested table. Its leaves (the TEXT and TEXTS
+    keys, nested ones in their place) are numbered in the order given: pick returns their
+    values in that order."""
 
-    __slots__ = ("keys", "sizes")
+    __slots__ = ("keys", "leaves", "sizes")
 
     def __init__(self, keys: Mapping[str, Pick | Literal["text", "texts"]]) -> None:
-        self.keys = {name.encode(): (name, inner) for name, inner in keys.items()}
+        # key -> (TEXT, TEXTS or the nested Pick; its leaf's number, or its leaves' first)
+        self.keys: dict[bytes, tuple[Pick | str, int]] = {}
+        self.leaves = 0
+        for name, inner in keys.items():
+            self.keys[name.encode()] = (inner, self.leaves)
+            self.leaves += inner.leaves if isinstance(inner, Pick) else 1
         # a key's length is looked at first: most keys are skipped without being sliced
         self.sizes = frozenset(len(raw) for raw in self.keys)
 
 
-def pick(table: bytes, wanted: Pick) -> dict[str, Any]:
-    """The ``wanted`` values of the field table ``table`` (its 4-byte size, then its entries)
-    and of its nested tables, by key: str for TEXT, list[str] for TEXTS; a key absent from the
-    table (or whose value is of another type) is absent from the result."""
-    found: dict[str, Any] = {}
+def pick(table: bytes, wanted: Pick) -> list[Any]:
+    """The values of the ``wanted`` leaves in the field table ``table`` (its 4-byte size, then
+    its entries) and its nested tables, in their order: str for TEXT, list[str] for TEXTS,
+    None for a key absent from the table (or whose value is of another type)."""
+    found: list[Any] = [None] * wanted.leaves
     try:
         end = 4 + _unpack_long(table, 0)[0]
         if end > len(table):
             raise FrameError("the field table runs past its bytes")
-        _pick(table, 4, end, wanted, found)
+        _pick(table, 4, end, wanted, found, 0)
     except (IndexError, struct.error) as exc:
         raise FrameError(f"a field table is cut short: {exc}") from None
     except RecursionError:
@@ -237,7 +246,9 @@ def pick(table: bytes, wanted: Pick) -> dict[str, Any]:
     return found
 
 
-def _pick(data: bytes, at: int, end: int, wanted: Pick, found: dict[str, Any]) -> None:
+def _pick(data: bytes, at: int, end: int, wanted: Pick, found: list[Any], first: int) -> None:
+    """Into ``found``, from its place ``first`` on, ``wanted``'s leaves in the entries from
+    ``at`` to ``end``."""
     keys, sizes = wanted.keys, wanted.sizes
     unpack = _unpack_long
     while at < end:
@@ -248,26 +259,26 @@ def _pick(data: bytes, at: int, end: int, wanted: Pick, found: dict[str, Any]) -
         if size in sizes:
             entry = keys.get(data[key:at])
             if entry is not None:
-                name, inner = entry
-                if inner is TEXT:
+                inner, place = entry
+                if inner == TEXT:
                     if kind == 0x53:
                         stop = at + 5 + unpack(data, at + 1)[0]
-                        found[name] = data[at + 5 : stop].decode("utf-8", "replace")
+                        found[first + place] = data[at + 5 : stop].decode("utf-8", "replace")
                         at = stop
                         continue
-                elif inner is TEXTS:
+                elif inner == TEXTS:
                     if kind == 0x41:
                         stop = at + 5 + unpack(data, at + 1)[0]
                         if stop > end:
                             raise FrameError("an array runs past its table")
-                        found[name] = _texts(data, at + 5, stop)
+                        found[first + place] = _texts(data, at + 5, stop)
                         at = stop
                         continue
                 elif kind == 0x46:
                     stop = at + 5 + unpack(data, at + 1)[0]
                     if stop > end:
                         raise FrameError("a nested table runs past its table")
-                    _pick(data, at + 5, stop, inner, found)  # type: ignore[arg-type]
+                    _pick(data, at + 5, stop, inner, found, first + place)  # type: ignore[arg-type]
                     at = stop
                     continue
         if kind == 0x53:
