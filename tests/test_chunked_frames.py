@@ -169,6 +169,16 @@ def test_a_routing_key_that_is_not_utf8_decodes_as_bytes_where_pamqp_refuses_it(
         pamqp_frame.unmarshal(raw)
 
 
+def test_a_timestamp_past_a_datetime_stays_an_int_where_pamqp_refuses_it() -> None:
+    raw = bytearray(header_frame(spec.Basic.Properties(timestamp=datetime.datetime(2024, 1, 2))))
+    raw[-9:-1] = (2**64 - 1).to_bytes(8, "big")  # the timestamp, the last property
+    decoded = unmarshal(bytes(raw))[2]
+    assert isinstance(decoded, pamqp_header.ContentHeader)
+    assert decoded.properties.timestamp == 2**64 - 1
+    with pytest.raises(UnmarshalingException, match="out of range"):
+        pamqp_frame.unmarshal(bytes(raw))
+
+
 @pytest.mark.parametrize(
     ("raw", "error"),
     [

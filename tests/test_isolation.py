@@ -2,10 +2,10 @@
 as they are for every other user in the process.
 
 The lab's own connections read with its frame receiver and decoders (mesh/amqp/receiver.py):
-a lab service takes a request whose correlation id is not UTF-8 (dead-letters it) and keeps
-its connection. A plain aio-pika connection in the same process still refuses such a message
-as it does without nuropb_lab: pamqp raises on the short string and aiormq drops the
-connection.
+a lab service takes a request whose correlation id is not UTF-8 (dead-letters it), or whose
+timestamp is past what a datetime holds (answers it), and keeps its connection. A plain
+aio-pika connection in the same process still refuses such a message as it does without
+nuropb_lab: pamqp raises on the short string and aiormq drops the connection.
 """
 
 from __future__ import annotations
@@ -80,9 +80,8 @@ def assert_aiormq_and_pamqp_are_their_own() -> None:
     assert pamqp.decode.TABLE_MAPPING[b"F"] is pamqp.decode.field_table
 
 
-def request_with_cid_not_utf8(channel: int, queue: str, reply_to: str) -> bytes:
-    """A good nuropb request to ``queue`` whose correlation_id property is not UTF-8 (pamqp
-    encodes only str, so the bytes are put in by hand)."""
+def request(channel: int, queue: str, reply_to: str, correlation_id: str) -> bytes:
+    """The frames of a good nuropb request to ``queue``."""
     body = {
         "tag": "request",
         "service": SERVICE,
@@ -94,13 +93,31 @@ def request_with_cid_not_utf8(channel: int, queue: str, reply_to: str) -> bytes:
     }
     properties = frames.Properties(
         content_type="application/json",
-        correlation_id="@@",
+        correlation_id=correlation_id,
         reply_to=reply_to,
         headers=codec.headers_for("request", None, False, "0.1.8"),
     )
-    data = frames.publish(channel, "", queue, json.dumps(body).encode(), properties, False, 4096)
+    return frames.publish(channel, "", queue, json.dumps(body).encode(), properties, False, 4096)
+
+
+def request_with_cid_not_utf8(channel: int, queue: str, reply_to: str) -> bytes:
+    """A good request whose correlation_id property is not UTF-8 (pamqp encodes only str, so
+    the bytes are put in by hand)."""
+    data = request(channel, queue, reply_to, "@@")
     assert data.count(b"\x02@@") == 1
     return data.replace(b"\x02@@", b"\x02\xff\xfe")
+
+
+def request_with_timestamp(channel: int, queue: str, reply_to: str, seconds: int) -> bytes:
+    """A good request with a timestamp property of ``seconds`` (pamqp encodes a datetime)."""
+    data = request(channel, queue, reply_to, "c2")
+    header_at = 7 + int.from_bytes(data[3:7], "big") + 1  # past the method frame
+    size = int.from_bytes(data[header_at + 3 : header_at + 7], "big")
+    payload = bytearray(data[header_at + 7 : header_at + 7 + size])
+    payload[13] |= 0x40  # the timestamp's flag; no property after it is set
+    payload += seconds.to_bytes(8, "big")
+    header = data[header_at : header_at + 3] + len(payload).to_bytes(4, "big") + payload
+    return data[:header_at] + header + b"\xce" + data[header_at + 8 + size :]
 
 
 async def test_a_lab_service_takes_what_a_plain_aio_pika_connection_still_refuses(
@@ -112,6 +129,12 @@ async def test_a_lab_service_takes_what_a_plain_aio_pika_connection_still_refuse
             channel = await plain.channel(publisher_confirms=False)
             underlay = await channel.get_underlay_channel()
             replies = await channel.declare_queue(exclusive=True)
+            answers: dict[str, Any] = {}
+
+            async def answered(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+                answers[str(message.correlation_id)] = json.loads(message.body)
+
+            await replies.consume(answered, no_ack=True)
 
             async def dead_letters() -> int:
                 looking = await plain.channel()
@@ -132,6 +155,14 @@ async def test_a_lab_service_takes_what_a_plain_aio_pika_connection_still_refuse
                 return await dead_letters() == before + 1
 
             await wait_until(dead_lettered, timeout=10, what="the request in the DLQ")
+            # a timestamp past what a datetime holds (the broker takes it): answered
+            data = request_with_timestamp(
+                underlay.number, nl.Topology.service_queue(SERVICE), replies.name, 2**64 - 1
+            )
+            await underlay.write_queue.put(ChannelFrame(payload=data, should_close=False))
+            await wait_until(lambda: "c2" in answers, timeout=10, what="the answer to c2")
+            assert answers["c2"]["result"] == 1 and answers["c2"]["error"] is None
+            assert await dead_letters() == before + 1
             async with nl.RMQAPI(mesh_url) as client:
                 assert await client.request(SERVICE, "echo", {"value": 2}, {}, ttl=10_000) == 2
             assert service.connected and service.transport.reconnects == 0

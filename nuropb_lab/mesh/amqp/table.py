@@ -1,10 +1,11 @@
 """AMQP field tables and the values in them: the one codec of the lab's wire code.
 
-:func:`decode_table` decodes a whole table as pamqp does, with two differences that keep a
-connection alive: a key that is not UTF-8 is decoded lossily (U+FFFD) where pamqp raises, and
-any malformed table raises :class:`FrameError` (a ValueError). A long string that is not UTF-8
-is bytes, as in pamqp. Strings and voids, all a nuropb message's headers hold, are decoded
-inline; header names seen are decoded once.
+:func:`decode_table` decodes a whole table as pamqp does, with differences that keep a
+connection alive: a key that is not UTF-8 is decoded lossily (U+FFFD) and a timestamp past
+what a datetime holds stays an int, where pamqp raises; any malformed table raises
+:class:`FrameError` (a ValueError). A long string that is not UTF-8 is bytes, as in pamqp.
+Strings and voids, all a nuropb message's headers hold, are decoded inline; header names seen
+are decoded once.
 
 :func:`pick` reads only the values of some keys, skipping the others by their sizes: a
 firehose trace record's table holds some 25 values, a wire tap uses eight of them.
@@ -97,14 +98,16 @@ def lossy(value: str | bytes | None) -> str | None:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def timestamp(seconds: int) -> datetime.datetime:
-    """An AMQP timestamp as pamqp reads it: one past the year 2106 is taken as milliseconds."""
+def timestamp(seconds: int) -> datetime.datetime | int:
+    """An AMQP timestamp as pamqp reads it: one past the year 2106 is taken as milliseconds.
+    One past what a datetime holds stays the int on the wire, where pamqp raises (and aiormq
+    then drops the connection, as for a string that is not UTF-8)."""
     try:
         return datetime.datetime.fromtimestamp(
             seconds / 1000.0 if seconds > 0xFFFFFFFF else seconds, tz=datetime.UTC
         )
     except (OverflowError, OSError, ValueError):
-        raise FrameError(f"timestamp {seconds} is out of range") from None
+        return seconds
 
 
 def decode_table(data: bytes, at: int, end: int) -> dict[str, Any]:

@@ -1,13 +1,14 @@
 """Frames into pamqp's objects, as aiormq hands them on, decoded by this package.
 
 pamqp decodes a short string (a correlation_id, a reply_to, a routing key) or a field-table
-key that is not UTF-8 by raising; in aiormq's reader that drops the whole connection, the
-broker redelivers the message to the next connection, which drops too: one such message keeps
-a service off the mesh for good. Here every value comes out as pamqp gives it, except those:
-a short string that is not UTF-8 is bytes (as pamqp gives a long string, and pika both), a key
-is decoded lossily (table.py); the message reaches the API, which rejects it to the
-dead-letter queue. Only the lab's own connections read with this (receiver.py): pamqp's
-decoders are left as they are for everybody else.
+key that is not UTF-8, or a timestamp past what a datetime holds, by raising; in aiormq's
+reader that drops the whole connection, the broker redelivers the message to the next
+connection, which drops too: one such message keeps a service off the mesh for good. Here
+every value comes out as pamqp gives it, except those: a short string that is not UTF-8 is
+bytes (as pamqp gives a long string, and pika both), a key is decoded lossily, a timestamp
+stays the int on the wire (table.py); the message reaches the API, which handles it or
+rejects it to the dead-letter queue. Only the lab's own connections read with this
+(receiver.py): pamqp's decoders are left as they are for everybody else.
 """
 
 from __future__ import annotations
