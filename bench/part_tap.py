@@ -27,7 +27,7 @@ from typing import Any
 from nuropb_lab.lab import Lab
 from nuropb_lab.lab.tap import Tap
 from nuropb_lab.lab.tap.capture import Capture
-from nuropb_lab.mesh.frame_reader import Delivery, FrameReader
+from nuropb_lab.mesh.amqp.reader import Delivery, FrameReader
 
 from .figures import median, rss_bytes
 from .mesh import LAB_SERVICE, Mesh

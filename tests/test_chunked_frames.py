@@ -1,5 +1,5 @@
-"""aiormq's frames read in chunks (mesh/chunked_frames.py): the same frames as aiormq reads, and
-content headers decoded as pamqp decodes them. No broker."""
+"""aiormq's frames read in chunks (mesh/amqp/receiver.py): the same frames as aiormq reads, and
+frames decoded as pamqp decodes them (mesh/amqp/unmarshal.py). No broker."""
 
 from __future__ import annotations
 
@@ -9,20 +9,21 @@ import struct
 from typing import Any
 
 import pytest
-from aiormq.connection import ReceivedFrame
+from aiormq.connection import FrameReceiver, ReceivedFrame
 from aiormq.exceptions import AMQPConnectionError, ProtocolSyntaxError
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pamqp import body as pamqp_body
 from pamqp import commands as spec
 from pamqp import frame as pamqp_frame
 from pamqp import header as pamqp_header
 from pamqp import heartbeat as pamqp_heartbeat
+from pamqp.exceptions import UnmarshalingException
 
-from nuropb_lab.mesh import connect  # noqa: F401  (installs the tolerant decoders, as in use)
-from nuropb_lab.mesh.chunked_frames import ChunkedFrameReceiver, content_header
+from nuropb_lab.mesh.amqp.constants import FrameError
+from nuropb_lab.mesh.amqp.receiver import ChunkedFrameReceiver
+from nuropb_lab.mesh.amqp.unmarshal import unmarshal
 
-AIORMQ_RECEIVER = next(c for c in ChunkedFrameReceiver.__mro__[1:] if c.__name__ == "FrameReceiver")
 NUROPB_HEADERS = {
     "nuropb_protocol": "0.1.1",
     "nuropb_version": "0.1.8",
@@ -90,12 +91,11 @@ def test_content_headers_decode_as_pamqp_decodes_them(
 ) -> None:
     raw = header_frame(props, body_size, channel)
     expected = pamqp_frame.unmarshal(raw)
-    fast = content_header(raw)
-    if fast is not None:  # None: left to pamqp (a timestamp, a table of other values)
-        assert (fast[0], fast[1], state(fast[2])) == (expected[0], expected[1], state(expected[2]))
+    ours = unmarshal(raw)
+    assert (ours[0], ours[1], state(ours[2])) == (expected[0], expected[1], state(expected[2]))
 
 
-def test_what_nuropb_sends_takes_the_fast_way() -> None:
+def test_what_nuropb_sends_decodes_as_pamqp_decodes_it() -> None:
     props = spec.Basic.Properties(
         content_type="application/json",
         correlation_id="c0ffee",
@@ -105,19 +105,99 @@ def test_what_nuropb_sends_takes_the_fast_way() -> None:
         headers=NUROPB_HEADERS,
     )
     raw = header_frame(props)
-    fast = content_header(raw)
-    assert fast is not None and state(fast[2]) == state(pamqp_frame.unmarshal(raw)[2])
-    assert fast[2].properties.headers == NUROPB_HEADERS and fast[2].properties.cluster_id == ""
+    ours = unmarshal(raw)[2]
+    assert isinstance(ours, pamqp_header.ContentHeader)
+    assert state(ours) == state(pamqp_frame.unmarshal(raw)[2])
+    assert ours.properties.headers == NUROPB_HEADERS and ours.properties.cluster_id == ""
 
 
-def test_strings_that_are_not_utf8_are_left_to_the_tolerant_decoders() -> None:
+def test_strings_that_are_not_utf8_decode_as_bytes_where_pamqp_refuses_them() -> None:
     props = spec.Basic.Properties(correlation_id="x", headers={"k": "v"})
     raw = bytearray(header_frame(props))
     at = raw.index(b"\x01x")  # the correlation id, one byte long
     raw[at + 1] = 0xFF
-    assert content_header(bytes(raw)) is None
-    decoded = pamqp_frame.unmarshal(bytes(raw))[2]
-    assert decoded.properties.correlation_id == b"\xff"  # connect.py's tolerant decoder
+    decoded = unmarshal(bytes(raw))[2]
+    assert isinstance(decoded, pamqp_header.ContentHeader)
+    assert decoded.properties.correlation_id == b"\xff"
+    assert decoded.properties.headers == {"k": "v"}
+    with pytest.raises(UnmarshalingException):  # pamqp, as every other connection reads it
+        pamqp_frame.unmarshal(bytes(raw))
+
+
+names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.:", max_size=40)
+FIELDS = {
+    "bit": st.booleans(),
+    "octet": st.integers(0, 255),
+    "short": st.integers(0, 2**16 - 1),
+    "long": st.integers(0, 2**32 - 1),
+    "longlong": st.integers(0, 2**63 - 1),
+    "shortstr": names,
+    "longstr": st.text(max_size=60),
+    "table": st.dictionaries(short, header_values, max_size=4),
+}
+
+
+@st.composite
+def method_frames(draw: st.DrawFn) -> bytes:
+    """Any AMQP method pamqp writes, with values of its fields' types."""
+    cls = draw(st.sampled_from(sorted(spec.INDEX_MAPPING.values(), key=lambda c: c.name)))
+    values = {name: draw(FIELDS[cls.amqp_type(name)]) for name in cls.__slots__}
+    try:
+        return pamqp_frame.marshal(cls(**values), draw(st.integers(0, 65535)))
+    except (TypeError, ValueError):  # a value pamqp does not take for that field
+        assume(False)
+        raise
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pamqp's, making basic.recover-async
+@settings(max_examples=500, deadline=None)
+@given(method_frames())
+def test_method_frames_decode_as_pamqp_decodes_them(raw: bytes) -> None:
+    ours = unmarshal(raw)
+    theirs = pamqp_frame.unmarshal(raw)
+    assert (ours[0], ours[1], state(ours[2])) == (theirs[0], theirs[1], state(theirs[2]))
+
+
+def test_a_routing_key_that_is_not_utf8_decodes_as_bytes_where_pamqp_refuses_it() -> None:
+    raw = pamqp_frame.marshal(spec.Basic.Deliver("ctag", 7, True, "ex", "@@"), 3)
+    raw = raw.replace(b"\x02@@", b"\x02\xff\xfe")
+    (_, channel, deliver) = unmarshal(raw)
+    assert isinstance(deliver, spec.Basic.Deliver) and channel == 3
+    assert (deliver.consumer_tag, deliver.delivery_tag, deliver.redelivered) == ("ctag", 7, True)
+    assert (deliver.exchange, deliver.routing_key) == ("ex", b"\xff\xfe")
+    with pytest.raises(UnmarshalingException):
+        pamqp_frame.unmarshal(raw)
+
+
+def test_a_timestamp_past_a_datetime_stays_an_int_where_pamqp_refuses_it() -> None:
+    raw = bytearray(header_frame(spec.Basic.Properties(timestamp=datetime.datetime(2024, 1, 2))))
+    raw[-9:-1] = (2**64 - 1).to_bytes(8, "big")  # the timestamp, the last property
+    decoded = unmarshal(bytes(raw))[2]
+    assert isinstance(decoded, pamqp_header.ContentHeader)
+    assert decoded.properties.timestamp == 2**64 - 1
+    with pytest.raises(UnmarshalingException, match="out of range"):
+        pamqp_frame.unmarshal(bytes(raw))
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (b"\x01\x00\x01\x00\x00\x00\x04\x00\x3c\x00\x50\x00", "does not end with 0xCE"),
+        (b"\x01\x00\x01\x00\x00\x00\x04\xff\xff\xff\xff\xce", "unknown method"),
+        (b"\x01\x00\x01\x00\x00\x00\x04\x00\x3c\x00\x50\xce", "cut short"),  # basic.ack
+        (  # basic.ack without its bits octet
+            b"\x01\x00\x01\x00\x00\x00\x0c\x00\x3c\x00\x50" + bytes(8) + b"\xce",
+            "Basic.Ack runs past its frame",
+        ),
+        (b"\x03\x00\x01\x00\x00\x00\x00\xce", "empty"),
+        (b"\x05\x00\x01\x00\x00\x00\x01\x00\xce", "unknown frame type 5"),
+    ],
+)
+def test_frames_that_cannot_be_read(raw: bytes, error: str) -> None:
+    with pytest.raises(FrameError, match=error):
+        unmarshal(raw)
+    with pytest.raises(UnmarshalingException):  # pamqp refuses them too
+        pamqp_frame.unmarshal(raw)
 
 
 def frames() -> list[bytes]:
@@ -151,7 +231,7 @@ async def test_the_same_frames_as_aiormq_whatever_the_chunks(cut: int) -> None:
     data = b"".join(frames())
     chunks = [data[i : i + cut] for i in range(0, len(data), cut)]
     ours = await read_all(ChunkedFrameReceiver, chunks)
-    theirs = await read_all(AIORMQ_RECEIVER, [data])
+    theirs = await read_all(FrameReceiver, [data])
     assert len(ours) == len(frames())
     assert [(n, c, state(f)) for n, c, f in ours] == [(n, c, state(f)) for n, c, f in theirs]
 

@@ -47,3 +47,5 @@ async def test_fail_ends_every_wait_and_a_burst_settles_in_one_pass() -> None:
     assert all(f.done() for f in burst)
     with pytest.raises(NuropbTransportError, match="lost"):
         burst[-1].result()
+    # every failed wait's error read, as a caller would (else asyncio logs each when collected)
+    assert all(isinstance(f.exception(), NuropbTransportError) for f in burst[10_000:])

@@ -13,12 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pamqp import commands as spec
+from pamqp import decode as pamqp_decode
 from pamqp import frame
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 from pamqp.heartbeat import Heartbeat
 
-from nuropb_lab.mesh.frame_reader import Delivery, FrameError, FrameReader, MethodFrame
+from nuropb_lab.mesh.amqp.reader import Delivery, FrameError, FrameReader, MethodFrame
 
 NUROPB_HEADERS = {
     "nuropb_protocol": "0.1.1",
@@ -233,15 +234,17 @@ TRACE_HEADERS = {
 
 
 def test_a_trace_record_is_decoded_here_not_by_pamqp(monkeypatch: pytest.MonkeyPatch) -> None:
-    import nuropb_lab.mesh.frame_reader as reader_module
-
     def refuse(_raw: bytes) -> Any:
         raise AssertionError("the trace record's table went to pamqp")
 
-    monkeypatch.setattr(reader_module, "field_table", refuse)
+    expected = pamqp_headers(TRACE_HEADERS)
+    for name in ("field_table", "field_array", "embedded_value", "long_str", "short_str"):
+        monkeypatch.setattr(pamqp_decode, name, refuse)
+    monkeypatch.setitem(pamqp_decode.METHODS, "table", refuse)
+    monkeypatch.setitem(pamqp_decode.TABLE_MAPPING, b"F", refuse)
     (delivery,) = FrameReader().feed(message(b"{}", TRACE_HEADERS))
     assert isinstance(delivery, Delivery) and delivery.problem is None
-    assert delivery.headers == TRACE_HEADERS == pamqp_headers(TRACE_HEADERS)
+    assert delivery.headers == TRACE_HEADERS == expected
 
 
 nested_values = st.recursive(
@@ -266,18 +269,24 @@ def test_decimal_and_nested_values() -> None:
     assert delivery.headers == pamqp_headers(headers) and delivery.body == b""
 
 
-def test_strings_that_are_not_utf8() -> None:
-    table = b"\x03key" + b"S" + b"\x00\x00\x00\x02\xff\xfe" + b"\x02\xc3(" + b"V"
+def delivered_with_table(table: bytes, body_size: int) -> bytes:
+    """basic.deliver and a content header whose header table is ``table`` (its entries, written
+    by hand: pamqp writes only what it can read)."""
+    # class 60, weight 0, body size, property flags (headers only), the table
     payload = (
-        b"\x00\x3c\x00\x00" + (5).to_bytes(8, "big") + b"\x20\x00"  # class, weight, size, flags
+        b"\x00\x3c\x00\x00" + body_size.to_bytes(8, "big") + b"\x20\x00"
         + len(table).to_bytes(4, "big") + table
     )  # fmt: skip
     header = b"\x02\x00\x01" + len(payload).to_bytes(4, "big") + payload + b"\xce"
-    deliver = frame.marshal(spec.Basic.Deliver("q", 1, False, "e", "k"), 1)
+    return frame.marshal(spec.Basic.Deliver("q", 1, False, "e", "k"), 1) + header
+
+
+def test_strings_that_are_not_utf8() -> None:
+    table = b"\x03key" + b"S" + b"\x00\x00\x00\x02\xff\xfe" + b"\x02\xc3(" + b"V"
     body = frame.marshal(ContentBody(b"hello"), 1)
-    (delivery,) = FrameReader().feed(deliver + header + body)
+    (delivery,) = FrameReader().feed(delivered_with_table(table, 5) + body)
     assert isinstance(delivery, Delivery)
-    # as pamqp (and connect.tolerate_non_utf8): bytes values, keys decoded lossily
+    # as pamqp: bytes values; keys decoded lossily (where pamqp raises)
     assert delivery.headers == {"key": b"\xff\xfe", "\ufffd(": None}
 
 
@@ -293,6 +302,16 @@ def test_an_undecodable_header_table_is_one_bad_message_not_a_broken_connection(
     assert isinstance(second, Delivery) and second.headers == {"a": "b"}
 
 
+def test_a_header_table_nested_past_the_stack_is_one_bad_message() -> None:
+    table = b""
+    for _ in range(5000):  # "k": a table of the one before (7 bytes a level, within a frame)
+        table = b"\x01kF" + len(table).to_bytes(4, "big") + table
+    first, second = FrameReader().feed(delivered_with_table(table, 0) + message(b"{}", {"a": "b"}))
+    assert isinstance(first, Delivery) and first.headers is None
+    assert first.problem is not None and "nested too deep" in first.problem
+    assert isinstance(second, Delivery) and second.headers == {"a": "b"}
+
+
 @pytest.mark.parametrize(
     ("data", "error"),
     [
@@ -302,7 +321,7 @@ def test_an_undecodable_header_table_is_one_bad_message_not_a_broken_connection(
         (frame.marshal(ContentBody(b"x"), 1), "content body out of place"),
         (message(b"abc")[:-11] + frame.marshal(ContentBody(b"abcd"), 1), "longer than"),
         (b"\x05\x00\x00\x00\x00\x00\x00\xce", "unknown frame type 5"),
-        (b"\x01\x00\x00\x00\x00\x00\x04\xff\xff\xff\xff\xce", "pamqp cannot read"),
+        (b"\x01\x00\x00\x00\x00\x00\x04\xff\xff\xff\xff\xce", "method frame that cannot be read"),
     ],
 )
 def test_bytes_that_are_not_frames(data: bytes, error: str) -> None:

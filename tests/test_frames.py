@@ -12,7 +12,8 @@ from pamqp import frame
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 
-from nuropb_lab.mesh import codec, frames
+from nuropb_lab.mesh import codec
+from nuropb_lab.mesh.amqp import frames
 
 short = st.text(alphabet=string.ascii_letters + string.digits + ".-_é", max_size=40)
 exchange_names = st.text(alphabet=string.ascii_letters + string.digits + ".-_:", max_size=40)
@@ -69,7 +70,14 @@ def test_publish_is_what_pamqp_writes(
     ours = frames.Properties(
         content_type, correlation_id, reply_to, expiration, correlation_id, headers
     )
-    theirs = ours.to_pamqp()
+    theirs = spec.Basic.Properties(
+        content_type=content_type or None,
+        correlation_id=correlation_id or None,
+        reply_to=reply_to or None,
+        expiration=expiration or None,
+        message_id=correlation_id or None,
+        headers=headers,
+    )
     expected = reference(channel, exchange, routing_key, body, theirs, mandatory, max_body)
     assert frames.publish(channel, exchange, routing_key, body, ours, mandatory, max_body) == (
         expected

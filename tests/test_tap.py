@@ -137,7 +137,7 @@ def test_a_trace_record_read_from_its_raw_header_table() -> None:
     from test_frame_reader import TRACE_HEADERS, message
 
     from nuropb_lab.lab.tap.records import read_trace
-    from nuropb_lab.mesh.frame_reader import Delivery, FrameReader
+    from nuropb_lab.mesh.amqp.reader import Delivery, FrameReader
 
     reader = FrameReader()
     reader.raw_headers.add("tap-q")

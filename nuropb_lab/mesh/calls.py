@@ -17,7 +17,8 @@ from typing import Any, Final
 
 from aiormq.abc import DeliveredMessage
 
-from . import codec, crypto, frames
+from . import codec, crypto
+from .amqp import frames
 from .codec import DecodeLimits
 from .descriptions import Descriptions
 from .errors import (

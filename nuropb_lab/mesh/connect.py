@@ -1,24 +1,22 @@
 """Opening an aio-pika connection to a target, with errors that name the cause and the fix.
 
-Importing this module also makes pamqp's frame decoding tolerate strings that are not UTF-8
-(see :func:`tolerate_non_utf8`): without that, one such message kills every connection it
-is delivered to; and has aiormq read frames in chunks (chunked_frames.py).
+The connection reads its frames with the lab's receiver (amqp/receiver.py: in chunks, and a
+string that is not UTF-8 does not cost the connection); other aio-pika connections in the
+process are left as they are.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
-import struct
 from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import TimeoutType
-from pamqp import common as pamqp_common
-from pamqp import decode as pamqp_decode
+from aio_pika.abc import TimeoutType, UnderlayConnection
 
-from .chunked_frames import read_frames_in_chunks
+from .amqp.receiver import ChunkedConnection
 from .errors import NuropbTransportError
 from .urls import AmqpTarget
 
@@ -28,10 +26,8 @@ __all__ = [
     "cannot_connect",
     "connect_target",
     "credentials_refused",
-    "field_table",
     "mesh_not_found",
     "tls_context",
-    "tolerate_non_utf8",
 ]
 
 
@@ -43,14 +39,32 @@ class CredentialsRefused(NuropbTransportError):
     """The broker refused the user name or password."""
 
 
+class _Underlay(UnderlayConnection):
+    """aio-pika's hold on its aiormq connection, opening a :class:`ChunkedConnection` where
+    aio-pika opens ``aiormq.connect(url, **kwargs)``, an aiormq ``Connection``."""
+
+    @classmethod
+    async def make_connection(
+        cls, url: Any, timeout: TimeoutType = None, **kwargs: Any
+    ) -> aiormq.abc.AbstractConnection:
+        connection = ChunkedConnection(url, **kwargs)
+        await asyncio.wait_for(connection.connect(), timeout=timeout)
+        await connection.ready()
+        return connection
+
+
 class _Connection(aio_pika.Connection):
-    """aio-pika's connection, closed when it cannot open: else it is collected unclosed and
-    its ``__del__`` schedules a close that nobody awaits (a warning for every node that did
-    not answer)."""
+    """aio-pika's connection on a :class:`ChunkedConnection`; closed when it cannot open: else
+    it is collected unclosed and its ``__del__`` schedules a close that nobody awaits (a
+    warning for every node that did not answer)."""
 
     async def connect(self, timeout: TimeoutType = None) -> None:
         try:
-            await super().connect(timeout)
+            # aio-pika's connect, with _Underlay for its UnderlayConnection
+            self.transport = await _Underlay.connect(
+                self.url, self._on_connection_close, timeout=timeout, **self.kwargs
+            )
+            await self._on_connected()
         except BaseException:
             with contextlib.suppress(Exception):
                 await self.close()
@@ -143,63 +157,3 @@ def _hint(target: AmqpTarget, text: str) -> str:
             " (certfile/keyfile), and does it trust the one given?)"
         )
     return tls_listener  # RabbitMQ 3 resets the connection
-
-
-# --- tolerating strings that are not UTF-8 -----------------------------------------------
-
-
-def _short_str(value: bytes) -> tuple[int, str | bytes]:
-    """pamqp's short-string decoder, returning bytes (as pamqp does for long strings, and pika
-    for both) where pamqp raises UnicodeDecodeError."""
-    try:
-        length = pamqp_common.Struct.byte.unpack(value[0:1])[0]
-    except (struct.error, TypeError) as err:
-        raise ValueError("Could not unpack short string value") from err
-    raw = value[1 : length + 1]
-    try:
-        return length + 1, raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return length + 1, bytes(raw)
-
-
-def field_table(value: bytes) -> tuple[int, dict[str, Any]]:
-    """pamqp's field-table decoder, with header names that are not UTF-8 decoded lossily
-    (U+FFFD) where pamqp raises UnicodeDecodeError."""
-    try:
-        length = pamqp_common.Struct.integer.unpack(value[0:4])[0]
-        offset = 4
-        data: dict[str, Any] = {}
-        end = offset + length
-        if end > len(value):
-            raise ValueError("Field table length exceeds available data")
-        while offset < end:
-            key_length = pamqp_common.Struct.byte.unpack_from(value, offset)[0]
-            offset += 1
-            if offset + key_length > end:
-                raise ValueError("Field table key length exceeds data")
-            key = value[offset : offset + key_length].decode("utf-8", "replace")
-            offset += key_length
-            consumed, result = pamqp_decode.embedded_value(value[offset:])
-            offset += consumed
-            data[key] = result
-        return end, data
-    except (struct.error, TypeError) as err:
-        raise ValueError("Could not unpack data") from err
-
-
-def tolerate_non_utf8() -> None:
-    """Make pamqp decode short strings (correlation_id, reply_to, routing keys ...) and header
-    names that are not UTF-8 instead of raising.
-
-    pamqp raises inside aiormq's frame reader, which then drops the whole connection; the
-    broker redelivers the unacknowledged message to the next connection, which drops too:
-    one such message keeps a service off the mesh for good. Decoded, it reaches the API,
-    which rejects it to the dead-letter queue. Idempotent.
-    """
-    pamqp_decode.METHODS["shortstr"] = _short_str
-    pamqp_decode.METHODS["table"] = field_table
-    pamqp_decode.TABLE_MAPPING[b"F"] = field_table
-
-
-tolerate_non_utf8()
-read_frames_in_chunks()

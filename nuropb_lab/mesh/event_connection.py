@@ -2,7 +2,7 @@
 Protocol.
 
 Through aiormq a delivered event cost ~70-100 us of CPU, most of it aiormq's frame reading
-(see frame_reader.py). Here the bytes of each socket read are parsed in ``data_received`` and
+(see amqp/reader.py). Here the bytes of each socket read are parsed in ``data_received`` and
 the deliveries they complete go to their subscriptions in the same call: no await, no queue
 and no task per message or per frame.
 
@@ -11,11 +11,11 @@ One connection; per subscription an exclusive queue (with the subscription's ``x
 Consumers live on channel 1; queues are declared, bound, looked at and deleted on a setup
 channel (2), so that a refusal (a user without configure permission for the queue, a missing
 exchange) closes only that channel and fails only that subscription: the broker closes the
-channel of any refused command. Setup and the rare frames (everything but deliveries) go
-through pamqp, and every wait is bounded. The connection ends, reported once to ``on_lost``,
-when the broker closes it or its consuming channel, cancels a consumer (its queue was
-deleted), goes silent for two heartbeats, or the socket is lost; reconnecting is the owner's
-job (the transport's).
+channel of any refused command. Setup and the rare frames (everything but deliveries) are
+pamqp's objects (written by pamqp, read by amqp/unmarshal.py), and every wait is bounded.
+The connection ends, reported once to ``on_lost``, when the broker closes it or its consuming
+channel, cancels a consumer (its queue was deleted), goes silent for two heartbeats, or the
+socket is lost; reconnecting is the owner's job (the transport's).
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ from pamqp import heartbeat as pamqp_heartbeat
 from pamqp.base import Frame
 
 from .._version import __version__
+from .amqp.constants import PROTOCOL_HEADER
+from .amqp.reader import DEFAULT_FRAME_MAX, Delivery, FrameError, FrameReader, MethodFrame
 from .connect import cannot_connect, credentials_refused, mesh_not_found, tls_context
 from .errors import NuropbTransportError
 from .events import Subscription
-from .frame_reader import DEFAULT_FRAME_MAX, Delivery, FrameError, FrameReader, MethodFrame
 from .urls import AmqpTarget
 
 __all__ = ["BrokerClosed", "EventConnection"]
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Frame)
 
-_PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
 _CHANNEL = 1  # consumers
 _SETUP = 2  # declares, binds, deletes: a refusal closes this channel only
 _HEARTBEAT = pamqp_frame.marshal(pamqp_heartbeat.Heartbeat(), 0)
@@ -140,7 +140,7 @@ class EventConnection(asyncio.Protocol):
                     server_hostname=target.host if ssl_context is not None else None,
                 )
                 start = connection._expect(0, spec.Connection.Start)
-                connection._write(_PROTOCOL_HEADER)
+                connection._write(PROTOCOL_HEADER)
                 started = await start
                 stage = "authenticate"
                 await connection._start(started)

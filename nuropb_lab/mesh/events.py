@@ -19,8 +19,8 @@ from typing import Any, ClassVar, NamedTuple
 from aiormq.abc import DeliveredMessage
 
 from . import codec
+from .amqp.reader import Delivery
 from .errors import NuropbException, NuropbMessageError
-from .frame_reader import Delivery
 
 __all__ = [
     "TAIL_QUEUE_PATTERN",

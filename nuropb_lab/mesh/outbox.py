@@ -3,8 +3,8 @@
 aiormq writes each publish and each ack with a socket write of its own, marshals frames with
 pamqp's generic code, and on a confirm channel waits for each publish's confirmation under
 the channel's lock; on the hot path those cost more than the rest of a message's handling.
-Here an :class:`Outbox` encodes frames directly (frames.py) and writes a loop iteration's
-frames at once; :class:`Confirms` counts publisher confirms itself; and
+Here an :class:`Outbox` encodes frames directly (amqp/frames.py) and writes a loop
+iteration's frames at once; :class:`Confirms` counts publisher confirms itself; and
 :func:`catch_returns`, :func:`count_confirms` and :func:`deliver_directly` hook aiormq 7's
 per-frame handlers of a channel (``_on_return_frame``, ``_on_confirm_frame``,
 ``_on_deliver_frame``), which is why aiormq is pinned to 7.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import importlib.metadata
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal
@@ -25,7 +24,8 @@ from aiormq.abc import ChannelFrame, DeliveredMessage
 from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
-from . import frames
+from .amqp import frames
+from .amqp.constants import FRAME_OVERHEAD
 from .errors import NuropbNotDeliveredError, NuropbTransportError
 
 __all__ = [
@@ -45,8 +45,6 @@ ReturnHandler = Callable[[DeliveredMessage], None]
 # Handles a delivery in the call; returns what is left to run (in a task), or None when done.
 MessageHandler = Callable[[DeliveredMessage], Coroutine[Any, Any, None] | None]
 PACED_BATCH = 64  # paced messages (events) per write, see Outbox.room
-# aiormq 7 looks a channel's return and confirm handlers up per frame (catch_returns)
-_AIORMQ_MAJOR = int(importlib.metadata.version("aiormq").split(".")[0])
 
 
 class Outbox:
@@ -78,9 +76,7 @@ class Outbox:
         self._channel = channel
         self._number: int = channel.number
         self._queue = channel.write_queue
-        self._max_body = max(1, channel.connection.connection_tune.frame_max) - (
-            frames.FRAME_OVERHEAD
-        )
+        self._max_body = max(1, channel.connection.connection_tune.frame_max) - FRAME_OVERHEAD
         self._loop = asyncio.get_running_loop()
         self._parts: list[bytes] = []
         self._scheduled = False
@@ -277,35 +273,35 @@ class Consumer:
         return rest if rest is not None else _done()
 
 
-def catch_returns(channel: Channel, on_return: ReturnHandler) -> bool:
+async def _content(
+    channel: Channel, frame: spec.Basic.Deliver | spec.Basic.Return
+) -> DeliveredMessage:
+    """The message of a basic.deliver or basic.return: its content header and body frames,
+    read with the channel's frame reader (as aiormq's own handlers read them)."""
+    header = await channel._get_frame()
+    if not isinstance(header, ContentHeader):
+        raise ValueError(f"unexpected frame {header!r} instead of a content header")
+    return await channel._read_content(frame, header)
+
+
+def catch_returns(channel: Channel, on_return: ReturnHandler) -> None:
     """Have ``channel`` (no publisher confirms) hand each basic.return to ``on_return``.
 
     aiormq gives a returned message only to the publish waiting for its confirmation, so
     a mandatory message would need a confirm channel and a wait for the broker's ack per
     message just to learn that it was not routed. aiormq 7 looks up the channel's
     ``_on_return_frame`` for each basic.return it reads; this channel's own handler reads
-    the returned message with the channel's frame reader and passes it on. Where that
-    hook is missing (another aiormq), False: requests then go the confirmed way.
+    the returned message and passes it on.
     """
-    if _AIORMQ_MAJOR < 7:
-        return False
-    read_frame = getattr(channel, "_get_frame", None)
-    read_content = getattr(channel, "_read_content", None)
-    if read_frame is None or read_content is None or not hasattr(channel, "_on_return_frame"):
-        return False
 
     async def on_return_frame(frame: spec.Basic.Return) -> None:
-        header = await read_frame()
-        if not isinstance(header, ContentHeader):
-            raise ValueError(f"unexpected frame {header!r} instead of a content header")
-        message = await read_content(frame, header)
+        message = await _content(channel, frame)
         try:
             on_return(message)
         except Exception:
             log.exception("return handler failed")
 
     channel._on_return_frame = on_return_frame  # type: ignore[method-assign]
-    return True
 
 
 def count_confirms(channel: Channel) -> Confirms:
@@ -318,7 +314,6 @@ def count_confirms(channel: Channel) -> Confirms:
     channel's own handlers settle the confirmations (aiormq publishes nothing on it).
     """
     confirms = Confirms()
-    read_frame, read_content = channel._get_frame, channel._read_content
 
     async def on_confirm_frame(
         frame: spec.Basic.Ack | spec.Basic.Nack | spec.Basic.Reject,
@@ -330,10 +325,7 @@ def count_confirms(channel: Channel) -> Confirms:
         )
 
     async def on_return_frame(frame: spec.Basic.Return) -> None:
-        header = await read_frame()
-        if not isinstance(header, ContentHeader):
-            raise ValueError(f"unexpected frame {header!r} instead of a content header")
-        message = await read_content(frame, header)
+        message = await _content(channel, frame)
         confirms.returned(
             message.header.properties.message_id,
             frame.routing_key or "",
@@ -352,25 +344,12 @@ def deliver_directly(channel: Channel, spawn: Callable[[Coroutine[Any, Any, None
     and a loop iteration before the consumer runs); most of the messages here are handled
     in the consumer's call, so that task cost more than the handling. aiormq 7 looks the
     channel's ``_on_deliver_frame`` up for each basic.deliver; this one reads the message
-    with the channel's frame reader and calls the consumer; ``spawn`` makes a task only of
-    what the consumer leaves to run. Without that hook aiormq's way stays.
+    and calls the consumer; ``spawn`` makes a task only of what the consumer leaves to run.
     """
-    read_frame = getattr(channel, "_get_frame", None)
-    read_content = getattr(channel, "_read_content", None)
-    if (
-        _AIORMQ_MAJOR < 7
-        or read_frame is None
-        or read_content is None
-        or not hasattr(channel, "_on_deliver_frame")
-    ):
-        return
     consumers = channel.consumers
 
     async def on_deliver_frame(frame: spec.Basic.Deliver) -> None:
-        header = await read_frame()
-        if not isinstance(header, ContentHeader):
-            raise ValueError(f"unexpected frame {header!r} instead of a content header")
-        message = await read_content(frame, header)
+        message = await _content(channel, frame)
         consumer = consumers.get(frame.consumer_tag or "")
         if consumer is None:
             return

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import aiormq
 from aiormq import Channel
@@ -22,10 +22,8 @@ from .management import ManagementAPI
 from .nodes import queue_down
 from .outbox import Consumer
 from .topology import OpenChannel, Topology, declare_service_queue, ensure_shared
+from .transport_config import TransportConfig
 from .urls import AmqpTarget
-
-if TYPE_CHECKING:
-    from .transport import TransportConfig
 
 __all__ = ["OwnQueues", "setup_error"]
 

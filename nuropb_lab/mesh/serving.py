@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from pamqp import commands as spec
 
 from .._version import __version__
-from . import codec, crypto, frames
+from . import codec, crypto
+from .amqp import frames
 from .codec import DecodeLimits, MessageType
 from .errors import NuropbMessageError, error_dict
 from .service import Outcome, ServiceExecutor, event_body, response_body

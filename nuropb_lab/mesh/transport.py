@@ -3,7 +3,7 @@
 The hot path (consume, publish, ack) runs on aio-pika's underlying aiormq channels: aio-pika's
 ``Queue.consume`` would add a second task per delivered message. What the hot path sends
 (requests, responses, events, acks) goes through an :class:`Outbox`: frames encoded directly
-(see frames.py) and written once per event-loop iteration, not once per frame.
+(see amqp/frames.py) and written once per event-loop iteration, not once per frame.
 
 Event subscriptions are consumed on a second connection, opened with the first subscription:
 an :class:`~.event_connection.EventConnection`, which reads deliveries without aiormq (the
@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
-import importlib.metadata
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -33,9 +31,9 @@ import aiormq
 from aiormq import Channel
 from pamqp import commands as spec
 
-from . import frames
+from .amqp import frames
 from .connect import connect_target
-from .errors import NuropbNotDeliveredError, NuropbTransportError
+from .errors import NuropbTransportError
 from .event_connection import EventConnection
 from .events import Subscription
 from .nodes import Nodes, connect_any, queue_down
@@ -52,6 +50,7 @@ from .outbox import (
 from .own_queues import OwnQueues, setup_error
 from .subscriptions import Subscriptions
 from .topology import Topology
+from .transport_config import TransportConfig
 from .urls import AmqpTarget
 
 __all__ = ["Confirms", "Outbox", "Transport", "TransportConfig", "TransportState"]
@@ -60,28 +59,8 @@ log = logging.getLogger(__name__)
 
 TransportState = Literal["idle", "connecting", "connected", "reconnecting", "closed"]
 RECONNECT_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
-# aiormq 7's channels can be hooked (outbox.catch_returns) and read deeper
-_AIORMQ_MAJOR = int(importlib.metadata.version("aiormq").split(".")[0])
 WATCH_INTERVAL = 0.25
 HOT_FRAME_BUFFER = 1024  # frames read ahead on the hot channel (aiormq's default: 10)
-
-
-@dataclasses.dataclass
-class TransportConfig:
-    topology: Topology
-    response_queue: str
-    service_queue: str | None  # None for a client-only API
-    rpc_bindings: list[str]
-    event_bindings: list[str]
-    prefetch_count: int
-    connection_name: str
-    connect_timeout: float = 10.0
-    reconnect: bool = True
-    # what nuropb's RMQTransport tells user code (see Transport.rmq_configuration)
-    service_name: str = ""
-    instance_id: str = ""
-    amqp_url: Any = dataclasses.field(default=None, repr=False)  # as given: a password in it
-    default_ttl: int = 0
 
 
 class Transport:
@@ -109,12 +88,11 @@ class Transport:
         self.last_error: str | None = None
         self._connection: aio_pika.abc.AbstractConnection | None = None
         self._channel: Channel | None = None  # consumers, responses, events, acks
-        self._confirm_channel: Channel | None = None  # commands (mandatory and confirmed)
         self._outbox: Outbox | None = None  # sends on _channel
-        # sends on _confirm_channel, when its confirms are counted here (see _count_confirms)
+        # sends on the confirm channel (commands: mandatory and confirmed), whose publisher
+        # confirms are counted here (outbox.count_confirms)
         self._confirm_outbox: Outbox | None = None
         self._confirms: Confirms | None = None
-        self._returns_caught = False  # whether _channel hands basic.return to on_return
         self._connected = asyncio.Event()
         self._reconnect_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -207,7 +185,7 @@ class Transport:
             self._reconnect_task = None
         connection, self._connection = self._connection, None
         events = self.subscriptions.detach()
-        self._channel = self._confirm_channel = None
+        self._channel = None
         self._drop_outbox()
         for subscription in self.subscriptions.all:
             subscription.active = False
@@ -252,25 +230,18 @@ class Transport:
                         publisher_confirms=False, frame_buffer_size=HOT_FRAME_BUFFER
                     ),
                 )
-                if _AIORMQ_MAJOR >= 7:
-                    confirm = cast(
-                        Channel,
-                        await underlay.channel(
-                            publisher_confirms=True, frame_buffer_size=HOT_FRAME_BUFFER
-                        ),
-                    )
-                    self._confirm_outbox = Outbox(confirm)
-                    self._confirms = count_confirms(confirm)
-                else:
-                    confirming = await connection.channel(
-                        publisher_confirms=True, on_return_raises=True
-                    )
-                    confirm = cast(Channel, await confirming.get_underlay_channel())
+                confirm = cast(
+                    Channel,
+                    await underlay.channel(
+                        publisher_confirms=True, frame_buffer_size=HOT_FRAME_BUFFER
+                    ),
+                )
+                self._confirm_outbox = Outbox(confirm)
+                self._confirms = count_confirms(confirm)
                 # Deliveries come as soon as a consumer is declared; their acks need the outbox.
                 self._outbox = Outbox(channel)
-                self._returns_caught = self._on_return is not None and catch_returns(
-                    channel, self._on_return
-                )
+                if self._on_return is not None:
+                    catch_returns(channel, self._on_return)
                 deliver_directly(channel, self._spawn_logged)
                 await self._queues.declare_and_consume(underlay, channel, self.target)
             events = await self.subscriptions.open()
@@ -285,7 +256,7 @@ class Transport:
                     setup_error(exc, self.target, self.config.response_queue)
                 ) from None
             raise
-        self._connection, self._channel, self._confirm_channel = connection, channel, confirm
+        self._connection, self._channel = connection, channel
         self.subscriptions.events = events
         # Every sign of loss names its own connection, so a late one never drops a newer one.
         lost = functools.partial(self._lost, connection)
@@ -433,7 +404,7 @@ class Transport:
         for subscription in self.subscriptions.all:
             subscription.lost()
         self._connection = None
-        self._channel = self._confirm_channel = None
+        self._channel = None
         self._drop_outbox()
         events = self.subscriptions.detach()
         if events is not None:
@@ -501,7 +472,7 @@ class Transport:
     @property
     def returns_caught(self) -> bool:
         """True when :meth:`send` may carry mandatory messages (returns reach on_return)."""
-        return self._returns_caught and self._outbox is not None
+        return self._on_return is not None and self._outbox is not None
 
     def send(
         self,
@@ -519,7 +490,7 @@ class Transport:
         connection, outbox = self._connection, self._outbox
         if connection is None or outbox is None or not self.alive():
             raise self._not_connected()
-        if mandatory and not self._returns_caught:
+        if mandatory and self._on_return is None:
             raise RuntimeError("this channel cannot report returned messages: use publish()")
         try:
             outbox.publish(exchange, routing_key, body, properties, mandatory)
@@ -541,8 +512,7 @@ class Transport:
     ) -> asyncio.Future[None] | None:
         """Queue a mandatory message on the confirm channel, without waiting: the future is
         settled by the broker's confirmation (NuropbNotDeliveredError when it is returned).
-        None when the confirms are not counted here or the transport is not connected (use
-        :meth:`publish`, which waits or raises)."""
+        None when the transport is not connected (:meth:`publish` raises then)."""
         connection, confirm_outbox, confirms = (
             self._connection,
             self._confirm_outbox,
@@ -583,33 +553,7 @@ class Transport:
                 await outbox.room()
             self.send(exchange, routing_key, body, properties)
             return
-        connection = self._connection
-        channel = self._confirm_channel
-        if connection is None or channel is None or not self.alive():
-            raise self._not_connected()
         confirmed = self.send_confirmed(exchange, routing_key, body, properties)
-        if confirmed is not None:
-            await confirmed
-            return
-        if isinstance(properties, frames.Properties):
-            properties = properties.to_pamqp()
-        try:
-            confirmation = await channel.basic_publish(
-                body,
-                exchange=exchange,
-                routing_key=routing_key,
-                properties=properties,
-                mandatory=mandatory,
-                wait=False,
-            )
-        except aiormq.exceptions.PublishError as exc:
-            raise NuropbNotDeliveredError(
-                f"no service is bound for {routing_key!r} on {exchange!r} (312 NO_ROUTE)"
-            ) from exc
-        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
-            self._lost(connection, self._reason(exc))
-            raise NuropbTransportError(
-                f"publish failed: {type(exc).__name__}: {self.target.scrub(str(exc))}"
-            ) from None
-        if isinstance(confirmation, spec.Basic.Nack):
-            raise NuropbTransportError("the broker refused the message (basic.nack)")
+        if confirmed is None:
+            raise self._not_connected()
+        await confirmed

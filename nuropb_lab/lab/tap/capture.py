@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ...mesh import codec
+from ...mesh.amqp.reader import Delivery
 from ...mesh.errors import NuropbMessageError
 from ...mesh.events import Subscription, tail_queue_name
-from ...mesh.frame_reader import Delivery
 from ...mesh.limits import (
     CONTEXT_BYTES,
     DECODE_DEPTH,

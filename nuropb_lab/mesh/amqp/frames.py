@@ -14,27 +14,16 @@ from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
 from pamqp import commands as spec
-from pamqp import encode as pamqp_encode
 from pamqp import frame as pamqp_frame
 from pamqp.header import ContentHeader
 
-__all__ = [
-    "FRAME_OVERHEAD",
-    "Properties",
-    "ack",
-    "encode_table",
-    "nack",
-    "publish",
-    "reject",
-]
+from .constants import BODY, CONTENT_HEADER, FRAME_END, FRAME_HEAD, HEADER, METHOD
+from .table import encode_short_string, encode_table
 
-_METHOD, _HEADER, _BODY = 1, 2, 3
-_FRAME_HEAD: Final = struct.Struct(">BHI")
-_FRAME_END: Final = b"\xce"
-FRAME_OVERHEAD: Final = _FRAME_HEAD.size + len(_FRAME_END)  # what a frame adds to its payload
-_LONG: Final = struct.Struct(">I")
+__all__ = ["Properties", "ack", "nack", "publish", "reject"]
+
+_FRAME_END: Final = bytes((FRAME_END,))
 _PUBLISH: Final = struct.pack(">HHH", 60, 40, 0)  # basic.publish, ticket 0
-_CONTENT_HEADER: Final = struct.Struct(">HHQH")  # class 60, weight 0, body size, flags
 # basic.ack / basic.reject / basic.nack: a whole method frame (delivery tag, one bits octet)
 _TAG_FRAME: Final = struct.Struct(">BHIHHQBB")
 
@@ -75,43 +64,9 @@ class Properties(NamedTuple):
             properties.headers,
         )
 
-    def to_pamqp(self) -> spec.Basic.Properties:
-        return spec.Basic.Properties(
-            content_type=self.content_type or None,
-            correlation_id=self.correlation_id or None,
-            reply_to=self.reply_to or None,
-            expiration=self.expiration or None,
-            message_id=self.message_id or None,
-            headers=dict(self.headers) if self.headers is not None else None,
-        )
-
 
 def _frame(kind: int, channel: int, payload: bytes) -> bytes:
-    return _FRAME_HEAD.pack(kind, channel, len(payload)) + payload + _FRAME_END
-
-
-def _shortstr(value: str) -> bytes:
-    data = value.encode()
-    if len(data) > 255:
-        raise ValueError(f"{value[:40]!r}... is longer than 255 bytes (an AMQP short string)")
-    return bytes((len(data),)) + data
-
-
-def encode_table(table: Mapping[str, Any]) -> bytes:
-    """An AMQP field table (as pamqp encodes it: keys sorted)."""
-    parts: list[bytes] = []
-    for key in sorted(table):
-        value = table[key]
-        parts.append(_shortstr(key))
-        if value.__class__ is str:
-            data = value.encode()
-            parts.append(b"S" + _LONG.pack(len(data)) + data)
-        elif value is None:
-            parts.append(b"V")
-        else:
-            parts.append(pamqp_encode.encode_table_value(value))
-    payload = b"".join(parts)
-    return _LONG.pack(len(payload)) + payload
+    return FRAME_HEAD.pack(kind, channel, len(payload)) + payload + _FRAME_END
 
 
 def _content_header(body_size: int, p: Properties) -> bytes:
@@ -119,23 +74,23 @@ def _content_header(body_size: int, p: Properties) -> bytes:
     parts: list[bytes] = []
     if p.content_type:
         flags |= 0x8000
-        parts.append(_shortstr(p.content_type))
+        parts.append(encode_short_string(p.content_type))
     if p.headers is not None:
         flags |= 0x2000
         parts.append(encode_table(p.headers))
     if p.correlation_id:
         flags |= 0x0400
-        parts.append(_shortstr(p.correlation_id))
+        parts.append(encode_short_string(p.correlation_id))
     if p.reply_to:
         flags |= 0x0200
-        parts.append(_shortstr(p.reply_to))
+        parts.append(encode_short_string(p.reply_to))
     if p.expiration:
         flags |= 0x0100
-        parts.append(_shortstr(p.expiration))
+        parts.append(encode_short_string(p.expiration))
     if p.message_id:
         flags |= 0x0080
-        parts.append(_shortstr(p.message_id))
-    return _CONTENT_HEADER.pack(60, 0, body_size, flags) + b"".join(parts)
+        parts.append(encode_short_string(p.message_id))
+    return CONTENT_HEADER.pack(60, 0, body_size, flags) + b"".join(parts)
 
 
 def publish(
@@ -150,24 +105,24 @@ def publish(
     """basic.publish, its content header and body frames (each at most ``max_body`` bytes)."""
     method = (
         _PUBLISH
-        + _shortstr(exchange)
-        + _shortstr(routing_key)
+        + encode_short_string(exchange)
+        + encode_short_string(routing_key)
         + (b"\x01" if mandatory else b"\x00")
     )
     fast = properties if isinstance(properties, Properties) else Properties.from_pamqp(properties)
     if fast is not None:
-        header = _frame(_HEADER, channel, _content_header(len(body), fast))
+        header = _frame(HEADER, channel, _content_header(len(body), fast))
     else:
         assert isinstance(properties, spec.Basic.Properties)
         header = pamqp_frame.marshal(ContentHeader(0, len(body), properties), channel)
-    frames = [_frame(_METHOD, channel, method), header]
+    frames = [_frame(METHOD, channel, method), header]
     for start in range(0, len(body), max_body):
-        frames.append(_frame(_BODY, channel, body[start : start + max_body]))
+        frames.append(_frame(BODY, channel, body[start : start + max_body]))
     return b"".join(frames)
 
 
 def _tag_frame(channel: int, method_id: int, delivery_tag: int, bits: int) -> bytes:
-    return _TAG_FRAME.pack(_METHOD, channel, 13, 60, method_id, delivery_tag, bits, 0xCE)
+    return _TAG_FRAME.pack(METHOD, channel, 13, 60, method_id, delivery_tag, bits, 0xCE)
 
 
 def ack(channel: int, delivery_tag: int, multiple: bool = False) -> bytes:
