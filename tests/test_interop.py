@@ -24,8 +24,8 @@ from typing import Any
 
 import aio_pika
 import pytest
-from conftest import mesh_objects, nuropb_made_mesh, wait_until
 from cryptography.hazmat.primitives import serialization
+from support import mesh_objects, nuropb_made_mesh, wait_until
 
 import nuropb_lab as nl
 

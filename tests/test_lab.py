@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import close_connections, ctrl_c_after, wait_for
+from support import LabSetup, close_connections, ctrl_c_after, wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab, LabError
@@ -42,12 +41,9 @@ class Inventory:
 
 
 @pytest.fixture(scope="module")
-def lab(mesh_url: str) -> Iterator[Lab]:
-    lab = Lab(timeout=10, describe_timeout=2)
-    lab.connect(mesh_url, alias="m")
-    lab.serve(Inventory())
-    yield lab
-    lab.close()
+def lab_setup() -> LabSetup:
+    settings = {"timeout": 10, "describe_timeout": 2}
+    return LabSetup(alias="m", settings=settings, serve={"inventory": Inventory()})
 
 
 def test_connect_status_masks_the_password(lab: Lab, mesh_url: str) -> None:

@@ -387,8 +387,8 @@ def test_no_password_in_anything_displayed(mesh_url: str, management: Management
     password = f"pw-{uuid.uuid4().hex}"
     user = f"lab-{uuid.uuid4().hex[:6]}"
     vhost = mesh_url.rsplit("/", 1)[1]
-    management._call("PUT", f"users/{user}", {"password": password, "tags": ""})
-    management._call(
+    management.call_blocking("PUT", f"users/{user}", {"password": password, "tags": ""})
+    management.call_blocking(
         "PUT", f"permissions/{vhost}/{user}", {"configure": ".*", "write": ".*", "read": ".*"}
     )
     url = f"amqp://{user}:{password}@127.0.0.1:5672/{vhost}"
@@ -416,7 +416,7 @@ def test_no_password_in_anything_displayed(mesh_url: str, management: Management
                 seen.append(value.to_html())
         seen.append(repr(get_lab()))
     finally:
-        management._call("DELETE", f"users/{user}")
+        management.call_blocking("DELETE", f"users/{user}")
     text = "\n".join(seen)
     assert password not in text and "wrong-secret" not in text
     assert f"{user}:***@" in text  # the URL was shown, masked

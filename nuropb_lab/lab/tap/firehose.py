@@ -241,21 +241,25 @@ def switch_off_at_exit() -> None:
         api, vhost = hold.management, hold.vhost
         name = quote(vhost, safe="")
         try:
-            bound = api._call("GET", f"exchanges/{name}/{quote(TRACE_EXCHANGE)}/bindings/source")
+            bound = api.call_blocking(
+                "GET", f"exchanges/{name}/{quote(TRACE_EXCHANGE)}/bindings/source"
+            )
             others = [
                 b["destination"]
                 for b in bound or []
                 if TAP_QUEUE.match(b.get("destination", "")) and b["destination"] not in hold.queues
             ]
-            owner = api._call("GET", f"global-parameters/{quote(marker_name(vhost), safe='')}")
+            owner = api.call_blocking(
+                "GET", f"global-parameters/{quote(marker_name(vhost), safe='')}"
+            )
             if others or not (owner or hold.switched_on):
                 continue
-            info = api._call("GET", f"vhosts/{name}")
+            info = api.call_blocking("GET", f"vhosts/{name}")
             if info is not None and info.get("tracing"):
                 api.set_tracing_blocking(vhost, False)
             elif info is not None:
                 continue  # off already, by someone else: their marker is theirs to delete
             # switched off, or the mesh is gone: the marker goes
-            api._call("DELETE", f"global-parameters/{quote(marker_name(vhost), safe='')}")
+            api.call_blocking("DELETE", f"global-parameters/{quote(marker_name(vhost), safe='')}")
         except Exception as exc:  # at exit: say it, do not raise
             log.warning("could not switch the firehose of %s off at exit: %s", vhost, exc)

@@ -111,7 +111,7 @@ class Tap(TapData):
         if self.management is None:
             return {}
         try:
-            rows = self.management._call(
+            rows = self.management.call_blocking(
                 "GET", f"vhosts/{_quote(self.vhost)}/connections?columns=name,client_properties"
             )
         except ManagementUnavailable:
@@ -154,7 +154,7 @@ class Tap(TapData):
             return found
         found = {}
         try:
-            bindings = self.management._call(
+            bindings = self.management.call_blocking(
                 "GET", f"exchanges/{_quote(self.vhost)}/{_quote(self.events_exchange)}"
                 "/bindings/source",
             )  # fmt: skip
