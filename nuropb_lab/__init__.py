@@ -13,12 +13,25 @@ from .mesh import *  # noqa: F403
 from .mesh import __all__ as _mesh_all
 
 if TYPE_CHECKING:
-    from .lab import Lab, LabError, Tail, get_lab
+    from .lab import (
+        BenchError,
+        FirehoseRefused,
+        Lab,
+        LabError,
+        OptionError,
+        ParamError,
+        Tail,
+        get_lab,
+    )
     from .lab.tap import Tap, load_tap
 
 __all__ = [
+    "BenchError",
+    "FirehoseRefused",
     "Lab",
     "LabError",
+    "OptionError",
+    "ParamError",
     "Tail",
     "Tap",
     "__version__",
@@ -28,7 +41,16 @@ __all__ = [
     *_mesh_all,
 ]
 
-_LAB_NAMES = ("Lab", "LabError", "Tail", "get_lab")
+_LAB_NAMES = (
+    "BenchError",
+    "FirehoseRefused",
+    "Lab",
+    "LabError",
+    "OptionError",
+    "ParamError",
+    "Tail",
+    "get_lab",
+)
 _TAP_NAMES = ("Tap", "load_tap")
 
 # The widgets that show the Lab's objects, wired here, above both layers (imported on use).

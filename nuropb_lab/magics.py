@@ -27,7 +27,7 @@ from .magic_args import (
     unquote,
 )
 from .magic_complete import completions
-from .mesh import ManagementUnavailable, NuropbException, limits, mask_secrets
+from .mesh import KnownKeysError, NuropbException, limits, mask_secrets
 from .mesh.errors import error_name
 
 __all__ = ["NuropbMagics"]
@@ -57,14 +57,9 @@ SUBCOMMANDS = (
     "help",
 )
 F = TypeVar("F", bound=Callable[..., Any])
-EXPECTED_ERRORS = (
-    NuropbException,
-    LabError,
-    ManagementUnavailable,
-    TimeoutError,
-    ValueError,
-    TypeError,
-)
+# what is said in one line: the mesh's errors, the Lab's usage errors, a known-keys file that
+# cannot be used, and waits given up; anything else is a bug and shows its traceback
+ONE_LINE_ERRORS = (NuropbException, LabError, KnownKeysError, TimeoutError)
 
 
 # the options a bench and a capacity sweep share (load_options reads them)
@@ -172,7 +167,7 @@ class NuropbMagics(Magics):
             raise UsageError(f"%%nuropb {name} takes no cell body")
         try:
             return handler(rest, cell)
-        except EXPECTED_ERRORS as exc:
+        except ONE_LINE_ERRORS as exc:
             say(limits.clip_text(f"{error_name(exc)}: {exc}", limits.ERROR_BYTES), error=True)
             return None
 

@@ -171,6 +171,42 @@ def test_expected_failures_print_one_line(connected: InteractiveShell) -> None:
         assert err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_bad_option_values_are_one_line_too(connected: InteractiveShell) -> None:
+    cases = {
+        "connect http://nowhere/x --alias bad": "OptionError: AMQP URL must start with amqp://",
+        "dlq --limit 0": "OptionError: limit must be at least 1, got 0",
+        "call shop.price sku=A --timeout -1": "OptionError: timeout must be > 0 seconds",
+    }
+    for line, expected in cases.items():
+        value, out, err = run(connected, line)
+        assert value is None and out == "", (line, out)
+        assert err.startswith(expected) and err.count("\n") == 1, (line, err)
+
+
+def test_a_bug_inside_the_lab_shows_its_traceback(
+    connected: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(n: int | None = None) -> pd.DataFrame:
+        raise TypeError("a bug in the lab")
+
+    monkeypatch.setattr(get_lab(), "history", broken)
+    with capture_output() as captured:
+        result = connected.run_cell("%nuropb history")
+    assert isinstance(result.error_in_exec, TypeError)  # not swallowed into one line
+    assert "a bug in the lab" in captured.stdout + captured.stderr
+    assert "Traceback" in captured.stdout + captured.stderr
+
+
+def test_the_usage_errors_are_one_family() -> None:
+    for name in ("ParamError", "BenchError", "OptionError", "FirehoseRefused"):
+        assert issubclass(getattr(nl, name), nl.LabError), name
+    # what was a ValueError before the family still is one
+    assert issubclass(nl.ParamError, ValueError) and issubclass(nl.BenchError, ValueError)
+    # the mesh's refusals stay nuropb errors, which RMQAPI users catch
+    assert issubclass(nl.EncryptionRefused, nl.NuropbMessageError)
+    assert issubclass(nl.DescribeConflict, nl.NuropbMessageError)
+
+
 def test_params_are_checked_before_anything_is_sent(connected: InteractiveShell) -> None:
     before = len(get_lab().history())
     cases = {

@@ -1,17 +1,16 @@
 """The Lab: a plain-Python session over nuropb meshes, shared by the magic and the widgets."""
 
-from .bench import BenchError, BenchProgress, BenchRun
+from .bench import BenchProgress, BenchRun
 from .bench_result import BenchResult
 from .capacity import CapacityResult
 from .discovery import ServiceInfo
+from .errors import BenchError, FirehoseRefused, LabError, OptionError, ParamError
 from .history import CallRecord
-from .params import ParamError
 from .runner import LoopRunner
 from .session import (
     DEFAULT_URL,
     Connection,
     Lab,
-    LabError,
     check_servable,
     exposed_methods,
     get_lab,
@@ -27,9 +26,11 @@ __all__ = [
     "CallRecord",
     "CapacityResult",
     "Connection",
+    "FirehoseRefused",
     "Lab",
     "LabError",
     "LoopRunner",
+    "OptionError",
     "ParamError",
     "ServiceInfo",
     "Tail",

@@ -19,6 +19,7 @@ from ..mesh import RMQAPI, ManagementAPI
 from ..mesh.known_keys import KnownKeys, default_path
 from .bench import Benches
 from .discovery import ServiceInfo
+from .errors import LabError
 from .history import History
 from .placement import node_of
 from .runner import LoopRunner
@@ -38,10 +39,6 @@ __all__ = [
 T = TypeVar("T")
 P = ParamSpec("P")
 L = TypeVar("L", bound="LabBase")
-
-
-class LabError(Exception):
-    """A usage error in the Lab (unknown alias, malformed target, refused option)."""
 
 
 @dataclasses.dataclass(eq=False)

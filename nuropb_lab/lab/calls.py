@@ -12,6 +12,7 @@ from ..mesh.errors import NuropbException, NuropbNotDeliveredError, remote_error
 from .base import Connection, LabBase, LabError, awaitable, background, blocking, split_target
 from .history import CallRecord
 from .params import check_params
+from .settings import positive_seconds
 
 __all__ = ["CallsMixin"]
 
@@ -73,7 +74,7 @@ class CallsMixin(LabBase):
             raise LabError(f"params must be a JSON object (dict), not {type(params).__name__}")
         if context is not None and not isinstance(context, dict):
             raise LabError(f"context must be a JSON object (dict), not {type(context).__name__}")
-        timeout = timeout or self.timeout
+        timeout = self.timeout if timeout is None else positive_seconds("timeout", timeout)
         description = await self._known_description(connection, service, timeout)
         if check and description is not None:
             await check_params(

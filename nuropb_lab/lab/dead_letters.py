@@ -21,6 +21,7 @@ from pamqp import commands as spec
 from ..mesh import RMQAPI, ManagementAPI, ManagementUnavailable, Topology, codec
 from ..mesh.errors import NuropbHandlingError, NuropbMessageError
 from ..mesh.limits import DEAD_LETTER_BODY, clip_text
+from .errors import OptionError
 from .history import CallRecord
 
 __all__ = ["DLQ_COLUMNS", "dead_letter_queue", "dead_letter_rows", "read_dead_letters"]
@@ -66,7 +67,7 @@ async def read_dead_letters(
 ) -> list[DeliveredMessage]:
     """Up to ``limit`` messages of ``queue``; left in place unless ``consume``."""
     if limit < 1:
-        raise ValueError("limit must be at least 1")
+        raise OptionError(f"limit must be at least 1, got {limit!r}")
     if await api.queue_info(queue) is None:
         raise NuropbHandlingError(f"the mesh has no dead-letter queue {queue!r}")
     messages: list[DeliveredMessage] = []

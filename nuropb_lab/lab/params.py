@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ..mesh.errors import NuropbException
+from .errors import ParamError
 
 __all__ = [
     "ParamError",
@@ -36,10 +37,6 @@ __all__ = [
     "texts_where_described",
     "value_fits",
 ]
-
-
-class ParamError(ValueError):
-    """Parameters that do not fit the method's description; the message is one line."""
 
 
 _ANY = frozenset({"", "any", "object", "typing.any"})

@@ -21,6 +21,7 @@ from .benching import BenchMixin
 from .calls import CallsMixin
 from .describing import DescribingMixin
 from .discovery import bound_queues
+from .errors import OptionError
 from .served import ServeMixin, check_servable, exposed_methods, service_name_of
 from .tailing import TailsMixin
 from .tap import ops as tap_ops
@@ -85,7 +86,10 @@ class Lab(CallsMixin, DescribingMixin, TailsMixin, BenchMixin, ServeMixin, LabBa
         Several nodes of a cluster: a list of URLs, or one string of them comma-separated."""
         if url is None:
             url = os.environ.get("NUROPB_AMQP_URL") or DEFAULT_URL
-        target = Nodes.parse(url, self.failover_strategy)
+        try:
+            target = Nodes.parse(url, self.failover_strategy)
+        except (ValueError, TypeError) as exc:  # Nodes.parse says which URL, and why
+            raise OptionError(str(exc)) from None
         alias = alias or target.vhost
         if alias in self._connections:
             raise LabError(

@@ -146,8 +146,6 @@ class Tail:
         runner: LoopRunner | None = None,
         max_bytes: int = TAIL_BYTES,
     ) -> None:
-        if max_rows < 1 or max_bytes < 1:
-            raise ValueError("max_rows and max_bytes must be at least 1")
         self.patterns = list(patterns)
         self.max_rows = max_rows
         self.alias = alias

@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ...mesh import ManagementAPI, ManagementUnavailable
+from ..errors import FirehoseRefused
 from .capture import TRACE_EXCHANGE
 
 __all__ = [
@@ -47,10 +48,6 @@ log = logging.getLogger(__name__)
 
 MARKER_PREFIX = "nuropb-lab-tracing:"
 TAP_QUEUE = re.compile(r"^nuropb-lab-tap-[0-9a-f]{12}-tq$")
-
-
-class FirehoseRefused(Exception):
-    """The firehose cannot be had (not an administrator, no management API ...)."""
 
 
 def marker_name(vhost: str) -> str:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from ...mesh import ManagementUnavailable, NuropbException
 from ...mesh.errors import NuropbTransportError
 from ...mesh.limits import PAYLOAD_BYTES, TAP_BYTES
+from ..errors import LabError
 from .capture import Capture, TapSubscription
 from .firehose import FirehoseRefused, FirehoseState, acquire, check_administrator, look, release
 from .firehose import switch_off as _switch_off
@@ -94,7 +95,7 @@ async def tap(
             await api.transport.subscribe(subscription)
         except (FirehoseRefused, NuropbTransportError) as exc:
             if firehose:
-                raise _lab_error(f"the firehose cannot be tapped: {exc}") from None
+                raise LabError(f"the firehose cannot be tapped: {exc}") from None
             why = str(exc) if isinstance(exc, FirehoseRefused) else f"its binding failed: {exc}"
             subscription = None
     notice: str | None = None
@@ -124,7 +125,7 @@ async def tap(
             )
         except ManagementUnavailable as exc:
             await api.unsubscribe(subscription)
-            raise _lab_error(f"could not switch the firehose on: {exc}") from None
+            raise LabError(f"could not switch the firehose on: {exc}") from None
     made = Tap(
         capture,
         subscription,
@@ -149,12 +150,6 @@ async def tap(
 def taps_made(lab: Lab) -> list[Tap]:
     """The taps this Lab made that are still around (live or stopped)."""
     return list(_made.get(lab, ()))
-
-
-def _lab_error(text: str) -> Exception:
-    from ..session import LabError
-
-    return LabError(text)
 
 
 async def _bindable(
@@ -248,12 +243,12 @@ async def firehose_off(lab: Lab, /, alias: str | None = None) -> FirehoseState:
     tap of this Lab uses it). Returns what the broker says after."""
     connection = lab.connection(alias)
     if any(t.subscription.firehose for t in connection.taps):
-        raise _lab_error("a tap of this Lab uses the firehose: stop it instead (tap.stop())")
+        raise LabError("a tap of this Lab uses the firehose: stop it instead (tap.stop())")
     vhost = connection.api.target.vhost
     try:
         await _switch_off(connection.management, vhost)
     except ManagementUnavailable as exc:
-        raise _lab_error(f"could not switch the firehose off: {exc}") from None
+        raise LabError(f"could not switch the firehose off: {exc}") from None
     return await look(connection.management, vhost)
 
 

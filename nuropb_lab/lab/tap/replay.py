@@ -12,6 +12,7 @@ from pamqp import commands as spec
 from ...mesh import codec
 from ...mesh.errors import NuropbMessageError
 from ..dead_letters import dead_letter_queue, read_dead_letters
+from ..errors import LabError
 from .capture import COLUMNS
 
 if TYPE_CHECKING:
@@ -35,30 +36,24 @@ class Replayable:
     source: str
 
 
-def _error(text: str) -> Exception:
-    from ..session import LabError
-
-    return LabError(text)
-
-
 def _from_row(row: Mapping[str, Any], source: str) -> Replayable:
     """A captured request (a row of ``tap.df``)."""
     kind = row.get("kind")
     if kind not in ("request", "command"):
-        raise _error(f"only a request or a command can be replayed, not a {kind}")
+        raise LabError(f"only a request or a command can be replayed, not a {kind}")
     if row.get("encrypted"):
-        raise _error(
+        raise LabError(
             "that request was encrypted: its params were never seen, so it cannot be replayed"
         )
     if row.get("truncated"):
-        raise _error(
+        raise LabError(
             "that request was kept as a preview only (a field over its limit: params over the"
             " tap's body_limit, or its method or context): tap again with a larger body_limit"
             " to replay it, or replay it from the dead-letter queue"
         )
     params = row.get("payload")
     if not isinstance(params, dict) or not row.get("method") or not row.get("service"):
-        raise _error("that row holds no request to replay (no params, method or service)")
+        raise LabError("that row holds no request to replay (no params, method or service)")
     context = row.get("context")
     trace_id = row.get("trace_id")
     return Replayable(
@@ -92,13 +87,13 @@ async def _in_dead_letters(lab: Lab, correlation_id: str, alias: str | None) -> 
             continue
         headers = dict(properties.headers or {})
         if headers.get("encrypted") in ("yes", b"yes"):
-            raise _error("that dead letter is encrypted: its params cannot be read to replay")
+            raise LabError("that dead letter is encrypted: its params cannot be read to replay")
         try:
             body = codec.decode_json(message.body)
         except NuropbMessageError as exc:
-            raise _error(f"that dead letter cannot be replayed: {exc.description}") from None
+            raise LabError(f"that dead letter cannot be replayed: {exc.description}") from None
         if not isinstance(body, dict):
-            raise _error("that dead letter's body is not a request")
+            raise LabError("that dead letter's body is not a request")
         delivery = message.delivery
         service = body.get("service") or (
             delivery.routing_key if isinstance(delivery, spec.Basic.GetOk) else None
@@ -114,7 +109,7 @@ async def _in_dead_letters(lab: Lab, correlation_id: str, alias: str | None) -> 
             "truncated": False,
         }
         return _from_row(row, "dead letter")
-    raise _error(
+    raise LabError(
         f"no request with correlation id {correlation_id!r} in this Lab's taps or among the"
         f" first {DLQ_LOOK} dead letters"
     )
@@ -128,12 +123,12 @@ async def find(lab: Lab, row: Any, alias: str | None) -> Replayable:
     if hasattr(row, "to_dict"):
         row = row.to_dict()
     if not isinstance(row, Mapping):
-        raise _error(f"replay takes a row of tap.df or lab.dead_letters(), not {type(row)}")
+        raise LabError(f"replay takes a row of tap.df or lab.dead_letters(), not {type(row)}")
     correlation_id = row.get("correlation_id")
     if "payload" in row:
         return _from_row(row, "tap")
     if not isinstance(correlation_id, str):
-        raise _error("that row has no correlation id to find its request by")
+        raise LabError("that row has no correlation id to find its request by")
     if "nuropb_type" in row:  # a dead letter: its body in the row is cut short, so read it
         return await _in_dead_letters(lab, correlation_id, alias)
     return _in_taps(lab, correlation_id) or await _in_dead_letters(lab, correlation_id, alias)

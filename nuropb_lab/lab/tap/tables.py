@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..errors import OptionError
 from ..markup import frame, output, tag
 from .calls import CALL_COLUMNS
 from .capture import COLUMNS
@@ -109,7 +110,7 @@ class TapData:
             by, ["caller", "service", "method"]
         )
         if by not in ("edge", "method", "call"):
-            raise ValueError("by is one of 'edge', 'method', 'call'")
+            raise OptionError(f"by is one of 'edge', 'method', 'call', not {by!r}")
         calls, span = self._window(self.calls, window)
         unseen = calls["encrypted"].map({True: "(encrypted)", False: "(unknown)"})
         calls = calls.assign(method=calls["method"].fillna(unseen))
