@@ -2,19 +2,15 @@
 
 from .bench import BenchProgress, BenchRun
 from .bench_result import BenchResult
-from .capacity import CapacityResult
+from .capacity import CapacityResult, CapacitySweep
+from .connections import DEFAULT_URL, Connection
 from .discovery import ServiceInfo
 from .errors import BenchError, FirehoseRefused, LabError, OptionError, ParamError
 from .history import CallRecord
 from .runner import LoopRunner
-from .session import (
-    DEFAULT_URL,
-    Connection,
-    Lab,
-    check_servable,
-    exposed_methods,
-    get_lab,
-)
+from .served import check_servable, exposed_methods
+from .session import Lab, get_lab
+from .settings import Settings
 from .tail import Tail
 
 __all__ = [
@@ -25,6 +21,7 @@ __all__ = [
     "BenchRun",
     "CallRecord",
     "CapacityResult",
+    "CapacitySweep",
     "Connection",
     "FirehoseRefused",
     "Lab",
@@ -33,6 +30,7 @@ __all__ = [
     "OptionError",
     "ParamError",
     "ServiceInfo",
+    "Settings",
     "Tail",
     "check_servable",
     "exposed_methods",
