@@ -17,6 +17,7 @@ from ..errors import OptionError
 from ..markup import frame, output, tag
 from .calls import CALL_COLUMNS
 from .capture import COLUMNS
+from .store import save
 
 if TYPE_CHECKING:
     from ..picture import Picture
@@ -257,8 +258,6 @@ class TapData:
         """Write the tap to ``path`` as JSON lines (``pandas.read_json(path, lines=True)``
         reads it: one line per message, a request's line with its call's times and outcome);
         ``nuropb_lab.load_tap(path)`` gives it back as a tap."""
-        from .store import save
-
         return save(self.df, self.calls, path)
 
 
