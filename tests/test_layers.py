@@ -16,16 +16,14 @@ FORBIDDEN = {
     "mesh": {
         "lab",
         "magics",
-        "magic_args",
-        "magic_complete",
         "widgets",
         "demo",
         "IPython",
         "ipywidgets",
         "pandas",
     },
-    "lab": {"magics", "magic_args", "magic_complete", "widgets", "demo", "IPython", "ipywidgets"},
-    "widgets": {"magics", "magic_args", "magic_complete", "demo"},
+    "lab": {"magics", "widgets", "demo", "IPython", "ipywidgets"},
+    "widgets": {"magics", "demo"},
 }
 
 

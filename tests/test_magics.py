@@ -13,10 +13,14 @@ import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from support import wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.lab import get_lab
-from nuropb_lab.magic_args import parse_value, split_args
+from nuropb_lab.lab.settings import setting_fields
+from nuropb_lab.magics import NuropbMagics
+from nuropb_lab.magics.args import parse_value, split_args
+from nuropb_lab.magics.table import SUBCOMMANDS
 from nuropb_lab.mesh import ManagementAPI
 
 PEERS = Path(__file__).parent / "peers"
@@ -98,6 +102,44 @@ def test_help_and_unknown_subcommand(ip: InteractiveShell) -> None:
     assert isinstance(
         result.error_in_exec, Exception
     ) and "unknown sub-command 'frobnicate'" in str(result.error_in_exec)
+
+
+def test_help_of_a_subcommand_shows_every_option_it_parses(ip: InteractiveShell) -> None:
+    _, listing, _ = run(ip, "help")
+    for name, command in SUBCOMMANDS.items():
+        assert f"%nuropb {name}" in listing and command.summary in listing, name
+        _, out, _ = run(ip, f"help {name}")
+        assert out.startswith(f"usage: %nuropb {name}"), (name, out)
+        text = " ".join(out.split())  # as wrapped
+        for action in command.parser._actions:
+            for shown in action.option_strings or [action.metavar or action.dest]:
+                assert shown in out, (name, shown)  # in the usage line and in the list
+            assert " ".join((action.help or "").split()) in text, (name, action.help)
+    _, out, _ = run(ip, "help call")  # what the hand-written help had lost
+    assert all(o in out for o in ("--no-check", "--alias", "--raw", "-o VAR", "[k=v]..."))
+    result = ip.run_cell("%nuropb help frobnicate")
+    assert type(result.error_in_exec).__name__ == "UsageError"
+    assert "no sub-command 'frobnicate'" in str(result.error_in_exec)
+
+
+def test_every_subcommand_is_parsed_by_its_parser(connected: InteractiveShell) -> None:
+    for line in ("publish", "publish --alias main", "services --refresh", "benches x"):
+        result = connected.run_cell(f"%nuropb {line}")
+        assert type(result.error_in_exec).__name__ == "UsageError", line
+    tail, _, _ = run(connected, "tail parsed.# -o parsed")
+    _, out, _ = run(connected, 'publish parsed.one --alias main {"n": [1, 2]}')
+    assert out.strip() == "published to parsed.one"
+    wait_for(lambda: len(tail) == 1, what="the event published")
+    assert tail.df["event"].iloc[0] == {"n": [1, 2]}
+    tail.stop()
+
+
+def test_settings_are_the_labs_own(ip: InteractiveShell) -> None:
+    traits = NuropbMagics.class_traits(config=True)
+    for field in setting_fields():
+        trait = traits[field.name]
+        assert trait.default_value == field.default and trait.help == field.metadata["help"]
+    assert set(traits) == {f.name for f in setting_fields()}
 
 
 def test_status_and_services(connected: InteractiveShell) -> None:
@@ -376,6 +418,7 @@ def test_completion(connected: InteractiveShell) -> None:
     assert complete("%nuropb call shop.price ") == ["sku=", "qty="]
     assert "price" in complete("%nuropb describe shop ")
     assert "main" in complete("%nuropb disconnect ")
+    assert "bench" in complete("%nuropb help ")
 
 
 def test_magic_against_a_nuropb_service(

@@ -49,8 +49,8 @@ def _strategy(name: str, value: Any) -> str:
     return str(value)
 
 
-def _setting(default: Any, help: str, check: Callable[[str, Any], Any]) -> Any:
-    return dataclasses.field(default=default, metadata={"help": help, "check": check})
+def _setting(default: Any, help: str, check: Callable[[str, Any], Any], **more: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help, "check": check, **more})
 
 
 @dataclasses.dataclass
@@ -72,6 +72,7 @@ class Settings:
         "round-robin",
         "Order to try several nodes in: as given (round-robin), or shuffled.",
         _strategy,
+        choices=FAILOVER_STRATEGIES,
     )
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -85,7 +86,8 @@ class Settings:
 
 
 def setting_fields() -> tuple[dataclasses.Field[Any], ...]:
-    """The settings, with their default and ``metadata["help"]`` (for the magic's traits)."""
+    """The settings, with their default, ``metadata["help"]`` and, for one of a few values,
+    ``metadata["choices"]`` (the magic's traits are made of them)."""
     return dataclasses.fields(Settings)
 
 
