@@ -54,10 +54,12 @@ if TYPE_CHECKING:
         CallRecord,
         CapacityResult,
         CapacitySweep,
+        CheckError,
         Connection,
         FirehoseRefused,
         Lab,
         LabError,
+        Mock,
         OptionError,
         ParamError,
         ServiceInfo,
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
         Tail,
         get_lab,
     )
+    from .lab.check import CheckResult, CheckRun
     from .lab.tap import FirehoseState, LoadedTap, Tap, Trace, load_tap
 
 # loaded on first use: name -> the module that has it
@@ -77,10 +80,12 @@ _LAZY = {
             "CallRecord",
             "CapacityResult",
             "CapacitySweep",
+            "CheckError",
             "Connection",
             "FirehoseRefused",
             "Lab",
             "LabError",
+            "Mock",
             "OptionError",
             "ParamError",
             "ServiceInfo",
@@ -90,6 +95,7 @@ _LAZY = {
         ),
         ".lab",
     ),
+    **dict.fromkeys(("CheckResult", "CheckRun"), ".lab.check"),  # loads Hypothesis
     **dict.fromkeys(("FirehoseState", "LoadedTap", "Tap", "Trace", "load_tap"), ".lab.tap"),
 }
 
@@ -101,6 +107,9 @@ __all__ = [
     "CallRecord",
     "CapacityResult",
     "CapacitySweep",
+    "CheckError",
+    "CheckResult",
+    "CheckRun",
     "Connection",
     "DescribeConflict",
     "EncryptionRefused",
@@ -114,6 +123,7 @@ __all__ = [
     "ManagementUnavailable",
     "MeshEvent",
     "MeshNotFound",
+    "Mock",
     "NuropbAuthenticationError",
     "NuropbAuthorizationError",
     "NuropbCallAgain",
@@ -149,7 +159,7 @@ __all__ = [
 
 # The widgets that show the Lab's objects, wired here, above both layers (imported on use).
 views.register_view("Tail", "nuropb_lab.widgets.tail_view:TailView")
-views.register_view("BenchRun", "nuropb_lab.widgets.bench_view:BenchView")
+views.register_view("ProgressRun", "nuropb_lab.widgets.bench_view:BenchView")
 views.register_view("Tap", "nuropb_lab.widgets.tap_view:tap_view")
 
 

@@ -102,6 +102,30 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "c
 
 
 @contextlib.contextmanager
+def peer_process(python: Path, script: str, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """tests/peers/``script`` run by ``python`` until the block ends: once it said READY, and
+    gone (its stdin closed, killed after 10 s) when the block is left."""
+    proc = subprocess.Popen(
+        [str(python), str(ROOT / "tests" / "peers" / script), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == b"READY", f"{script} {' '.join(args[1:])} did not start: {line!r}"
+        yield proc
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
 def ctrl_c_after(seconds: float) -> Iterator[None]:
     """Press Ctrl-C in the main thread after ``seconds``, as a user at a notebook does.
 

@@ -217,7 +217,7 @@ def drive(page: Any, url: str) -> None:
     services.select_option(index=next(i for i, s in enumerate(listed) if s.startswith("invent")))
     page.wait_for_function("(select) => select.options.length > 0", arg=methods.element_handle())
     method_names = methods.evaluate("(s) => [...s.options].map((o) => o.textContent)")
-    assert method_names == ["low_stock", "restock", "stock", "take"]
+    assert method_names == ["days_of_stock", "low_stock", "restock", "stock", "take"]
     methods.select_option(index=method_names.index("stock"))
     browser.get_by_text("inventory.stock", exact=True).wait_for()
     sku = browser.locator(".widget-text input").first

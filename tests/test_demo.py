@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from support import wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.demo.broker import ensure_broker
@@ -71,6 +72,27 @@ def test_vault_needs_encryption_and_the_token(demo: Lab) -> None:
     revealed = demo.call("vault.reveal", name="k", context={"Authorization": DEMO_TOKEN})
     assert revealed == {"name": "k", "value": "v", "for": "demo-user"}
     assert demo.call("vault.names") == ["k", "launch-code"]
+
+
+def test_the_planted_bug(demo: Lab) -> None:
+    assert demo.call("inventory.days_of_stock", sku="C300", per_day=4) > 0
+    with pytest.raises(nl.NuropbException, match="division by zero") as raised:
+        demo.call("inventory.days_of_stock", sku="C300", per_day=0)
+    assert raised.value.remote_name == "ZeroDivisionError"
+
+
+def test_a_control_event_takes_a_service_off_the_mesh_and_back(demo: Lab) -> None:
+    def consumers() -> int:
+        found = demo.runner.run(demo.connection().api.queue_info("nuropb-inventory-sq"), 10)
+        return found[1] if found is not None else -1
+
+    demo.publish("demo.control", {"stop": "inventory"})
+    wait_for(lambda: consumers() == 0, 15, "inventory to leave")
+    with pytest.raises(nl.NuropbTimeoutError):  # its queue stays: the call waits there
+        demo.call("inventory.stock", sku="A100", timeout=0.3)
+    demo.publish("demo.control", {"start": "inventory"})
+    wait_for(lambda: consumers() == 1, 15, "inventory to come back")
+    assert demo.call("inventory.stock", sku="A100")["sku"] == "A100"
 
 
 def test_sensors_publish_on_several_topics(demo: Lab) -> None:

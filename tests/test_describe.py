@@ -65,6 +65,7 @@ def test_schema_matches_nuropb() -> None:
             ],
             "required": ["sku"],
         },
+        "returns": {"type": "dict"},  # beyond nuropb's schema (lab.check reads it)
     }
 
 
@@ -86,6 +87,24 @@ def test_untyped_and_generic_parameters() -> None:
     secret = methods["secret"]
     assert secret["requires_encryption"] is True
     assert [p[1]["type"] for p in secret["parameters"]["properties"]] == ["dict", "list"]
+
+
+def test_return_types_beyond_nuropbs_schema() -> None:
+    class Typed:
+        def maybe(self) -> int | None:
+            return None
+
+        def many(self) -> list[str]:
+            return []
+
+        def untyped(self):  # type: ignore[no-untyped-def]
+            return 1
+
+    methods = describe_object(Typed(), "typed")["methods"]
+    assert methods["maybe"]["returns"] == {"type": "int | None"}  # None kept: it may return it
+    assert methods["many"]["returns"] == {"type": "list"}
+    assert "returns" not in methods["untyped"]  # described exactly as nuropb would
+    assert describe_object(Orders(), "orders")["methods"]["whoami"]["returns"] == {"type": "str"}
 
 
 def test_encrypted_methods_without_a_key_warn() -> None:

@@ -11,10 +11,12 @@ it would fail too). Pictures are SVG parsed as XML: SVG elements only, the names
 
 from __future__ import annotations
 
+import contextlib
 import html
 import html.parser
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from typing import TypeVar
 
 import pandas as pd
 import pytest
@@ -35,7 +37,7 @@ from hostile_peer import (
 )
 from support import LabSetup, wait_for
 
-from nuropb_lab.lab import Lab
+from nuropb_lab.lab import Lab, ProgressRun
 from nuropb_lab.lab.tap import Tap
 from nuropb_lab.lab.tap.pictures import draw_graph, draw_waterfall
 from nuropb_lab.lab.tap.tables import trace_spans
@@ -50,6 +52,7 @@ from nuropb_lab.widgets import (
     TapView,
 )
 
+T = TypeVar("T")
 KINDS = {"request", "response", "command", "event", "unknown"}
 SVG = "{http://www.w3.org/2000/svg}"
 # matplotlib's metadata: RDF with Dublin Core and Creative Commons terms
@@ -291,23 +294,40 @@ def test_the_keys_view_stays_text(lab: Lab, peer: HostilePeer) -> None:
     assert_inert(lab.keys(SERVICE)._repr_html_(), shown("svc"), shown("secret"))
 
 
-def test_the_bench_view_and_results_stay_text(lab: Lab, peer: HostilePeer) -> None:
-    run = lab.start_bench(f"{SERVICE}.fail", n=5, concurrency=1)
+@contextlib.contextmanager
+def finished_in_its_view(run: ProgressRun[T]) -> Iterator[tuple[T, BenchView]]:
+    """A run (a bench, a check) waited for, with its progress view redrawn at its end."""
     view = run.widget()
     assert isinstance(view, BenchView)
     try:
-        result = run.wait(timeout=20)
+        result = run.wait(timeout=60)
         wait_for(lambda: "done" in view.status.value, what="the final redraw")
+        yield result, view
+    finally:
+        view.close()
+
+
+def test_the_bench_view_and_results_stay_text(lab: Lab, peer: HostilePeer) -> None:
+    run = lab.start_bench(f"{SERVICE}.fail", n=5, concurrency=1)
+    with finished_in_its_view(run) as (result, view):
         assert_inert(view.status.value, "5 errors")
         assert result.summary()["errors"] == 5
         assert_output(result._repr_html_(), shown("svc"), shown("Error"))
         svg_texts(result.plot().svg)
-    finally:
-        view.close()
     capacity = lab.capacity(f"{SERVICE}.text", concurrency=[1, 2], n=4)
     assert_output(capacity._repr_html_(), shown("svc"))
     svg_texts(capacity.plot().svg)
     assert_inert(lab.benches()._repr_html_(), shown("svc"))
+
+
+def test_a_checks_findings_and_its_view_stay_text(lab: Lab, peer: HostilePeer) -> None:
+    run = lab.start_check(SERVICE, methods=["fail", METHOD], max_examples=5, seed=1)
+    with finished_in_its_view(run) as (result, view):
+        assert_inert(view.status.value, "findings")
+    found = {(row.method, row.check) for row in result.findings.itertuples()}
+    assert {("fail", "server_error"), (METHOD, "accepted_invalid")} <= found
+    assert_output(result._repr_html_(), shown("svc"), shown("Error"), shown("method"))
+    assert_inert(result.summary().to_html(), shown("method"))
 
 
 # --- dead letters, status -------------------------------------------------------------------

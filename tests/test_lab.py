@@ -261,7 +261,8 @@ def test_each_face_has_its_name_doc_signature_and_async_twin() -> None:
             assert inspect.iscoroutinefunction(getattr(Lab, f"a{name}"))
         if name.startswith("start_"):  # starts and returns a handle at once
             assert face.kind in ("background", "delegate"), name
-    for name in ("bench", "capacity"):  # a run's own blocking face, and its twin
+    assert {"check", "acheck", "start_check", "prepare_check", "mock", "amock"} <= set(faces)
+    for name in ("bench", "capacity", "check"):  # a run's own blocking face, and its twin
         assert faces[f"a{name}"].kind == "awaitable"
     lab = Lab()
     signature = inspect.signature(lab.call)

@@ -11,7 +11,6 @@ changes nothing of the mesh.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
-from support import BASE_URL, mesh_objects, nuropb_made_mesh, wait_for
+from support import BASE_URL, mesh_objects, nuropb_made_mesh, peer_process, wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab
@@ -28,7 +27,6 @@ from nuropb_lab.magics import NuropbMagics
 from nuropb_lab.mesh import ManagementAPI
 from nuropb_lab.mesh.events import TAIL_QUEUE_PATTERN
 
-PEERS = Path(__file__).parent / "peers"
 RQ_ONLY = "^nuropb-.*-rq$"
 
 
@@ -66,22 +64,10 @@ def operator(mesh: str, nuropb_python: Path) -> Iterator[tuple[Orders, str]]:
     admin.connect(mesh)
     admin.serve(orders, name="orders", settings={"event_bindings": ["lp.#"]})
     ref = f"ref-{uuid.uuid4().hex[:6]}"
-    peer = subprocess.Popen(
-        [str(nuropb_python), str(PEERS / "nuropb_service.py"), mesh, ref],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
     try:
-        assert peer.stdout is not None
-        assert peer.stdout.readline().strip() == b"READY", "the nuropb service did not start"
-        yield orders, ref
+        with peer_process(nuropb_python, "nuropb_service.py", mesh, ref):
+            yield orders, ref
     finally:
-        assert peer.stdin is not None
-        peer.stdin.close()
-        try:
-            peer.wait(10)
-        except subprocess.TimeoutExpired:
-            peer.kill()
         admin.close()
 
 

@@ -419,6 +419,11 @@ def test_completion(connected: InteractiveShell) -> None:
     assert "price" in complete("%nuropb describe shop ")
     assert "main" in complete("%nuropb disconnect ")
     assert "bench" in complete("%nuropb help ")
+    # check takes SERVICE or SERVICE.METHOD and nothing after; mock a service
+    assert "shop" in complete("%nuropb check sh") and "shop." not in complete("%nuropb check sh")
+    assert set(complete("%nuropb check shop.")) >= {"shop.price", "shop.echo"}
+    assert not {"sku=", "qty="} & set(complete("%nuropb check shop.price "))  # no params
+    assert "shop" in complete("%nuropb mock sh")
 
 
 def test_magic_against_a_nuropb_service(

@@ -28,6 +28,7 @@ NAMES = [
     "04-encryption",
     "05-traffic",
     "06-load",
+    "07-check-and-mock",
 ]
 WIDGET = "application/vnd.jupyter.widget-view+json"
 USER = f"nb-{uuid.uuid4().hex[:6]}"
@@ -59,6 +60,11 @@ def demo_url(mesh_url: str, management: ManagementAPI) -> Iterator[str]:
 STDERR_IN = {
     "04-encryption": ("%nuropb call vault.store name=wifi value=oops",),
     "06-load": ("%nuropb bench orders.place_order",),
+    "07-check-and-mock": (
+        "%nuropb call inventory.days_of_stock",  # the bug, reproduced
+        "%nuropb mock inventory",  # notes: calls of the recording it could not use
+        "%nuropb call inventory.take sku=K100 qty=7",  # not recorded
+    ),
 }
 
 
@@ -212,6 +218,39 @@ def test_load(demo_url: str) -> None:
     assert "image/svg+xml" in kinds(outputs(nb, "sweep.plot()"))
     benches = text(outputs(nb, "lab.benches()"))
     assert all(label in benches for label in ("stock-c20", "stock-200/s", "limited.work c=16"))
+
+
+def test_check_and_mock(demo_url: str) -> None:
+    nb = run("07-check-and-mock", demo_url)
+    checked = outputs(nb, "%nuropb check inventory")
+    assert WIDGET in kinds(checked)  # the progress view
+    said = text(checked, "stdout")
+    assert said.startswith(
+        "checking inventory: calls stock, low_stock, days_of_stock for real, up to 50 inputs"
+    )
+    assert "check of inventory: 3 of 3 methods," in said and "seed 7 [done]" in said
+    findings = text(outputs(nb, "found.findings"))  # the first such cell: the table
+    assert "days_of_stock" in findings and "server_error" in findings
+    assert "'per_day': 0" in findings
+    reproduced = outputs(nb, "%nuropb call inventory.days_of_stock")
+    assert text(reproduced, "stderr").strip() == "ZeroDivisionError: division by zero"
+    assert "def test_" in text(outputs(nb, "tests = found.to_pytest"))
+    mocked = outputs(nb, "%nuropb mock inventory --from recording")
+    assert text(mocked, "stdout").startswith("mocking inventory on ")
+    assert "inventory (mock)" in text(mocked)  # %nuropb status
+    medians = text(outputs(nb, "wait_for(lambda: mock.stats"), "stdout")
+    for method in ("take", "place_order"):
+        match = re.search(
+            rf"^{method}: median \d+ ms before, (\d+) ms with the mock$", medians, re.M
+        )
+        assert match and int(match.group(1)) >= 250, medians  # the injected delay
+    unrecorded = text(outputs(nb, "%nuropb call inventory.take sku=K100 qty=7"), "stderr")
+    assert unrecorded.startswith(
+        "NuropbHandlingError: mock: no recorded call of inventory.take(sku='K100', qty=7);"
+        " the nearest recorded: take(sku='K100', qty="
+    )
+    back = text(outputs(nb, "%nuropb mock inventory --stop"))
+    assert "stopped the mock of inventory" in back and "'sku': 'A100'" in back
 
 
 def test_an_error_cell_fails_the_run_and_the_copy_is_written(tmp_path: Path) -> None:

@@ -32,5 +32,18 @@ def test_every_public_name_is_there_and_internals_are_not() -> None:
     assert nl.BenchResult is lab.BenchResult and nl.CapacityResult is lab.CapacityResult
     assert nl.Tap is tap.Tap and nl.LoadedTap is tap.LoadedTap and nl.Lab is lab.Lab
     assert nl.ParamError is lab.ParamError and nl.EncryptionRefused is mesh.EncryptionRefused
+    assert nl.Mock is lab.Mock and issubclass(nl.CheckError, nl.LabError)
+    from nuropb_lab.lab import check
+
+    assert nl.CheckResult is check.CheckResult and nl.CheckRun is check.CheckRun
     for name in ("AmqpTarget", "Nodes", "Topology", "LoopRunner", "ManagementAPI", "mask_secrets"):
         assert name not in nl.__all__ and not hasattr(nl, name), name
+
+
+def test_hypothesis_loads_with_the_first_check_not_with_the_lab() -> None:
+    code = (
+        "import sys, nuropb_lab; nuropb_lab.Lab().close(); print('hypothesis' in sys.modules);"
+        " nuropb_lab.CheckResult; print('hypothesis' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["False", "True"], done.stderr

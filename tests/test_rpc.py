@@ -316,3 +316,17 @@ async def test_rejected_messages_are_dead_lettered(mesh_url: str, client: nl.RMQ
             return q.declaration_result.message_count == before + 1
 
         await wait_until(reached, timeout=5, what="the rejected request in the DLQ")
+
+
+def test_correlation_ids_do_not_follow_the_random_module() -> None:
+    """A notebook's random.seed(0) (or Hypothesis, seeding it before each example) must not
+    make the ids repeat: calls in flight would share one."""
+    import random
+
+    from nuropb_lab.mesh.calls import new_id
+
+    random.seed(0)
+    first = new_id()
+    random.seed(0)
+    assert new_id() != first
+    assert len({new_id() for _ in range(1000)}) == 1000

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
-from support import ROOT, LabSetup, close_connections, nuropb_made_mesh, wait_for
+from support import ROOT, LabSetup, close_connections, nuropb_made_mesh, peer_process, wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab, get_lab
@@ -83,29 +83,6 @@ def lab_setup(nuropb_mesh: str) -> LabSetup:
 
 
 # --- peers ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def nuropb_service(python: Path, url: str, name: str) -> Iterator[subprocess.Popen[bytes]]:
-    """peers/nuropb_service.py: a nuropb 0.1.8 service, until its stdin closes."""
-    proc = subprocess.Popen(
-        [str(python), str(PEERS / "nuropb_service.py"), url, name],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.strip() == b"READY", f"nuropb service {name} did not start: {line!r}"
-        yield proc
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def nuropb_client(python: Path, url: str, service: str, steps: list[dict[str, Any]]) -> Any:
@@ -210,7 +187,7 @@ def test_firehose_pairs_nuropb_calls_to_nuropb_and_lab_services(
     try:
         assert tap.mode == "firehose" and tap.notice is None
         assert tracing(management, nuropb_mesh)
-        with nuropb_service(nuropb_python, nuropb_mesh, ref):
+        with peer_process(nuropb_python, "nuropb_service.py", nuropb_mesh, ref):
             ref_steps = [
                 *request("add", 6, params={"a": 2, "b": 3}),
                 *request("async_add", 1, params={"a": 1}),

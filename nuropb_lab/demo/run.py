@@ -1,4 +1,9 @@
-"""Run the demo mesh: configure it, serve the demo services, publish sensor readings."""
+"""Run the demo mesh: configure it, serve the demo services, publish sensor readings.
+
+A tour may take a service off the mesh and put it back, as if it went down and came up
+again: an event on ``demo.control``, ``{"stop": "inventory"}`` or ``{"start": "inventory"}``
+(orders, inventory or vault), e.g. ``%nuropb publish demo.control {"stop": "inventory"}``.
+"""
 
 from __future__ import annotations
 
@@ -15,14 +20,16 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from ..mesh import RMQAPI, NuropbException, configure_mesh, crypto, parse_amqp_url
+from ..mesh import RMQAPI, MeshEvent, NuropbException, configure_mesh, crypto, parse_amqp_url
 from .services import Inventory, Orders, Sensors, Vault, publish_readings
 from .traffic import shop, shopper_api
 
-__all__ = ["DemoMesh", "demo_process", "run_demo", "vault_key", "wait_for_demo"]
+__all__ = ["CONTROL_TOPIC", "DemoMesh", "demo_process", "run_demo", "vault_key", "wait_for_demo"]
 
 log = logging.getLogger(__name__)
 
+CONTROL_TOPIC = "demo.control"
+CONTROLLED = ("orders", "inventory", "vault")  # sensors' publisher holds its API
 KEY_ENV = "NUROPB_DEMO_KEY"
 
 
@@ -61,22 +68,58 @@ class DemoMesh:
             "vault": self.vault,
             "sensors": self.sensors,
         }
+        self.objects = objects
+        self.vault_key = vault_key()  # one key, kept when the vault is stopped and started
+        self.apis = {name: self._api(name) for name in objects}
+        self.clients: dict[str, RMQAPI] = {}  # the control's; the web shop's, with traffic
+        self._control: set[asyncio.Task[None]] = set()
+
+    def _api(self, name: str) -> RMQAPI:
         # inventory hears of every order placed (an event edge in the service graph)
         settings: dict[str, dict[str, Any]] = {
             "inventory": {"event_bindings": ["orders.placed"]},
-            "vault": {"private_key": vault_key()},
+            "vault": {"private_key": self.vault_key},
         }
-        self.apis = {
-            name: RMQAPI(url, name, service_instance=obj, transport_settings=settings.get(name))
-            for name, obj in objects.items()
-        }
-        self.orders.api = self.apis["orders"]  # orders takes stock over the mesh
-        self.clients: dict[str, RMQAPI] = {}  # the web shop's, when there is traffic
+        api = RMQAPI(
+            self.url,
+            name,
+            service_instance=self.objects[name],
+            transport_settings=settings.get(name),
+        )
+        if name == "orders":
+            self.orders.api = api  # orders takes stock over the mesh
+        return api
 
     async def start(self) -> None:
         await configure_mesh(self.url)
         for api in self.apis.values():
             await api.connect()
+        control = self.clients["control"] = RMQAPI(self.url)
+        await control.connect()
+        await control.subscribe([CONTROL_TOPIC], self._on_control)
+
+    def _on_control(self, event: MeshEvent) -> None:
+        """``{"stop": NAME}`` / ``{"start": NAME}`` on demo.control: a service goes off the
+        mesh (its queue stays, so calls wait there) or comes back."""
+        order = event.event if isinstance(event.event, dict) else {}
+        for action in ("stop", "start"):
+            name = order.get(action)
+            if name in CONTROLLED:
+                task = asyncio.get_running_loop().create_task(self._switch(action, name))
+                self._control.add(task)
+                task.add_done_callback(self._control.discard)
+            elif name is not None:
+                log.warning("demo.control: %s %r is not one of %s", action, name, CONTROLLED)
+
+    async def _switch(self, action: str, name: str) -> None:
+        running = self.apis[name]
+        if action == "stop" and running.connected:
+            await running.disconnect()
+            log.info("demo.control: %s stopped", name)
+        elif action == "start" and not running.connected:
+            self.apis[name] = api = self._api(name)
+            await api.connect()
+            log.info("demo.control: %s started", name)
 
     async def stop(self) -> None:
         for api in [*self.clients.values(), *self.apis.values()]:

@@ -3,7 +3,9 @@
 - ``orders``: typed parameters and defaults, a slow async method, one that fails, one that
   returns a list of records; placing an order takes the stock from ``inventory`` over the
   mesh (carrying the trace id) and publishes ``orders.placed``.
-- ``inventory``: stock levels, a command-friendly ``restock``, low-stock records.
+- ``inventory``: stock levels, a command-friendly ``restock``, low-stock records, and a
+  planted bug for ``lab.check`` to find: ``days_of_stock`` divides by ``per_day``, which may
+  be 0.
 - ``vault``: encrypted methods and an authorize function (token ``demo-token``).
 - ``sensors``: publishes readings on ``sensors.<kind>.<room>`` several times a second.
 """
@@ -62,6 +64,11 @@ class Inventory:
     def low_stock(self, threshold: int = 5) -> list[dict[str, Any]]:
         """SKUs at or below ``threshold`` units, as records."""
         return [{"sku": s, "units": u} for s, u in sorted(self.levels.items()) if u <= threshold]
+
+    def days_of_stock(self, sku: str, per_day: int) -> float:
+        """How many days the stock of a SKU lasts, selling ``per_day`` units a day."""
+        # the planted bug (notebook 07 finds it): nothing stops per_day from being 0
+        return self.levels.get(sku, 0) / per_day
 
     def take(self, sku: str, qty: int) -> int:
         """Remove units; fails when there are not enough."""

@@ -11,7 +11,7 @@ call) is recorded: ``lab.benches()``.
   slowing the generator down; the summary says when the generator itself sent late.
   ``concurrency`` caps the calls in flight (default 1,000).
 
-Progress is published on the run (:class:`BenchProgress`, to listeners, a few times a
+Progress is published on the run (:class:`Progress`, progress.py, to listeners, a few times a
 second, from the Lab loop): the widget (registered from above, see views.py) and the magic
 show the same thing. ``stop()`` (any thread) and Ctrl-C in a blocking wait end the run
 keeping what was measured; every wait is bounded (a call by its ttl, a duration run by its
@@ -21,12 +21,8 @@ duration plus the timeout).
 from __future__ import annotations
 
 import asyncio
-import bisect
-import concurrent.futures
-import dataclasses
 import datetime
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -38,54 +34,21 @@ from ..mesh.api import RMQAPI
 from ..mesh.calls import new_id
 from ..mesh.errors import NuropbException, NuropbNotDeliveredError, error_name
 from ..mesh.limits import ERROR_BYTES, clip_text
-from ..views import view_of
 from .bench_result import CANCELLED, LATE_S, BenchInfo, BenchResult, Calls, LatencySplitter
 from .bench_spec import BenchError, BenchSpec, ParamsArg
 from .params import check_params, method_spec
+from .progress import Progress, ProgressRun, window_stats
 from .runner import LoopRunner
 
-__all__ = ["BenchError", "BenchProgress", "BenchRun", "BenchSpec", "Benches", "ParamsArg"]
+__all__ = ["BenchError", "BenchRun", "BenchSpec", "Benches", "ParamsArg"]
 
 log = logging.getLogger(__name__)
 
 TICK_S: Final = 0.25  # progress published this often
-WINDOW_S: Final = 2.0  # live rate and percentiles over the last seconds
 GRACE_S: Final = 5.0  # beyond a run's bound: for the loop to hand back the result
 
 
-@dataclasses.dataclass(frozen=True)
-class BenchProgress:
-    """A run's state, published a few times a second (read from any thread)."""
-
-    state: str  # preparing, warmup, running, finishing, done, stopped, interrupted, failed...
-    done: int  # calls that ended (measured ones; warmup calls while warming up)
-    total: int | None  # n, when the run is of n calls
-    elapsed_s: float
-    duration_s: float | None
-    rate: float  # calls ended per second over the last WINDOW_S
-    p50_ms: float | None  # over the last WINDOW_S
-    p99_ms: float | None
-    errors: int
-    in_flight: int
-    behind: bool  # the open model's generator sends late
-    message: str = ""  # why it failed or stopped
-
-    @property
-    def fraction(self) -> float:
-        if self.state in ("done",):
-            return 1.0
-        if self.total:
-            return min(self.done / self.total, 1.0)
-        if self.duration_s:
-            return min(self.elapsed_s / self.duration_s, 1.0)
-        return 0.0
-
-    @property
-    def finished(self) -> bool:
-        return self.state not in ("preparing", "warmup", "running", "finishing")
-
-
-class BenchRun:
+class BenchRun(ProgressRun[BenchResult]):
     """One bench: ``start()`` it (or ``wait()``, which starts it and blocks), read
     ``progress``, ``stop()`` it; ``result`` once it ended (``partial()`` meanwhile)."""
 
@@ -97,22 +60,23 @@ class BenchRun:
         describe_timeout: float = 2.0,
         book: Benches | None = None,
     ) -> None:
+        super().__init__(
+            spec.label,
+            runner,
+            Progress("preparing", 0, spec.n, 0.0, spec.duration, 0.0, None, None, 0, 0, False),
+            spec.timeout + GRACE_S,  # a call in flight when it stops ends by its ttl
+        )
         self.spec = spec
         self.api = api
-        self.runner = runner
         self.describe_timeout = describe_timeout
         self.book = book
-        self.blocking = False  # waited for by a blocking call (a widget's Stop cannot act then)
-        self.future: concurrent.futures.Future[BenchResult] | None = None
         self.result: BenchResult | None = None
         self.encrypted = bool(spec.encrypt)
         self.checked = False
         self.notes: list[str] = []
-        self._listeners: list[Callable[[BenchProgress], None]] = []
         self._stop_reason: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
-        self._lock = threading.Lock()
         self._state = "preparing"
         self._message = ""
         # the calls, in the order they end (appended in the loop thread only)
@@ -132,9 +96,6 @@ class BenchRun:
         self._send: Callable[[dict[str, Any], str], Coroutine[Any, Any, Any]] = self._sender()
         self._origin = time.perf_counter()
         self._wall = datetime.datetime.now(datetime.UTC)
-        self._progress = BenchProgress(
-            "preparing", 0, spec.n, 0.0, spec.duration, 0.0, None, None, 0, 0, False
-        )
 
     def __repr__(self) -> str:
         p = self.progress
@@ -143,52 +104,28 @@ class BenchRun:
     # --- progress ----------------------------------------------------------------------------
 
     @property
-    def progress(self) -> BenchProgress:
-        return self._progress
-
-    @property
     def state(self) -> str:
         return self._state
 
-    def add_listener(self, listener: Callable[[BenchProgress], None]) -> None:
-        """Call ``listener(progress)`` at each update (in the Lab loop thread; keep it cheap)."""
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: Callable[[BenchProgress], None]) -> None:
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
-    def widget(self) -> Any:
-        """A live view of this run (ipywidgets): progress bar, live rate and p50/p99, Stop."""
-        return view_of(self)  # registered by the widget layer, above this one
-
     def _publish(self) -> None:
         now = time.perf_counter()
-        ended, intended = self._ended, self._intended
-        k = len(ended)
-        since = bisect.bisect_left(ended, now - WINDOW_S, 0, k)
-        window = min(WINDOW_S, max(now - self._origin, 1e-3))
-        recent = sorted(ended[i] - intended[i] for i in range(max(since, k - 20_000), k))
-        count = len(recent)
-        self._progress = BenchProgress(
-            state=self._state,
-            done=k,
-            total=self.spec.n if self._state != "warmup" else self.spec.warmup,
-            elapsed_s=now - self._origin if self._state != "preparing" else 0.0,
-            duration_s=self.spec.duration,
-            rate=(k - since) / window,
-            p50_ms=recent[max(0, math.ceil(0.5 * count) - 1)] * 1000 if count else None,
-            p99_ms=recent[max(0, math.ceil(0.99 * count) - 1)] * 1000 if count else None,
-            errors=self._errors,
-            in_flight=self._in_flight,
-            behind=self._late > 0 or self._unsent > 0,
-            message=self._message,
+        rate, p50, p99 = window_stats(self._ended, self._intended, now, self._origin)
+        self._notify(
+            Progress(
+                state=self._state,
+                done=len(self._ended),
+                total=self.spec.n if self._state != "warmup" else self.spec.warmup,
+                elapsed_s=now - self._origin if self._state != "preparing" else 0.0,
+                duration_s=self.spec.duration,
+                rate=rate,
+                p50_ms=p50,
+                p99_ms=p99,
+                errors=self._errors,
+                in_flight=self._in_flight,
+                behind=self._late > 0 or self._unsent > 0,
+                message=self._message,
+            )
         )
-        for listener in list(self._listeners):
-            try:
-                listener(self._progress)
-            except Exception:
-                log.exception("bench progress listener failed")
 
     def _set_state(self, state: str) -> None:
         self._state = state
@@ -202,13 +139,6 @@ class BenchRun:
             self._publish()
 
     # --- starting, stopping, waiting ---------------------------------------------------------
-
-    def start(self) -> BenchRun:
-        """Run it on the Lab loop; returns at once (``wait()``, ``stop()``, ``widget()``)."""
-        with self._lock:
-            if self.future is None:
-                self.future = self.runner.submit(self.execute())
-        return self
 
     def stop(self, reason: str = "stopped") -> None:
         """End the run now (from any thread): no more calls; those in flight are cancelled
@@ -226,26 +156,6 @@ class BenchRun:
             self._stop_reason = reason
         for task in list(self._tasks):
             task.cancel()
-
-    def wait(self, timeout: float | None = None) -> BenchResult:
-        """Start the run if need be and wait for its result (at most ``timeout`` s, else its
-        own bound). Ctrl-C (a kernel interrupt) stops it and returns what was measured."""
-        if self.runner.in_loop_thread():
-            raise RuntimeError("a blocking wait on the Lab's own loop; await run.execute()")
-        self.blocking = True
-        future = self.start().future
-        assert future is not None
-        # the run bounds itself (each call by its ttl, a timed run by a watchdog)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while not future.done():
-                if deadline is not None and time.monotonic() > deadline:
-                    self.stop("overran")
-                    break
-                concurrent.futures.wait([future], timeout=0.1)
-        except KeyboardInterrupt:
-            self.stop("interrupted")
-        return future.result(timeout=self.spec.timeout + GRACE_S)
 
     def partial(self) -> BenchResult:
         """What was measured so far (the result, once the run ended)."""

@@ -7,7 +7,7 @@ import dataclasses
 import functools
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..mesh import RMQAPI, ManagementAPI, Nodes, configure_mesh
 from ..mesh.known_keys import KnownKeys
@@ -17,6 +17,9 @@ from .placement import node_of
 from .settings import Settings
 from .tail import Tail
 from .tap.tap import Tap
+
+if TYPE_CHECKING:
+    from .mock import Mock
 
 __all__ = ["DEFAULT_URL", "Connection", "Connections", "split_target"]
 
@@ -33,6 +36,7 @@ class Connection:
     served: dict[str, RMQAPI] = dataclasses.field(default_factory=dict)
     tails: list[Tail] = dataclasses.field(default_factory=list)
     taps: list[Tap] = dataclasses.field(default_factory=list)
+    mocks: dict[str, Mock] = dataclasses.field(default_factory=dict)  # also in served
     known: set[str] = dataclasses.field(default_factory=set)  # services named or called
     services: dict[str, ServiceInfo] = dataclasses.field(default_factory=dict)
     # services whose describe failed -> when to ask again (time.monotonic())
@@ -101,6 +105,14 @@ class Connections:
     @property
     def current(self) -> str | None:
         return self._current
+
+    @staticmethod
+    def may_send(connection: Connection, what: str) -> None:
+        """Whether ``what`` may send on ``connection``: the one place an operation asks before
+        it sends or serves anything (the contract check and the mock ask; a read-only
+        connection would refuse here). LabError, one line, when not."""
+        if connection.api.transport.state == "closed":
+            raise LabError(f"connection {connection.alias!r} is closed: {what} sends nothing")
 
     def use(self, alias: str) -> Connection:
         """Make ``alias`` the current connection."""

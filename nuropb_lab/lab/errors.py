@@ -8,7 +8,7 @@ here is one line that says what to change. A leaf module: every part of the Lab 
 
 from __future__ import annotations
 
-__all__ = ["BenchError", "FirehoseRefused", "LabError", "OptionError", "ParamError"]
+__all__ = ["BenchError", "CheckError", "FirehoseRefused", "LabError", "OptionError", "ParamError"]
 
 
 class LabError(Exception):
@@ -26,6 +26,11 @@ class ParamError(LabError, ValueError):
 
 class BenchError(LabError, ValueError):
     """A bench that cannot run as asked (bad n, rate, target...); the message is one line."""
+
+
+class CheckError(LabError):
+    """A contract check that cannot run as asked (bad options, a service that cannot describe
+    itself); the message is one line."""
 
 
 class FirehoseRefused(LabError):

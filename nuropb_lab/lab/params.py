@@ -21,6 +21,7 @@ A service that cannot be described is not checked (callers send as before).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -29,12 +30,15 @@ from ..mesh.errors import NuropbException
 from .errors import ParamError
 
 __all__ = [
+    "DescribedType",
     "ParamError",
     "check_params",
+    "described_types",
     "method_spec",
     "param_problems",
     "parameters_of",
     "texts_where_described",
+    "type_kind",
     "value_fits",
 ]
 
@@ -45,23 +49,40 @@ _DICTS = frozenset({"dict", "mapping", "mutablemapping"})
 _NONE = frozenset({"none", "nonetype"})
 
 
+def type_kind(name: str) -> str | None:
+    """What a lower-case type name stands for: ``any``, ``int``, ``float``, ``bool``, ``str``,
+    ``dict``, ``list`` or ``none``; None for a name not known here (anything fits it)."""
+    if name in _ANY:
+        return "any"
+    if name in ("int", "float", "bool", "str"):
+        return name
+    if name in _DICTS:
+        return "dict"
+    if name in _LISTS:
+        return "list"
+    if name in _NONE:
+        return "none"
+    return None
+
+
 def _fits_scalar(name: str, value: Any) -> bool | None:
     """Whether ``value`` (decoded JSON) fits the type called ``name``; None: not known here."""
-    if name in _ANY:
+    kind = type_kind(name)
+    if kind == "any":
         return True
-    if name == "int":
+    if kind == "int":
         return isinstance(value, int) and not isinstance(value, bool)
-    if name == "float":
+    if kind == "float":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if name == "bool":
+    if kind == "bool":
         return isinstance(value, bool)
-    if name == "str":
+    if kind == "str":
         return isinstance(value, str)
-    if name in _DICTS:
+    if kind == "dict":
         return isinstance(value, dict)
-    if name in _LISTS:
+    if kind == "list":
         return isinstance(value, list)
-    if name in _NONE:
+    if kind == "none":
         return value is None
     return None
 
@@ -88,26 +109,36 @@ def _split_top(text: str, separator: str) -> list[str]:
 _GENERIC = re.compile(r"^([\w.]+)\s*\[(.*)\]$", re.S)
 
 
-def _alternatives(type_name: str) -> list[str]:
-    """The lower-case type names a described type allows (``"int | None"`` -> int, none)."""
+@dataclasses.dataclass(frozen=True)
+class DescribedType:
+    """One alternative of a described type: its lower-case name (``int``, ``list``, ``none``,
+    a name not known here ...) and its arguments as written (``dict[str, int]``: str, int)."""
+
+    name: str
+    args: tuple[str, ...] = ()
+
+
+def described_types(type_name: str) -> list[DescribedType]:
+    """The alternatives a described type allows (``"Optional[list[int]]"`` -> list of int,
+    none); one reading of type names for the validator and the check's strategies."""
     text = type_name.strip()
     if "|" in text:
-        return [a for part in _split_top(text, "|") for a in _alternatives(part)]
+        return [t for part in _split_top(text, "|") for t in described_types(part)]
     match = _GENERIC.match(text)
     if match:
         origin = match.group(1).lower().removeprefix("typing.")
         args = _split_top(match.group(2), ",")
         if origin == "optional":
-            return [*_alternatives(args[0]), "none"]
+            return [*described_types(args[0]), DescribedType("none")]
         if origin == "union":
-            return [a for arg in args for a in _alternatives(arg)]
-        return [origin]  # list[str] -> list (items not checked)
-    return [text.lower().removeprefix("typing.").removeprefix("builtins.")]
+            return [t for arg in args for t in described_types(arg)]
+        return [DescribedType(origin, tuple(args))]
+    return [DescribedType(text.lower().removeprefix("typing.").removeprefix("builtins."))]
 
 
 def value_fits(type_name: str, value: Any) -> bool:
     """Whether ``value`` may be passed for a parameter described as ``type_name``."""
-    alternatives = _alternatives(type_name)
+    alternatives = [t.name for t in described_types(type_name)]  # items are not checked
     for name in alternatives:
         fits = _fits_scalar(name, value)
         if fits is None or fits:  # a type not known here takes anything

@@ -3,7 +3,8 @@
 The Lab is one flat object put together from parts with explicit dependencies, one per job:
 connections (connections.py), describing (describing.py), keys (keys.py), calls (calls.py),
 the history (history.py), tails (tailing.py), taps (tap/taps.py), replay (tap/replay.py),
-benches (benching.py), served objects (served.py) and dead letters (dead_letters.py). Every
+benches (benching.py), contract checks (checking.py), served objects (served.py), mocks
+(mocking.py) and dead letters (dead_letters.py). Every
 face of the Lab is declared below, once, with its real name, docstring and signature (see
 faces.py): an operation that does I/O is one coroutine of a part, with a blocking face
 (``lab.call``), an async twin (``await lab.acall``) and, where widgets need it, a face that
@@ -22,12 +23,14 @@ from ..mesh.known_keys import KnownKeys, default_path
 from .bench_result import LatencySplitter
 from .benching import Benching
 from .calls import Calls
+from .checking import Checking
 from .connections import Connection, Connections
 from .dead_letters import DeadLetters
 from .describing import Describing
 from .faces import Composed, awaitable, background, blocking, delegate
 from .history import CallRecord, History
 from .keys import Keys
+from .mocking import Mocking
 from .runner import LoopRunner
 from .served import Serving
 from .settings import Setting, Settings
@@ -98,6 +101,7 @@ class Lab(Composed):
         self._taps = Taps(connections, settings, runner)
         self._served = Serving(connections, self.known_keys)
         self._benching = Benching(connections, settings, runner, self._taps.all)
+        self._mocking = Mocking(connections, self._served, self._taps, runner)
         parts = [
             connections,
             describing,
@@ -108,7 +112,9 @@ class Lab(Composed):
             self._taps,
             Replay(connections, calls, self._taps),
             self._benching,
+            Checking(connections, settings, runner),
             self._served,
+            self._mocking,
             DeadLetters(connections, history),
         ]
         super().__init__(runner, settings, parts)
@@ -142,12 +148,13 @@ class Lab(Composed):
         return self._connections.current
 
     async def _disconnect(self, alias: str | None = None, all: bool = False) -> list[str]:
-        """Close a connection (default: the current one) or ``all``, with their taps, tails
-        and served objects. Returns the aliases closed."""
+        """Close a connection (default: the current one) or ``all``, with their taps, tails,
+        mocks and served objects. Returns the aliases closed."""
         closing = self._connections.closing(alias, all)
         for connection in closing:
             await self._taps.stop_all(connection)  # switches off a firehose a tap had on
             await self._tails.stop_all(connection)
+            await self._mocking.stop_all(connection)
             await self._served.stop_all(connection)
             await self._connections.close(connection)
         return [c.alias for c in closing]
@@ -158,9 +165,9 @@ class Lab(Composed):
     async def _status(self) -> pd.DataFrame:
         """Connections: alias, URL (the node connected to, password masked), node (host:port,
         and which of several; served services on another node), mesh, state, reconnects,
-        calls in flight, served services, tails, the last connection error, taps, and the
-        mesh's firehose (on, off, or left on by a lab that is gone: then ``attrs["notice"]``
-        says so)."""
+        calls in flight, served services (mocks marked so), tails, the last connection error,
+        taps, and the mesh's firehose (on, off, or left on by a lab that is gone: then
+        ``attrs["notice"]`` says so)."""
         rows = []
         firehoses = {}
         current = self._connections.current
@@ -177,7 +184,7 @@ class Lab(Composed):
                     transport.state,
                     transport.reconnects,
                     c.api.in_flight,
-                    ", ".join(c.served),
+                    ", ".join(f"{n} (mock)" if n in c.mocks else n for n in c.served),
                     len([t for t in c.tails if not t.stopped]),
                     transport.last_error,
                     len(c.taps),
@@ -279,10 +286,20 @@ class Lab(Composed):
         """Latency splitters added by hand, besides the running taps (bench_result.py)."""
         return self._benching.splitters
 
-    # --- served objects (served.py), dead letters (dead_letters.py) ---------------------------
+    # --- contract checks (checking.py) --------------------------------------------------------
+
+    check = delegate(Checking.check)
+    acheck = awaitable(Checking.acheck)
+    start_check = delegate(Checking.start_check)
+    prepare_check = blocking(Checking.prepare_check)
+    aprepare_check = awaitable(Checking.prepare_check)
+
+    # --- served objects (served.py), mocks (mocking.py), dead letters (dead_letters.py) -------
 
     serve = blocking(Serving.serve)
     aserve = awaitable(Serving.serve)
+    mock = blocking(Mocking.mock)
+    amock = awaitable(Mocking.mock)
     dead_letters = blocking(DeadLetters.dead_letters)
     adead_letters = awaitable(DeadLetters.dead_letters)
 

@@ -1,7 +1,7 @@
 """``%nuropb`` / ``%%nuropb``: argument parsing and display over the Lab, nothing else.
 
 Every sub-command is one call on :class:`nuropb_lab.lab.Lab`, in a module per group
-(admin.py, discovery.py, calls.py, watch.py, load.py) and listed in table.py; command.py
+(admin.py, discovery.py, calls.py, watch.py, load.py, check.py) and listed in table.py; command.py
 makes a sub-command, its parser and help; args.py reads a line's values, complete.py its TAB
 completion. Expected failures print one line: the mesh's nuropb errors, the Lab's usage
 errors (``LabError``), a known-keys file that cannot be used, a wait given up.

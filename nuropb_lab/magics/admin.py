@@ -54,7 +54,7 @@ def status(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | 
     argument("--all", action="store_true", help="close every connection"),
 )
 def disconnect(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | None) -> None:
-    """Close a connection, with its tails, taps and served objects."""
+    """Close a connection, with its tails, taps, mocks and served objects."""
     closed = ctx.lab.disconnect(args.alias, all=args.all)
     say(f"disconnected {', '.join(closed) or 'nothing'}")
 

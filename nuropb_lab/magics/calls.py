@@ -30,7 +30,7 @@ def _send(
     ctx: Context, kind: str, args: argparse.Namespace, rest: list[str], cell: str | None
 ) -> Any:
     """A call or a command: the params from ``k=v`` and the cell body, then send."""
-    params = ctx.params_for(args.target, rest, args.alias)
+    params = ctx.params_for(args.target, rest, args.alias, retype=not args.no_check)
     if cell is not None and cell.strip():
         params = {**parse_json_object(cell, "the cell (the params)"), **params}
     options = {
@@ -56,7 +56,7 @@ def _sending(handler: Any) -> Any:
             ENCRYPTION,
             argument("--context", metavar="JSON", help="the request context, a JSON object"),
             argument("--trace", metavar="ID", help="trace id"),
-            argument("--no-check", action="store_true", help="send params that do not fit"),
+            argument("--no-check", action="store_true", help="send params as written, unchecked"),
             argument("--alias", help="the connection (default: the current)"),
         ]
     ):

@@ -17,7 +17,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import ArgDecorator, argument, magic_arguments
 
-from ..lab import Lab, LabError, ParamError
+from ..lab import Lab, LabError, ParamError, ProgressRun
 from ..lab.params import method_spec, texts_where_described
 from ..mesh import mask_secrets
 from .args import parse_params, split_args
@@ -56,10 +56,15 @@ class Context:
                 raise UsageError(f"-o needs a variable name, got {name!r}")
             self.namespace[name] = value
 
-    def params_for(self, target: str, tokens: list[str], alias: str | None) -> dict[str, Any]:
+    def params_for(
+        self, target: str, tokens: list[str], alias: str | None, retype: bool = True
+    ) -> dict[str, Any]:
         """``name=value`` tokens as the params of ``target``: a value written bare that reads
-        as JSON (``sku=123``, ``flag=true``) goes as its text where the method takes a str."""
+        as JSON (``sku=123``, ``flag=true``) goes as its text where the method takes a str,
+        unless ``retype`` is off (``--no-check``: the values as written)."""
         params = parse_params(tokens, self.namespace)
+        if not retype:
+            return params
         texts = {
             name: text
             for name, _, text in (token.partition("=") for token in tokens)
@@ -76,6 +81,25 @@ class Context:
         except (LabError, ParamError):
             return params  # the call's own check says what is wrong
         return texts_where_described(spec, params, texts)
+
+    def follow(self, run: ProgressRun[Any], output: str | None, background: bool) -> Any:
+        """A run (a bench, a check) with its progress view: returned at once with
+        ``background`` (``-o`` stores the run), else waited for (Ctrl-C stops it, keeping what
+        it found) and its result returned, or stored with ``-o`` and its headline said."""
+        if background:
+            self.store(output, run.start())
+            return run.widget() if self.in_kernel else run
+        run.blocking = True  # the view: Stop is the kernel's interrupt while the cell waits
+        if self.in_kernel:
+            from IPython.display import display
+
+            display(run.widget())
+        result = run.wait()
+        self.store(output, result)
+        if output:
+            say(result.headline())
+            return None
+        return result
 
 
 class either(ArgDecorator):

@@ -1,8 +1,8 @@
 """TAB completion of ``%nuropb`` lines: sub-commands, services, SERVICE.METHOD and parameter
 names, from what discovery and describe taught the Lab. What comes after a sub-command is
 its ``completes`` (command.py): ``target`` (SERVICE.METHOD, then its parameters),
-``services`` (service names), ``service`` / ``service method`` (a service, then its method),
-``alias`` (connections), ``subcommand``."""
+``service[.method]`` (SERVICE or SERVICE.METHOD), ``services`` (service names), ``service``
+/ ``service method`` (a service, then its method), ``alias`` (connections), ``subcommand``."""
 
 from __future__ import annotations
 
@@ -25,13 +25,16 @@ def completions(lab: Lab, text: str, subcommands: Mapping[str, SubCommand]) -> l
         return list(subcommands)
     command = subcommands.get(words[1])
     completes = command.completes if command is not None else None
-    if completes == "target":
+    if completes in ("target", "service[.method]"):
         if position == 2:
             symbol = "" if ending else words[-1]
             if "." in symbol:
                 service = symbol.rpartition(".")[0]
                 return [f"{service}.{m}" for m in _methods(lab, service)]
-            return [f"{s}." for s in lab.service_names()]
+            dot = "." if completes == "target" else ""
+            return [f"{s}{dot}" for s in lab.service_names()]
+        if completes != "target":
+            return []
         service, _, method = words[2].rpartition(".")
         return [f"{p}=" for p in _parameters(lab, service, method)]
     if completes == "services":

@@ -22,7 +22,7 @@ def _loading(handler: Any) -> Any:
             argument("--command", action="store_true", help="send commands (confirmed)"),
             ENCRYPTION,
             argument("--context", metavar="JSON", help="the request context, a JSON object"),
-            argument("--no-check", action="store_true", help="send params that do not fit"),
+            argument("--no-check", action="store_true", help="send params as written, unchecked"),
             argument("--alias", help="the connection (default: the current)"),
         ]
     ):
@@ -59,7 +59,7 @@ def bench(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | N
     send); Ctrl-C stops a run and keeps what it measured."""
     run = ctx.lab.start_bench(
         args.target,
-        ctx.params_for(args.target, rest, args.alias),
+        ctx.params_for(args.target, rest, args.alias, retype=not args.no_check),
         n=args.n,
         duration=args.duration,
         concurrency=args.concurrency,
@@ -69,20 +69,7 @@ def bench(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | N
         label=args.label,
         **_options(args),
     )
-    if args.background:
-        ctx.store(args.output, run)
-        return run.widget() if ctx.in_kernel else run
-    run.blocking = True  # the view: Stop is the kernel's interrupt while the cell waits
-    if ctx.in_kernel:
-        from IPython.display import display
-
-        display(run.widget())
-    result = run.wait()  # Ctrl-C stops the run and keeps what it measured
-    ctx.store(args.output, result)
-    if args.output:
-        say(result.headline())
-        return None
-    return result
+    return ctx.follow(run, args.output, args.background)
 
 
 @subcommand("capacity", rest="[k=v]...", completes="target")
@@ -105,7 +92,8 @@ def capacity(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str 
     for name in ("n", "duration", "timeout"):  # absent: the sweep's and the Lab's defaults
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
-    result = ctx.lab.capacity(args.target, ctx.params_for(args.target, rest, args.alias), **options)
+    params = ctx.params_for(args.target, rest, args.alias, retype=not args.no_check)
+    result = ctx.lab.capacity(args.target, params, **options)
     ctx.store(args.output, result)
     if args.output:
         say(f"{result.label}: {result.explain()}")

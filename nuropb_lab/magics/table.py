@@ -1,7 +1,7 @@
 """The sub-commands of ``%nuropb``, in the order ``%nuropb help`` lists them.
 
 Adding one: write its handler with ``@subcommand`` in the module of its group (admin,
-discovery, calls, watch, load; or a new module) and put it in :data:`SUBCOMMANDS`.
+discovery, calls, watch, load, check; or a new module) and put it in :data:`SUBCOMMANDS`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument
 
-from . import admin, calls, discovery, load, watch
+from . import admin, calls, check, discovery, load, watch
 from .command import Context, SubCommand, say, subcommand
 
 __all__ = ["SUBCOMMANDS", "show_help"]
@@ -52,6 +52,8 @@ SUBCOMMANDS: dict[str, SubCommand] = {
         load.bench,
         load.capacity,
         load.benches,
+        check.check,
+        check.mock,
         watch.tap,
         watch.graph,
         calls.replay,

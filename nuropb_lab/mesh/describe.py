@@ -53,6 +53,16 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+def _returned_type(annotation: Any) -> str:
+    """A return annotation's name, ``None`` kept in a union (``int | None``): a result of None
+    must fit it. (Parameters are described as nuropb does, which drops it.)"""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return " | ".join(
+            "None" if a is type(None) else _type_name(a) for a in typing.get_args(annotation)
+        )
+    return _type_name(annotation)
+
+
 def _json_default(value: Any) -> Any:
     try:
         json.dumps(value)
@@ -62,9 +72,13 @@ def _json_default(value: Any) -> Any:
 
 
 def describe_method(method: Any, marks: MethodMarks) -> dict[str, Any]:
+    """A method's entry in ``methods``: nuropb's keys, and ``returns`` (beyond nuropb's schema,
+    which ignores it) when the method's result is annotated: what ``lab.check`` holds results
+    to."""
     properties: list[list[Any]] = []
     required: list[str] = []
-    for param in _signature(method).parameters.values():
+    signature = _signature(method)
+    for param in signature.parameters.values():
         if param.name in ("self", "cls") or (
             marks.takes_context and param.name == marks.context_param
         ):
@@ -82,11 +96,14 @@ def describe_method(method: Any, marks: MethodMarks) -> dict[str, Any]:
                 {"type": _type_name(param.annotation), "description": "", "default": default},
             ]
         )
-    return {
+    spec = {
         "description": marks.description or inspect.getdoc(method),
         "requires_encryption": marks.requires_encryption,
         "parameters": {"type": "object", "properties": properties, "required": required},
     }
+    if signature.return_annotation is not inspect.Signature.empty:
+        spec["returns"] = {"type": _returned_type(signature.return_annotation)}
+    return spec
 
 
 def describe_object(

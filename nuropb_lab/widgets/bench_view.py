@@ -1,4 +1,5 @@
-"""The live view of a bench run: a progress bar, live rate and p50/p99, and a Stop button."""
+"""The live view of a run (a bench, a contract check): a progress bar, live rate and p50/p99,
+and a Stop button."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from typing import Any
 
 import ipywidgets as w
 
-from ..lab.bench import BenchProgress, BenchRun
 from ..lab.markup import join, tag
+from ..lab.progress import Progress, ProgressRun
 from .throttle import Redraw
 
 __all__ = ["BenchView"]
@@ -20,18 +21,19 @@ def _ms(value: float | None) -> str:
 
 
 class BenchView(w.VBox):
-    """A view over a :class:`BenchRun`, redrawn from the Lab loop (traits only, throttled).
+    """A view over a run (:class:`ProgressRun`: a bench, a check), redrawn from the Lab loop
+    (traits only, throttled).
 
-    Stop works for a run started in the background (``lab.start_bench``,
+    Stop works for a run started in the background (``lab.start_bench``, ``lab.start_check``,
     ``%nuropb bench ... --background``). While a cell waits for a blocking run the kernel
     takes no button clicks (trait updates still reach the browser): interrupt the kernel
     instead, which stops the run and keeps what it measured.
     """
 
-    def __init__(self, run: BenchRun, interval: float = 0.25) -> None:
+    def __init__(self, run: ProgressRun[Any], interval: float = 0.25) -> None:
         self.run = run
         self.bar = w.FloatProgress(
-            value=0.0, min=0.0, max=1.0, description=run.spec.label[:30], bar_style="info"
+            value=0.0, min=0.0, max=1.0, description=run.label[:30], bar_style="info"
         )
         self.status = w.HTML()
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning")
@@ -41,7 +43,7 @@ class BenchView(w.VBox):
         super().__init__([w.HBox([self.bar, self.stop_button]), self.status])
         self.draw()
 
-    def _on_progress(self, _progress: BenchProgress) -> None:
+    def _on_progress(self, _progress: Progress) -> None:
         self._redraw.request()
 
     def _on_stop(self, _button: Any = None) -> None:
@@ -59,9 +61,9 @@ class BenchView(w.VBox):
         self.bar.value = p.fraction
         self.bar.bar_style = _STYLES.get(p.state, "warning")
         if p.total:
-            amount = f"{p.done:,}/{p.total:,} calls"
+            amount = f"{p.done:,}/{p.total:,} {p.unit}"
         else:
-            amount = f"{p.done:,} calls, {p.elapsed_s:.1f}/{p.duration_s or 0:g} s"
+            amount = f"{p.done:,} {p.unit}, {p.elapsed_s:.1f}/{p.duration_s or 0:g} s"
         parts: list[object] = [
             tag("b", p.state),
             amount,
@@ -70,7 +72,7 @@ class BenchView(w.VBox):
             f"p99 {_ms(p.p99_ms)}",
         ]
         if p.errors:
-            parts.append(tag("span", f"{p.errors:,} errors", style="color:#b00020"))
+            parts.append(tag("span", f"{p.errors:,} {p.flagged}", style="color:#b00020"))
         if p.behind:
             parts.append("the generator is behind its schedule")
         if p.message:

@@ -20,12 +20,11 @@ import asyncio
 import collections
 import json
 import logging
-import os
 import signal
 import sys
-import threading
 
 from nuropb.rmq_api import RMQAPI
+from peer_life import until_stopped
 
 CONNECT_TIMEOUT = 30.0
 DISCONNECT_TIMEOUT = 5.0
@@ -47,28 +46,9 @@ class Gated:
         return "pong"
 
 
-def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    def read() -> None:
-        try:
-            while os.read(0, 4096):
-                pass
-        except OSError:
-            pass
-        try:
-            loop.call_soon_threadsafe(stop.set)
-        except RuntimeError:  # the loop is closed already
-            pass
-
-    threading.Thread(target=read, name="stdin-watch", daemon=True).start()
-
-
 async def main(amqp_url: str, service_name: str, prefetch: int) -> int:
-    loop = asyncio.get_running_loop()
-    stop, gate = asyncio.Event(), asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGUSR1, gate.set)
-    _watch_stdin(loop, stop)
+    stop, gate = until_stopped(), asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, gate.set)
     service = Gated(gate)
     api = RMQAPI(
         amqp_url=amqp_url,

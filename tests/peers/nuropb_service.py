@@ -19,12 +19,8 @@ No ``from __future__ import annotations`` here: nuropb 0.1.8's describe reads
 """
 
 import asyncio
-import contextlib
 import logging
-import os
-import signal
 import sys
-import threading
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -33,9 +29,8 @@ from nuropb.contexts.context_manager_decorator import nuropb_context
 from nuropb.contexts.describe import publish_to_mesh
 from nuropb.interface import NuropbValidationError
 from nuropb.rmq_api import RMQAPI
+from peer_life import serve, until_stopped
 
-CONNECT_TIMEOUT = 20.0
-DISCONNECT_TIMEOUT = 5.0
 SERVICE_VERSION = "0.1.8-interop"
 
 
@@ -112,32 +107,8 @@ class InteropService:
         self._api.publish_event(topic=topic, event=event, context=context, trace_id=trace_id)
 
 
-def _watch_stdin(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
-    """Set ``stop`` when stdin reaches EOF (the parent closed it or died)."""
-
-    def read() -> None:
-        # os.read, not sys.stdin: a daemon thread blocked inside a buffered reader would
-        # abort the interpreter's shutdown (when SIGTERM ends the process first)
-        try:
-            while os.read(fd, 4096):
-                pass
-        except OSError:
-            pass
-        with contextlib.suppress(RuntimeError):  # the loop is already closed
-            loop.call_soon_threadsafe(stop.set)
-
-    fd = sys.stdin.fileno()
-
-    threading.Thread(target=read, name="stdin-watch", daemon=True).start()
-
-
 async def main(amqp_url: str, service_name: str) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    _watch_stdin(loop, stop)
-
+    stop = until_stopped()
     service = InteropService(service_name)
     api = RMQAPI(
         amqp_url=amqp_url,
@@ -149,17 +120,7 @@ async def main(amqp_url: str, service_name: str) -> int:
         },
     )
     service._api = api
-    await asyncio.wait_for(api.connect(), CONNECT_TIMEOUT)
-    if not api.connected:
-        print(f"nuropb service {service_name} could not connect", file=sys.stderr)
-        return 1
-    print("READY", flush=True)
-    await stop.wait()
-    try:
-        await asyncio.wait_for(api.disconnect(), DISCONNECT_TIMEOUT)
-    except Exception as exc:  # leaving anyway
-        print(f"nuropb service {service_name}: disconnect failed: {exc!r}", file=sys.stderr)
-    return 0
+    return await serve([api], stop)
 
 
 if __name__ == "__main__":
