@@ -53,8 +53,8 @@ def lab_setup() -> LabSetup:
     return LabSetup(alias="mocks")
 
 
-def consumers(lab: Lab) -> int:
-    found = lab.runner.run(lab.connection().api.queue_info("nuropb-ref-sq"), 10)
+def consumers(lab: Lab, service: str = "ref") -> int:
+    found = lab.runner.run(lab.connection().api.queue_info(f"nuropb-{service}-sq"), 10)
     return found[1] if found is not None else 0
 
 
@@ -190,6 +190,19 @@ def test_an_inferred_description_handlers_and_injected_failures(lab: Lab, record
         assert mock.stats["handled"] == outcomes.count(6)
     finally:
         mock.stop()
+
+
+def test_disconnect_takes_a_mock_off_the_mesh(lab: Lab, mesh_url: str) -> None:
+    other = Lab(timeout=10)
+    try:
+        other.connect(mesh_url, alias="leaving")
+        made = other.mock("leaver", handlers={"ping": lambda: "pong"})
+        assert other.call("leaver.ping") == "pong" and consumers(lab, "leaver") == 1
+        other.disconnect("leaving")
+        assert made.stopped and "stopped" in repr(made)
+        wait_for(lambda: consumers(lab, "leaver") == 0, 15, "the mock to leave")
+    finally:
+        other.close()
 
 
 def test_bad_input_is_one_line(lab: Lab, recorded: Tap, tmp_path: Path) -> None:

@@ -4,11 +4,11 @@ The Lab is one flat object put together from parts with explicit dependencies, o
 connections (connections.py), describing (describing.py), keys (keys.py), calls (calls.py),
 the history (history.py), tails (tailing.py), taps (tap/taps.py), replay (tap/replay.py),
 benches (benching.py), contract checks (checking.py), served objects (served.py), mocks
-(mocking.py) and dead letters (dead_letters.py). Every
-face of the Lab is declared below, once, with its real name, docstring and signature (see
-faces.py): an operation that does I/O is one coroutine of a part, with a blocking face
-(``lab.call``), an async twin (``await lab.acall``) and, where widgets need it, a face that
-starts it and returns at once (``lab.start_call``).
+(mocking.py) and dead letters (dead_letters.py). Every face of the Lab is declared below,
+once, with its real name, docstring and signature (see faces.py): an operation that does I/O
+is one coroutine of a part, with a blocking face (``lab.call``), an async twin (``await
+lab.acall``) and, where widgets need it, a face that starts it and returns at once
+(``lab.start_call``).
 """
 
 from __future__ import annotations
