@@ -165,7 +165,7 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
             flush=True,
         )
         tap.remove_listener(arrivals)
-        await lab.runner.run_async(_stop(lab, tap))
+        await tap.astop()
 
         # --- memory: many records through a bounded tap -----------------------------------
         tap = await lab.atap(max_rows=s.tail_rows, backlog=200_000, pending_ttl=PENDING_TTL)
@@ -210,7 +210,7 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
         frame = tap.df
         memory["df_ms"] = (time.perf_counter() - started) * 1000
         memory["df_rows"] = len(frame)
-        await lab.runner.run_async(_stop(lab, tap))
+        await tap.astop()
 
         # --- the mesh's rate with a tap on the firehose, and without --------------------------
         rpc: dict[str, list[float]] = {"without": [], "with": []}
@@ -229,7 +229,7 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
                     result = await mesh.clients["lab"].ask(command)
                 finally:
                     if tapped is not None:
-                        await lab.runner.run_async(_stop(lab, tapped))
+                        await tapped.astop()
                 if result["errors"]:
                     raise PeerError(f"lab->lab {side} a tap: {result['errors']} errors")
                 rpc[side].append(result["rps"])
@@ -348,12 +348,6 @@ def _replay(chunks: list[bytes], tap: Any) -> float:
         if deliveries:
             capture.take_firehose(deliveries)
     return capture.received / (time.perf_counter() - started)
-
-
-async def _stop(lab: Lab, tap: Any) -> None:
-    from nuropb_lab.lab.tap.ops import stop_tap
-
-    await stop_tap(lab, lab.connection("bench"), tap)
 
 
 def table(results: dict[str, Any]) -> list[str]:

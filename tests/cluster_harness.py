@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import aiormq
 import pytest
-from conftest import Outcome, timed_request, wait_until
 from nodes import Cluster
+from support import Outcome, timed_request, wait_until
 
 import nuropb_lab as nl
 from nuropb_lab.mesh import Topology

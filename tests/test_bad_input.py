@@ -11,7 +11,7 @@ from typing import Any
 
 import aio_pika
 import pytest
-from conftest import wait_until
+from support import wait_until
 
 import nuropb_lab as nl
 from nuropb_lab.mesh import codec

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from conftest import ctrl_c_after, wait_for
+from support import LabSetup, ctrl_c_after, wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.lab import BenchError, BenchResult, Lab, ParamError
@@ -75,11 +75,8 @@ class Target:
 
 
 @pytest.fixture(scope="module")
-def lab(mesh_url: str) -> Iterator[Lab]:
-    lab = Lab(timeout=10)
-    lab.connect(mesh_url, alias="b")
-    yield lab
-    lab.close()
+def lab_setup() -> LabSetup:
+    return LabSetup(alias="b")
 
 
 @pytest.fixture

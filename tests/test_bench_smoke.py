@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from conftest import BASE_URL, ROOT
+from support import BASE_URL, ROOT
 
 PAIRS = ("lab->lab", "nuropb->nuropb", "lab->nuropb", "nuropb->lab", "bare aio-pika")
 RPC_FIGURES = ("rps", "p50_ms", "p99_ms", "client_cpu_us", "service_cpu_us")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BASE_URL
+from support import BASE_URL
 
 from nuropb_lab.demo import broker
 from nuropb_lab.demo.broker import (

@@ -17,14 +17,14 @@ from typing import Any
 
 import aio_pika
 import pytest
-from conftest import ctrl_c_after, peer_process, wait_for
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from support import LabSetup, ctrl_c_after, peer_process, wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab, LabError, get_lab
-from nuropb_lab.lab.base import may_send
 from nuropb_lab.lab.check import CheckError, CheckResult, replay
+from nuropb_lab.lab.connections import Connection, Connections
 from nuropb_lab.mesh import NuropbValidationError
 
 SEED = 20_240_611
@@ -39,7 +39,7 @@ PLANTED = {
 CORRECT = ("add", "echo", "greet", "secret")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def peer(nuropb_python: Path, mesh_url: str) -> Iterator[subprocess.Popen[bytes]]:
     """The nuropb 0.1.8 services with planted bugs: ``buggy`` and ``lax``."""
     with peer_process(nuropb_python, "nuropb_buggy_service.py", mesh_url, "buggy", "lax") as proc:
@@ -47,11 +47,8 @@ def peer(nuropb_python: Path, mesh_url: str) -> Iterator[subprocess.Popen[bytes]
 
 
 @pytest.fixture(scope="module")
-def lab(mesh_url: str, peer: subprocess.Popen[bytes]) -> Iterator[Lab]:
-    lab = Lab(timeout=10, describe_timeout=2)
-    lab.connect(mesh_url, alias="checks")
-    yield lab
-    lab.close()
+def lab_setup() -> LabSetup:
+    return LabSetup(alias="checks", settings={"timeout": 10, "describe_timeout": 2})
 
 
 @pytest.fixture(scope="module")
@@ -324,12 +321,22 @@ async def _closed_connection(url: str) -> Any:
 
 
 def test_a_connection_that_may_not_send_refuses(mesh_url: str) -> None:
-    from nuropb_lab.lab.base import Connection
-
     api = asyncio.run(_closed_connection(mesh_url))
     closed = Connection("gone", api, None)  # type: ignore[arg-type]
     with pytest.raises(LabError, match="connection 'gone' is closed: a check sends nothing"):
-        may_send(closed, "a check")
+        Connections.may_send(closed, "a check")
+    # the check and the mock ask it before they send or serve anything
+    other = Lab(timeout=10)
+    try:
+        connection = other.connect(mesh_url, alias="gone")
+        other.runner.run(connection.api.disconnect(), 10)
+        with pytest.raises(LabError, match="connection 'gone' is closed: a check sends nothing"):
+            other.check("buggy")
+        with pytest.raises(LabError, match="connection 'gone' is closed: a mock sends nothing"):
+            other.mock("buggy", handlers={"ping": lambda: "pong"})
+        assert other.connection("gone").mocks == {} and other.connection("gone").served == {}
+    finally:
+        other.close()
 
 
 def test_replay_of_a_finding_that_is_gone_is_none(mesh_url: str) -> None:

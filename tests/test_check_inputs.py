@@ -14,7 +14,7 @@ from nuropb_lab.lab.check.outcome import Answer, judge
 from nuropb_lab.lab.check.probe import Finding
 from nuropb_lab.lab.check.strategies import fitting, json_values, type_strategy, unfitting
 from nuropb_lab.lab.params import param_problems, texts_where_described
-from nuropb_lab.magic_args import parse_params, split_args
+from nuropb_lab.magics.args import parse_params, split_args
 from nuropb_lab.mesh.describe import describe_object
 from nuropb_lab.mesh.errors import NuropbTimeoutError, remote_error
 

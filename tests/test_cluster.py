@@ -31,8 +31,8 @@ from cluster_harness import (
     start_load,
     start_nuropb,
 )
-from conftest import GatedWorker, Outcome, tally, wait_until
 from nodes import Cluster
+from support import GatedWorker, Outcome, tally, wait_until
 
 import nuropb_lab as nl
 from nuropb_lab.lab.discovery import discover

@@ -13,10 +13,10 @@ from pathlib import Path
 import aiormq
 import pytest
 from cluster_harness import mesh_on, nuropb_client, place_queues, queue_row, start_nuropb
-from conftest import wait_for, wait_until
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 from nodes import Cluster, free_port
+from support import wait_for, wait_until
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import nuropb_made_mesh
+from support import nuropb_made_mesh
 
 from nuropb_lab.mesh import ManagementAPI
 

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aio_pika
 import pandas as pd
 import pytest
-from conftest import nuropb_made_mesh, wait_for
 from IPython.core.interactiveshell import InteractiveShell
+from support import LabSetup, nuropb_made_mesh, wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab
@@ -39,12 +38,8 @@ def wait_size(lab: Lab, size: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def lab(mesh_url: str) -> Iterator[Lab]:
-    lab = Lab(timeout=5)
-    lab.connect(mesh_url)
-    lab.serve(Picky(), name="picky")
-    yield lab
-    lab.close()
+def lab_setup() -> LabSetup:
+    return LabSetup(settings={"timeout": 5}, serve={"picky": Picky()})
 
 
 def test_rejected_and_expired_messages_with_their_reasons(lab: Lab, mesh_url: str) -> None:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import wait_for
+from support import wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.demo.broker import ensure_broker

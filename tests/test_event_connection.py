@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from conftest import close_connections, wait_until
 from pamqp import commands as spec
 from pamqp import frame
 from pamqp.body import ContentBody
 from pamqp.header import ContentHeader
 from pamqp.heartbeat import Heartbeat
+from support import close_connections, wait_until
 
 import nuropb_lab as nl
 from nuropb_lab.mesh import ManagementAPI, parse_amqp_url

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import close_connections, wait_until
+from support import close_connections, wait_until
 
 import nuropb_lab as nl
 from nuropb_lab.mesh import ManagementAPI, codec

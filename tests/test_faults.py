@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import aio_pika
 import pytest
-from conftest import (
+from support import (
     BASE_URL,
     GatedWorker,
     Outcome,

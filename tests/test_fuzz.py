@@ -20,10 +20,10 @@ import aio_pika
 import pamqp.common
 import pamqp.encode
 import pytest
-from conftest import wait_until
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pamqp import commands as spec
+from support import wait_until
 
 import nuropb_lab as nl
 from nuropb_lab.mesh import codec

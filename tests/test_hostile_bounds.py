@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import aio_pika
 import pandas as pd
 import pytest
-from conftest import wait_for
+from support import wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab, LabError, check_servable
@@ -160,14 +160,6 @@ class Peer:
         raise AssertionError("no answer")
 
 
-@pytest.fixture(scope="module")
-def lab(mesh_url: str) -> Iterator[Lab]:
-    lab = Lab(timeout=10)
-    lab.connect(mesh_url)
-    yield lab
-    lab.close()
-
-
 @pytest.fixture
 def peer(mesh_url: str) -> Iterator[Peer]:
     peer = Peer(mesh_url)
@@ -223,7 +215,7 @@ def test_a_served_object_answers_exactly_what_its_describe_lists(lab: Lab, peer:
         assert RAN == []  # nothing ran
     finally:
         del Vault.late  # type: ignore[attr-defined]
-        lab._wait(lab.connection().served.pop("vault").disconnect())
+        lab.runner.run(lab.connection().served.pop("vault").disconnect(), 30)
         RAN.clear()
 
 
@@ -439,7 +431,7 @@ def test_no_credentials_follow_a_redirect() -> None:
     with http_server(seen) as other, http_server(seen, redirect_to=other) as redirecting:
         api = ManagementAPI(redirecting, "guest", "s3cr3t")
         with pytest.raises(ManagementUnavailable, match="redirect") as refused:
-            api._call("GET", "overview")
+            api.call_blocking("GET", "overview")
         assert "s3cr3t" not in str(refused.value)
     other_port = int(other.rsplit(":", 1)[1])
     assert [auth for port, auth in seen if port == other_port] == []
@@ -460,13 +452,15 @@ def test_plain_http_warned_and_refused_for_an_amqps_mesh(monkeypatch: pytest.Mon
         target = parse_amqp_url("amqps://u:s3cr3t@127.0.0.1:5671/mesh")
         api = ManagementAPI.for_target(target, plain)
         with pytest.raises(ManagementUnavailable, match="amqps") as refused:
-            api._call("GET", "overview")
+            api.call_blocking("GET", "overview")
         assert "NUROPB_MANAGEMENT_ALLOW_HTTP" in str(refused.value)
         assert seen == []
         allowed = ManagementAPI.for_target(target, plain, allow_http=True)
-        assert allowed._call("GET", "overview") == {"ok": True}
+        assert allowed.call_blocking("GET", "overview") == {"ok": True}
         monkeypatch.setenv("NUROPB_MANAGEMENT_ALLOW_HTTP", "1")
-        assert ManagementAPI.for_target(target, plain)._call("GET", "overview") == {"ok": True}
+        assert ManagementAPI.for_target(target, plain).call_blocking("GET", "overview") == {
+            "ok": True
+        }
     assert len(seen) == 2 and all(auth for _, auth in seen)
 
 
@@ -479,7 +473,7 @@ def test_the_management_override_applies_to_the_host_it_names(
         b = parse_amqp_url("amqp://guest:guest@localhost:5672/mesh")  # broker B, another host
         api_b = ManagementAPI.for_target(b)
         assert api_b.base_urls == ["http://localhost:15672"]
-        api_b._call("GET", "overview")  # B's own API (the test broker)
+        api_b.call_blocking("GET", "overview")  # B's own API (the test broker)
         assert seen == []  # B's password never went to A
         a = parse_amqp_url("amqp://guest:guest@127.0.0.1:5672/mesh")
         assert ManagementAPI.for_target(a).base_urls == [broker_a]

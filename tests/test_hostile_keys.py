@@ -25,10 +25,10 @@ from typing import Any
 
 import aio_pika
 import pytest
-from conftest import wait_until
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from support import wait_until
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab

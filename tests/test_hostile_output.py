@@ -20,7 +20,6 @@ from typing import TypeVar
 
 import pandas as pd
 import pytest
-from conftest import wait_for
 from hostile_peer import (
     ATTR,
     CALLER,
@@ -36,6 +35,7 @@ from hostile_peer import (
     hostile,
     shown,
 )
+from support import LabSetup, wait_for
 
 from nuropb_lab.lab import Lab, ProgressRun
 from nuropb_lab.lab.tap import Tap
@@ -120,11 +120,8 @@ def svg_texts(svg: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def lab(mesh_url: str) -> Iterator[Lab]:
-    lab = Lab(timeout=10, describe_timeout=5)
-    lab.connect(mesh_url, alias="h")
-    yield lab
-    lab.close()
+def lab_setup() -> LabSetup:
+    return LabSetup(alias="h", settings={"timeout": 10, "describe_timeout": 5})
 
 
 @pytest.fixture(scope="module")

@@ -24,10 +24,11 @@ from typing import Any
 
 import aio_pika
 import pytest
-from conftest import mesh_objects, nuropb_made_mesh, wait_until
 from cryptography.hazmat.primitives import serialization
+from support import mesh_objects, nuropb_made_mesh, wait_until
 
 import nuropb_lab as nl
+from nuropb_lab.mesh import ManagementAPI
 
 PEERS = Path(__file__).resolve().parent / "peers"
 READY_TIMEOUT = 30.0  # s for a nuropb service to connect and print READY
@@ -35,7 +36,7 @@ STOP_TIMEOUT = 10.0  # s for a peer to leave once asked, before it is killed
 CLIENT_TIMEOUT = 60.0  # s for a whole nuropb client scenario
 TTL = 10_000  # ms: every lab call here is bounded, so a lost answer fails fast
 PEM_HEADER = "-----BEGIN PUBLIC KEY-----"
-RPC_EXCHANGE = "nuropb-rpc-exchange"  # PROTOCOL.md: the default name
+RPC_EXCHANGE = "nuropb-rpc-exchange"  # docs/PROTOCOL.md: the default name
 
 
 def unique(prefix: str) -> str:
@@ -159,7 +160,7 @@ NUROPB_SETUPS = {
 
 @pytest.fixture(scope="module", params=sorted(NUROPB_SETUPS))
 def mesh_url(
-    request: pytest.FixtureRequest, nuropb_python: Path, management: nl.ManagementAPI
+    request: pytest.FixtureRequest, nuropb_python: Path, management: ManagementAPI
 ) -> Iterator[str]:
     """A mesh set up by nuropb's own helpers, shared by this module's tests (each mesh
     once); at the end, the shared objects nuropb made are there as they were."""
@@ -376,7 +377,8 @@ async def test_lab_encrypted_call_to_nuropb_service(
     # an encrypted call to a method that does not require it works as well
     assert await lab_client.request(ref_service, "add", {"a": 1}, {}, ttl=TTL, encrypted=True) == 3
 
-    # nuropb 0.1.8 defect (PROTOCOL.md): its service runs a plaintext call to an encrypted method
+    # nuropb 0.1.8 defect (docs/PROTOCOL.md): its service runs a plaintext call to an
+    # encrypted method
     plain = await lab_client.request(ref_service, "secret", {"text": "ab"}, {}, ttl=TTL)
     assert plain == {"reversed": "ba", "length": 2}
 

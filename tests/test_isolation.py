@@ -21,10 +21,10 @@ import aiormq.connection
 import pamqp.decode
 import pamqp.frame
 from aiormq.abc import ChannelFrame
-from conftest import wait_until
+from support import wait_until
 
 import nuropb_lab as nl
-from nuropb_lab.mesh import codec
+from nuropb_lab.mesh import Topology, codec
 from nuropb_lab.mesh.amqp import frames
 
 SERVICE = "isolation"
@@ -146,7 +146,7 @@ async def test_a_lab_service_takes_what_a_plain_aio_pika_connection_still_refuse
 
             before = await dead_letters()
             data = request_with_cid_not_utf8(
-                underlay.number, nl.Topology.service_queue(SERVICE), replies.name
+                underlay.number, Topology.service_queue(SERVICE), replies.name
             )
             await underlay.write_queue.put(ChannelFrame(payload=data, should_close=False))
 
@@ -157,7 +157,7 @@ async def test_a_lab_service_takes_what_a_plain_aio_pika_connection_still_refuse
             await wait_until(dead_lettered, timeout=10, what="the request in the DLQ")
             # a timestamp past what a datetime holds (the broker takes it): answered
             data = request_with_timestamp(
-                underlay.number, nl.Topology.service_queue(SERVICE), replies.name, 2**64 - 1
+                underlay.number, Topology.service_queue(SERVICE), replies.name, 2**64 - 1
             )
             await underlay.write_queue.put(ChannelFrame(payload=data, should_close=False))
             await wait_until(lambda: "c2" in answers, timeout=10, what="the answer to c2")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import inspect
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import close_connections, ctrl_c_after, wait_for
+from support import LabSetup, close_connections, ctrl_c_after, wait_for
 
 import nuropb_lab as nl
-from nuropb_lab.lab import Lab, LabError
+from nuropb_lab.lab import Lab, LabError, Settings, Tail
+from nuropb_lab.lab.faces import Face
+from nuropb_lab.lab.tap import Tap
 from nuropb_lab.mesh import ManagementAPI
 
 
@@ -42,12 +45,9 @@ class Inventory:
 
 
 @pytest.fixture(scope="module")
-def lab(mesh_url: str) -> Iterator[Lab]:
-    lab = Lab(timeout=10, describe_timeout=2)
-    lab.connect(mesh_url, alias="m")
-    lab.serve(Inventory())
-    yield lab
-    lab.close()
+def lab_setup() -> LabSetup:
+    settings = {"timeout": 10, "describe_timeout": 2}
+    return LabSetup(alias="m", settings=settings, serve={"inventory": Inventory()})
 
 
 def test_connect_status_masks_the_password(lab: Lab, mesh_url: str) -> None:
@@ -222,6 +222,68 @@ def test_async_twins(lab: Lab) -> None:
 
     result, frame = asyncio.run(main())
     assert result["sku"] == "Z" and "inventory" in set(frame["service"])
+
+
+def test_a_tail_stops_from_another_loop_too(lab: Lab) -> None:
+    async def main() -> Any:
+        tail = await lab.atail("astop.#")
+        await tail.astop()
+        await tail.astop()  # once is enough; again does nothing
+        return tail
+
+    tail = asyncio.run(main())
+    assert tail.stopped and tail.state == "stopped" and tail not in lab.tails
+
+
+def faces_of(kind: type) -> dict[str, Face[Any, Any]]:
+    return {
+        name: face
+        for name in dir(kind)
+        if isinstance(face := inspect.getattr_static(kind, name), Face)
+    }
+
+
+def test_each_face_has_its_name_doc_signature_and_async_twin() -> None:
+    faces = faces_of(Lab)
+    assert {"call", "acall", "start_call", "tap", "atap", "start_tap", "bench", "abench"} <= set(
+        faces
+    )
+    for name, face in faces.items():
+        function = getattr(Lab, name)
+        assert function.__name__ == name and function.__qualname__ == f"Lab.{name}"
+        assert function.__doc__ and function.__doc__ == face.method.__doc__, name
+        parameters = inspect.signature(function).parameters
+        assert list(parameters)[1:] == list(inspect.signature(face.method).parameters)[1:]
+        if face.kind == "blocking":  # what waits for I/O can be awaited too
+            twin = faces.get(f"a{name}")
+            assert twin is not None and twin.kind == "awaitable", name
+            assert twin.method is face.method
+            assert inspect.iscoroutinefunction(getattr(Lab, f"a{name}"))
+        if name.startswith("start_"):  # starts and returns a handle at once
+            assert face.kind in ("background", "delegate"), name
+    assert {"check", "acheck", "start_check", "prepare_check", "mock", "amock"} <= set(faces)
+    for name in ("bench", "capacity", "check"):  # a run's own blocking face, and its twin
+        assert faces[f"a{name}"].kind == "awaitable"
+    lab = Lab()
+    signature = inspect.signature(lab.call)
+    assert "self" not in signature.parameters and signature.return_annotation is Any
+    assert signature.parameters["timeout"].annotation == float | None
+    assert inspect.signature(lab.start_call).return_annotation == concurrent.futures.Future[Any]
+    assert inspect.signature(Lab.start_tap).return_annotation == concurrent.futures.Future[Tap]
+    assert inspect.signature(Lab.tail).return_annotation is Tail
+
+
+def test_settings_are_checked_once_for_the_lab() -> None:
+    lab = Lab(timeout=5)
+    assert lab.timeout == lab.settings.timeout == 5.0
+    lab.describe_timeout = 0.5
+    assert lab.settings.describe_timeout == 0.5
+    for name, value in (("timeout", 0), ("tail_max_rows", 0), ("failover_strategy", "random")):
+        with pytest.raises(nl.OptionError, match=name):
+            setattr(lab, name, value)
+    with pytest.raises(nl.OptionError, match="timeout must be > 0 seconds"):
+        Lab(timeout=-1)
+    assert Lab().timeout == Settings().timeout  # the defaults are the settings'
 
 
 def test_serve_and_disconnect(mesh_url: str) -> None:

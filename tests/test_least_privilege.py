@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BASE_URL, mesh_objects, nuropb_made_mesh, peer_process, wait_for
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from support import BASE_URL, mesh_objects, nuropb_made_mesh, peer_process, wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab
@@ -76,17 +76,17 @@ def user(mesh: str, management: ManagementAPI) -> Iterator[tuple[str, str]]:
     """(url, name) of a user with configure permission on its response queues only."""
     name, password = f"lp-{uuid.uuid4().hex[:6]}", f"pw-{uuid.uuid4().hex}"
     vhost = mesh.rsplit("/", 1)[-1]
-    management._call("PUT", f"users/{name}", {"password": password, "tags": ""})
+    management.call_blocking("PUT", f"users/{name}", {"password": password, "tags": ""})
     grant(management, vhost, name, RQ_ONLY)
     host = BASE_URL.split("@", 1)[1]
     try:
         yield f"amqp://{name}:{password}@{host}/{vhost}", name
     finally:
-        management._call("DELETE", f"users/{name}")
+        management.call_blocking("DELETE", f"users/{name}")
 
 
 def grant(management: ManagementAPI, vhost: str, name: str, configure: str) -> None:
-    management._call(
+    management.call_blocking(
         "PUT", f"permissions/{vhost}/{name}", {"configure": configure, "write": ".*", "read": ".*"}
     )
 

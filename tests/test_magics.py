@@ -13,10 +13,14 @@ import pandas as pd
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from support import wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.lab import get_lab
-from nuropb_lab.magic_args import parse_value, split_args
+from nuropb_lab.lab.settings import setting_fields
+from nuropb_lab.magics import NuropbMagics
+from nuropb_lab.magics.args import parse_value, split_args
+from nuropb_lab.magics.table import SUBCOMMANDS
 from nuropb_lab.mesh import ManagementAPI
 
 PEERS = Path(__file__).parent / "peers"
@@ -100,6 +104,44 @@ def test_help_and_unknown_subcommand(ip: InteractiveShell) -> None:
     ) and "unknown sub-command 'frobnicate'" in str(result.error_in_exec)
 
 
+def test_help_of_a_subcommand_shows_every_option_it_parses(ip: InteractiveShell) -> None:
+    _, listing, _ = run(ip, "help")
+    for name, command in SUBCOMMANDS.items():
+        assert f"%nuropb {name}" in listing and command.summary in listing, name
+        _, out, _ = run(ip, f"help {name}")
+        assert out.startswith(f"usage: %nuropb {name}"), (name, out)
+        text = " ".join(out.split())  # as wrapped
+        for action in command.parser._actions:
+            for shown in action.option_strings or [action.metavar or action.dest]:
+                assert shown in out, (name, shown)  # in the usage line and in the list
+            assert " ".join((action.help or "").split()) in text, (name, action.help)
+    _, out, _ = run(ip, "help call")  # what the hand-written help had lost
+    assert all(o in out for o in ("--no-check", "--alias", "--raw", "-o VAR", "[k=v]..."))
+    result = ip.run_cell("%nuropb help frobnicate")
+    assert type(result.error_in_exec).__name__ == "UsageError"
+    assert "no sub-command 'frobnicate'" in str(result.error_in_exec)
+
+
+def test_every_subcommand_is_parsed_by_its_parser(connected: InteractiveShell) -> None:
+    for line in ("publish", "publish --alias main", "services --refresh", "benches x"):
+        result = connected.run_cell(f"%nuropb {line}")
+        assert type(result.error_in_exec).__name__ == "UsageError", line
+    tail, _, _ = run(connected, "tail parsed.# -o parsed")
+    _, out, _ = run(connected, 'publish parsed.one --alias main {"n": [1, 2]}')
+    assert out.strip() == "published to parsed.one"
+    wait_for(lambda: len(tail) == 1, what="the event published")
+    assert tail.df["event"].iloc[0] == {"n": [1, 2]}
+    tail.stop()
+
+
+def test_settings_are_the_labs_own(ip: InteractiveShell) -> None:
+    traits = NuropbMagics.class_traits(config=True)
+    for field in setting_fields():
+        trait = traits[field.name]
+        assert trait.default_value == field.default and trait.help == field.metadata["help"]
+    assert set(traits) == {f.name for f in setting_fields()}
+
+
 def test_status_and_services(connected: InteractiveShell) -> None:
     widget, _, _ = run(connected, "status --widget")
     assert "● connected" in widget.value and "main" in widget.value
@@ -169,6 +211,42 @@ def test_expected_failures_print_one_line(connected: InteractiveShell) -> None:
         assert value is None and out == ""
         assert err.startswith(expected), (line, err)
         assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_option_values_are_one_line_too(connected: InteractiveShell) -> None:
+    cases = {
+        "connect http://nowhere/x --alias bad": "OptionError: AMQP URL must start with amqp://",
+        "dlq --limit 0": "OptionError: limit must be at least 1, got 0",
+        "call shop.price sku=A --timeout -1": "OptionError: timeout must be > 0 seconds",
+    }
+    for line, expected in cases.items():
+        value, out, err = run(connected, line)
+        assert value is None and out == "", (line, out)
+        assert err.startswith(expected) and err.count("\n") == 1, (line, err)
+
+
+def test_a_bug_inside_the_lab_shows_its_traceback(
+    connected: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(n: int | None = None) -> pd.DataFrame:
+        raise TypeError("a bug in the lab")
+
+    monkeypatch.setattr(get_lab(), "history", broken)
+    with capture_output() as captured:
+        result = connected.run_cell("%nuropb history")
+    assert isinstance(result.error_in_exec, TypeError)  # not swallowed into one line
+    assert "a bug in the lab" in captured.stdout + captured.stderr
+    assert "Traceback" in captured.stdout + captured.stderr
+
+
+def test_the_usage_errors_are_one_family() -> None:
+    for name in ("ParamError", "BenchError", "OptionError", "FirehoseRefused"):
+        assert issubclass(getattr(nl, name), nl.LabError), name
+    # what was a ValueError before the family still is one
+    assert issubclass(nl.ParamError, ValueError) and issubclass(nl.BenchError, ValueError)
+    # the mesh's refusals stay nuropb errors, which RMQAPI users catch
+    assert issubclass(nl.EncryptionRefused, nl.NuropbMessageError)
+    assert issubclass(nl.DescribeConflict, nl.NuropbMessageError)
 
 
 def test_params_are_checked_before_anything_is_sent(connected: InteractiveShell) -> None:
@@ -340,6 +418,12 @@ def test_completion(connected: InteractiveShell) -> None:
     assert complete("%nuropb call shop.price ") == ["sku=", "qty="]
     assert "price" in complete("%nuropb describe shop ")
     assert "main" in complete("%nuropb disconnect ")
+    assert "bench" in complete("%nuropb help ")
+    # check takes SERVICE or SERVICE.METHOD and nothing after; mock a service
+    assert "shop" in complete("%nuropb check sh") and "shop." not in complete("%nuropb check sh")
+    assert set(complete("%nuropb check shop.")) >= {"shop.price", "shop.echo"}
+    assert not {"sku=", "qty="} & set(complete("%nuropb check shop.price "))  # no params
+    assert "shop" in complete("%nuropb mock sh")
 
 
 def test_magic_against_a_nuropb_service(
@@ -387,8 +471,8 @@ def test_no_password_in_anything_displayed(mesh_url: str, management: Management
     password = f"pw-{uuid.uuid4().hex}"
     user = f"lab-{uuid.uuid4().hex[:6]}"
     vhost = mesh_url.rsplit("/", 1)[1]
-    management._call("PUT", f"users/{user}", {"password": password, "tags": ""})
-    management._call(
+    management.call_blocking("PUT", f"users/{user}", {"password": password, "tags": ""})
+    management.call_blocking(
         "PUT", f"permissions/{vhost}/{user}", {"configure": ".*", "write": ".*", "read": ".*"}
     )
     url = f"amqp://{user}:{password}@127.0.0.1:5672/{vhost}"
@@ -416,7 +500,7 @@ def test_no_password_in_anything_displayed(mesh_url: str, management: Management
                 seen.append(value.to_html())
         seen.append(repr(get_lab()))
     finally:
-        management._call("DELETE", f"users/{user}")
+        management.call_blocking("DELETE", f"users/{user}")
     text = "\n".join(seen)
     assert password not in text and "wrong-secret" not in text
     assert f"{user}:***@" in text  # the URL was shown, masked

@@ -16,7 +16,7 @@ from typing import Any
 
 import aio_pika
 import pytest
-from conftest import Broker, mesh_objects, mesh_url_for, nuropb_made_mesh
+from support import Broker, mesh_objects, mesh_url_for, nuropb_made_mesh
 
 import nuropb_lab as nl
 from nuropb_lab.mesh import ManagementAPI
@@ -40,7 +40,7 @@ def new_vhost(management: ManagementAPI) -> Iterator[str]:
     """A vhost name that does not exist yet (deleted afterwards if a test made it)."""
     vhost = f"test-setup-{uuid.uuid4().hex[:8]}"
     yield vhost
-    management._call("DELETE", f"vhosts/{vhost}")
+    management.call_blocking("DELETE", f"vhosts/{vhost}")
 
 
 @pytest.fixture(params=["configure_mesh", "configure_nuropb_rmq"])

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import peer_process, wait_for
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from support import LabSetup, peer_process, wait_for
 
 from nuropb_lab.lab import Lab, LabError, get_lab
 from nuropb_lab.lab.tap import Tap
@@ -50,15 +49,12 @@ def nuropb_client(python: Path, url: str, steps: list[dict[str, Any]]) -> dict[s
 
 
 @pytest.fixture(scope="module")
-def lab(mesh_url: str) -> Iterator[Lab]:
-    lab = Lab(timeout=10)
-    lab.connect(mesh_url, alias="mocks")
-    yield lab
-    lab.close()
+def lab_setup() -> LabSetup:
+    return LabSetup(alias="mocks")
 
 
-def consumers(lab: Lab) -> int:
-    found = lab.runner.run(lab.connection().api.queue_info("nuropb-ref-sq"), 10)
+def consumers(lab: Lab, service: str = "ref") -> int:
+    found = lab.runner.run(lab.connection().api.queue_info(f"nuropb-{service}-sq"), 10)
     return found[1] if found is not None else 0
 
 
@@ -87,7 +83,7 @@ def recorded(lab: Lab, nuropb_python: Path, mesh_url: str, management: Managemen
             assert consumers(lab) == 2
             beside.stop()
     finally:
-        management._call("PUT", f"vhosts/{vhost}", {"tracing": False})
+        management.call_blocking("PUT", f"vhosts/{vhost}", {"tracing": False})
     wait_for(lambda: consumers(lab) == 0, 15, "the nuropb service to leave")
     return tap
 
@@ -194,6 +190,19 @@ def test_an_inferred_description_handlers_and_injected_failures(lab: Lab, record
         assert mock.stats["handled"] == outcomes.count(6)
     finally:
         mock.stop()
+
+
+def test_disconnect_takes_a_mock_off_the_mesh(lab: Lab, mesh_url: str) -> None:
+    other = Lab(timeout=10)
+    try:
+        other.connect(mesh_url, alias="leaving")
+        made = other.mock("leaver", handlers={"ping": lambda: "pong"})
+        assert other.call("leaver.ping") == "pong" and consumers(lab, "leaver") == 1
+        other.disconnect("leaving")
+        assert made.stopped and "stopped" in repr(made)
+        wait_for(lambda: consumers(lab, "leaver") == 0, 15, "the mock to leave")
+    finally:
+        other.close()
 
 
 def test_bad_input_is_one_line(lab: Lab, recorded: Tap, tmp_path: Path) -> None:

@@ -41,8 +41,10 @@ def demo_url(mesh_url: str, management: ManagementAPI) -> Iterator[str]:
     every executed notebook can be searched for that password."""
     vhost = mesh_url.rsplit("/", 1)[1]
     # an administrator: 05-traffic switches the mesh's firehose on (and off)
-    management._call("PUT", f"users/{USER}", {"password": PASSWORD, "tags": "administrator"})
-    management._call(
+    management.call_blocking(
+        "PUT", f"users/{USER}", {"password": PASSWORD, "tags": "administrator"}
+    )
+    management.call_blocking(
         "PUT", f"permissions/{vhost}/{USER}", {"configure": ".*", "write": ".*", "read": ".*"}
     )
     try:
@@ -50,7 +52,7 @@ def demo_url(mesh_url: str, management: ManagementAPI) -> Iterator[str]:
             with demo_process(mesh_url, rate=25, timeout=60, output=log):
                 yield mesh_url.replace("guest:guest@", f"{USER}:{PASSWORD}@")
     finally:
-        management._call("DELETE", f"users/{USER}")
+        management.call_blocking("DELETE", f"users/{USER}")
 
 
 # the cells that may write to stderr (a warning is a defect of the tour too): the refusals the
@@ -192,7 +194,7 @@ def test_traffic(demo_url: str, management: ManagementAPI) -> None:
     assert "shopper" in text(outputs(nb, "import tempfile"))
     assert text(outputs(nb, "tap.stop()")).strip().endswith(": off")
     vhost = demo_url.rsplit("/", 1)[1]
-    assert management._call("GET", f"vhosts/{vhost}")["tracing"] is False
+    assert management.call_blocking("GET", f"vhosts/{vhost}")["tracing"] is False
 
 
 def test_load(demo_url: str) -> None:

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from conftest import close_connections, visible_connections, wait_until
+from support import close_connections, visible_connections, wait_until
 
 import nuropb_lab as nl
 from nuropb_lab.mesh import ManagementAPI
@@ -81,7 +81,7 @@ async def test_a_deleted_service_queue_is_consumed_again_in_place(
             )
             await wait_until(lambda: worker.started == 1, what="the service to take the request")
             path = f"queues/{vhost_of(fresh_mesh_url)}/{queue}"
-            await asyncio.to_thread(management._call, "DELETE", path)
+            await management.call("DELETE", path)
             assert await asyncio.wait_for(call, 20) == "slept"
             assert worker.started == 1  # answered where it was, not redelivered
 

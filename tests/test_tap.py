@@ -21,17 +21,18 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import (
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+from support import (
     ROOT,
     Broker,
+    LabSetup,
     close_connections,
     fresh_vhost,
     nuropb_made_mesh,
     peer_process,
     wait_for,
 )
-from IPython.core.interactiveshell import InteractiveShell
-from IPython.utils.capture import capture_output
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab, get_lab
@@ -66,16 +67,18 @@ def nuropb_mesh(
             yield url
         finally:
             with contextlib.suppress(Exception):
-                management._call("PUT", f"vhosts/{vhost}", {"tracing": False})
-            management._call("DELETE", f"global-parameters/{marker_name(vhost)}")
+                management.call_blocking("PUT", f"vhosts/{vhost}", {"tracing": False})
+            management.call_blocking("DELETE", f"global-parameters/{marker_name(vhost)}")
 
 
 def tracing(management: ManagementAPI, url: str) -> bool:
-    return bool(management._call("GET", f"vhosts/{vhost_of(url)}")["tracing"])
+    return bool(management.call_blocking("GET", f"vhosts/{vhost_of(url)}")["tracing"])
 
 
 def trace_bindings(management: ManagementAPI, url: str) -> list[str]:
-    bound = management._call("GET", f"exchanges/{vhost_of(url)}/{TRACE}/bindings/source") or []
+    bound = (
+        management.call_blocking("GET", f"exchanges/{vhost_of(url)}/{TRACE}/bindings/source") or []
+    )
     return [b["destination"] for b in bound]
 
 
@@ -86,16 +89,14 @@ def firehose_back_off(nuropb_mesh: str, management: ManagementAPI) -> Iterator[N
     yield
     assert not tracing(management, nuropb_mesh), "a test left the firehose on"
     assert (
-        management._call("GET", f"global-parameters/{marker_name(vhost_of(nuropb_mesh))}") is None
+        management.call_blocking("GET", f"global-parameters/{marker_name(vhost_of(nuropb_mesh))}")
+        is None
     )
 
 
 @pytest.fixture(scope="module")
-def lab(nuropb_mesh: str) -> Iterator[Lab]:
-    lab = Lab(timeout=10)
-    lab.connect(nuropb_mesh, alias="m")
-    yield lab
-    lab.close()
+def lab_setup(nuropb_mesh: str) -> LabSetup:
+    return LabSetup(url=nuropb_mesh, alias="m")
 
 
 # --- peers ------------------------------------------------------------------------------
@@ -230,8 +231,8 @@ def test_firehose_pairs_nuropb_calls_to_nuropb_and_lab_services(
             wait_for(counted, WAIT, "the tap to pair every call")
             # nuropb's service queue and the lab's: their one consumer each, nothing left over
             api = lab.connection().api
-            assert lab._wait(api.queue_info(f"nuropb-{ref}-sq")) == (0, 1)
-            assert lab._wait(api.queue_info("nuropb-calc-sq")) == (0, 1)
+            assert lab.runner.run(api.queue_info(f"nuropb-{ref}-sq"), 30) == (0, 1)
+            assert lab.runner.run(api.queue_info("nuropb-calc-sq"), 30) == (0, 1)
         calls = tap.calls
         client = f"{vhost_of(nuropb_mesh)}-client"
         to_ref = calls[calls["service"] == ref]
@@ -332,17 +333,17 @@ def tap_user(management: ManagementAPI, nuropb_mesh: str) -> Iterator[str]:
     name = f"tapper-{uuid.uuid4().hex[:6]}"
     vhost = vhost_of(nuropb_mesh)
     url = nuropb_mesh.replace("guest:guest", f"{name}:pw")
-    management._call("PUT", f"users/{name}", {"password": "pw", "tags": "management"})
+    management.call_blocking("PUT", f"users/{name}", {"password": "pw", "tags": "management"})
 
     def grant(configure: str) -> None:
         body = {"configure": configure, "write": ".*", "read": ".*"}
-        management._call("PUT", f"permissions/{vhost}/{name}", body)
+        management.call_blocking("PUT", f"permissions/{vhost}/{name}", body)
 
     grant(TAIL_QUEUE_PATTERN)  # its own queues only: what the README tells operators
     try:
         yield url
     finally:
-        management._call("DELETE", f"users/{name}")
+        management.call_blocking("DELETE", f"users/{name}")
 
 
 class Shelf:
@@ -469,7 +470,7 @@ def test_firehose_on_only_when_off_and_off_with_the_last_tap(
     first = lab.tap()
     second = lab.tap("calc")
     assert tracing(management, nuropb_mesh)
-    owner = management._call("GET", f"global-parameters/{marker_name(vhost)}")["value"]
+    owner = management.call_blocking("GET", f"global-parameters/{marker_name(vhost)}")["value"]
     assert owner["pid"] == os.getpid()
     assert len(trace_bindings(management, nuropb_mesh)) == 4  # two taps, two keys each
     first.stop()
@@ -481,14 +482,14 @@ def test_firehose_on_only_when_off_and_off_with_the_last_tap(
     assert lab.status().set_index("alias").loc["m", "firehose"] == "off"
 
     # on already, and not by a lab: left on when the tap stops
-    management._call("PUT", f"vhosts/{vhost}", {"tracing": True})
+    management.call_blocking("PUT", f"vhosts/{vhost}", {"tracing": True})
     try:
         tap = lab.tap()
         assert tap.notice is not None and "not switched on by a lab" in tap.notice
         tap.stop()
         assert tracing(management, nuropb_mesh)
     finally:
-        management._call("PUT", f"vhosts/{vhost}", {"tracing": False})
+        management.call_blocking("PUT", f"vhosts/{vhost}", {"tracing": False})
 
     # disconnect switches it off, as does close
     other = Lab(timeout=10)
@@ -587,7 +588,7 @@ def test_bounded_buffer_under_a_flood(lab: Lab, nuropb_mesh: str) -> None:
             tasks += [api.command("sink", "count", {"n": i}, {}) for i in range(300)]
             await asyncio.gather(*tasks)
 
-        lab._wait(flood())
+        lab.runner.run(flood(), 30)
         wait_for(lambda: tap.capture.received >= 1800, WAIT, "the flood")
         s = tap.status()
         assert s["rows"] == 100 and len(tap.df) == 100  # the newest only
@@ -598,7 +599,7 @@ def test_bounded_buffer_under_a_flood(lab: Lab, nuropb_mesh: str) -> None:
     finally:
         tap.stop()
         with contextlib.suppress(Exception):
-            lab._wait(_purge(lab, "nuropb-sink-sq"))
+            lab.runner.run(_purge(lab, "nuropb-sink-sq"), 30)
 
 
 async def _purge(lab: Lab, queue: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from conftest import wait_until
+from support import wait_until
 from tls import Certificates, TlsNode, TlsNodeUnavailable, make_certificates, start_tls_node
 
 import nuropb_lab as nl

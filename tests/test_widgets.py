@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aio_pika
 import ipywidgets as w
 import pytest
-from conftest import visible_connections, wait_for
+from support import LabSetup, visible_connections, wait_for
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab
@@ -57,12 +56,8 @@ class Orders:
 
 
 @pytest.fixture(scope="module")
-def lab(mesh_url: str) -> Iterator[Lab]:
-    lab = Lab(timeout=10)
-    lab.connect(mesh_url, alias="w")
-    lab.serve(Orders(), name="orders")
-    yield lab
-    lab.close()
+def lab_setup() -> LabSetup:
+    return LabSetup(alias="w", serve={"orders": Orders()})
 
 
 def test_browser_lists_services_and_opens_a_call_form(lab: Lab) -> None:
@@ -96,7 +91,7 @@ def test_a_stopped_service_leaves_the_browser(
         browser.select(name)
         lab.runner.run(api.disconnect(), 10)
         lab.connection().served.pop(name)
-        management._call("DELETE", f"queues/{mesh_url.rsplit('/', 1)[1]}/nuropb-{name}-sq")
+        management.call_blocking("DELETE", f"queues/{mesh_url.rsplit('/', 1)[1]}/nuropb-{name}-sq")
         wait_for(lambda: name not in browser.infos, what=f"{name} to leave")
         assert (
             browser.services.value is None and browser.detail.value == "" and browser.form is None

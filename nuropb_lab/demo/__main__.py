@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from ..lab.session import DEFAULT_URL
+from ..lab.connections import DEFAULT_URL
 from ..mesh import parse_amqp_url
 from .broker import BrokerError, BrokerInfo, ensure_broker, stop_broker
 from .run import DemoMesh, run_demo, wait_for_demo

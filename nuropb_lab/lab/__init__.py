@@ -1,22 +1,21 @@
-"""The Lab: a plain-Python session over nuropb meshes, shared by the magic and the widgets."""
+"""The Lab: a plain-Python session over nuropb meshes, shared by the magic and the widgets.
 
-from .bench import BenchError, BenchRun
+The contract check's results (``CheckRun``, ``CheckResult``) are in lab/check/, which loads
+Hypothesis: imported on the first check, not here."""
+
+from .bench import BenchRun
 from .bench_result import BenchResult
-from .capacity import CapacityResult
+from .capacity import CapacityResult, CapacitySweep
+from .connections import DEFAULT_URL, Connection
 from .discovery import ServiceInfo
+from .errors import BenchError, CheckError, FirehoseRefused, LabError, OptionError, ParamError
 from .history import CallRecord
-from .params import ParamError
+from .mock import Mock
 from .progress import Progress, ProgressRun
 from .runner import LoopRunner
-from .session import (
-    DEFAULT_URL,
-    Connection,
-    Lab,
-    LabError,
-    check_servable,
-    exposed_methods,
-    get_lab,
-)
+from .served import check_servable, exposed_methods
+from .session import Lab, get_lab
+from .settings import Settings
 from .tail import Tail
 
 __all__ = [
@@ -26,14 +25,20 @@ __all__ = [
     "BenchRun",
     "CallRecord",
     "CapacityResult",
+    "CapacitySweep",
+    "CheckError",
     "Connection",
+    "FirehoseRefused",
     "Lab",
     "LabError",
     "LoopRunner",
+    "Mock",
+    "OptionError",
     "ParamError",
     "Progress",
     "ProgressRun",
     "ServiceInfo",
+    "Settings",
     "Tail",
     "check_servable",
     "exposed_methods",

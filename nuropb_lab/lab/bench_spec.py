@@ -11,6 +11,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
+from .errors import BenchError
+
 __all__ = ["BenchError", "BenchSpec", "ParamsArg"]
 
 MAX_N: Final = 10_000_000
@@ -24,10 +26,6 @@ OPEN_IN_FLIGHT: Final = 1_000  # the open model's cap on calls in flight, unless
 CHECKED_PARAMS: Final = 100  # distinct params of a list checked before a run
 
 ParamsArg = dict[str, Any] | Sequence[dict[str, Any]] | Callable[[int], dict[str, Any]] | None
-
-
-class BenchError(ValueError):
-    """A bench that cannot run as asked (bad n, rate, target...); the message is one line."""
 
 
 def _whole(name: str, value: Any, low: int, high: int, unit: str = "") -> int:

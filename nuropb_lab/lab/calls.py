@@ -6,51 +6,34 @@ import time
 import uuid
 from typing import Any
 
-import pandas as pd
-
-from ..mesh.errors import NuropbException, NuropbNotDeliveredError, remote_error
-from .base import Connection, LabBase, LabError, awaitable, background, blocking, split_target
-from .history import CallRecord
+from ..mesh.errors import remote_error
+from .connections import Connections, split_target
+from .describing import Describing
+from .errors import LabError
+from .history import CallRecord, History
 from .params import check_params
+from .settings import Settings, positive_seconds
 
-__all__ = ["CallsMixin"]
-
-DESCRIBE_RETRY_S = 30.0
+__all__ = ["Calls"]
 
 
-class CallsMixin(LabBase):
+class Calls:
     """Calls (requests) and commands, checked against the method's description first and
     encrypted when it requires (or when that cannot be told and the service's key is pinned;
     without one such a call is refused, see mesh/descriptions.py), each recorded in the
     history; events published."""
 
-    async def _known_description(
-        self, connection: Connection, service: str, timeout: float
-    ) -> dict[str, Any] | None:
-        """The service's (cached) description; None when it cannot say. A failed describe is
-        not asked again for a while, so calls to a service that cannot describe itself do not
-        each wait for it first."""
-        description: dict[str, Any] | None = connection.api.cached_description(service)
-        if description is None:
-            if time.monotonic() < connection.undescribable.get(service, 0.0):
-                return None
-            try:
-                description = await connection.api.describe_service(
-                    service, ttl=int(min(self.describe_timeout, timeout) * 1000)
-                )
-            except NuropbNotDeliveredError:
-                raise  # no such service: said at once, as for the call itself
-            except NuropbException:
-                connection.undescribable[service] = time.monotonic() + DESCRIBE_RETRY_S
-                return None
-        return description
-
-    async def _known(self, service: str, alias: str | None = None) -> dict[str, Any] | None:
-        """The description a call to ``service`` is checked against (cached); None when the
-        service cannot give one now."""
-        return await self._known_description(self.connection(alias), service, self.timeout)
-
-    known_description = blocking(_known)
+    def __init__(
+        self,
+        connections: Connections,
+        describing: Describing,
+        settings: Settings,
+        history: History,
+    ) -> None:
+        self._connections = connections
+        self._describing = describing
+        self._settings = settings
+        self._history = history
 
     async def _send(
         self,
@@ -67,21 +50,23 @@ class CallsMixin(LabBase):
     ) -> Any:
         """A request (``kind`` "call") or a command, recorded in the history. ``check``: the
         params are checked against the method's description first (see params.py)."""
-        connection = self.connection(alias)
+        connection = self._connections.connection(alias)
         service, method = split_target(target)
         if not isinstance(params, dict):
             raise LabError(f"params must be a JSON object (dict), not {type(params).__name__}")
         if context is not None and not isinstance(context, dict):
             raise LabError(f"context must be a JSON object (dict), not {type(context).__name__}")
-        timeout = timeout or self.timeout
-        description = await self._known_description(connection, service, timeout)
+        timeout = (
+            self._settings.timeout if timeout is None else positive_seconds("timeout", timeout)
+        )
+        description = await self._describing.checked_against(connection, service, timeout)
         if check and description is not None:
             await check_params(
                 description,
                 service,
                 method,
                 params,
-                refresh=lambda: self._description(service, refresh=True, alias=alias),
+                refresh=lambda: self._describing.description(service, refresh=True, alias=alias),
             )
         encrypted, note = connection.api.descriptions.decide(service, method, encrypt)
         connection.known.add(service)
@@ -138,7 +123,7 @@ class CallsMixin(LabBase):
                 )
             )
 
-    async def _call(
+    async def call(
         self,
         /,
         target: str,
@@ -163,11 +148,7 @@ class CallsMixin(LabBase):
             "call", target, merged, timeout, encrypt, context, trace_id, raw, alias, check
         )
 
-    call = blocking(_call)
-    acall = awaitable(_call)
-    start_call = background(_call)
-
-    async def _command(
+    async def command(
         self,
         /,
         target: str,
@@ -187,10 +168,7 @@ class CallsMixin(LabBase):
             "command", target, merged, timeout, encrypt, context, trace_id, False, alias, check
         )
 
-    command = blocking(_command)
-    acommand = awaitable(_command)
-
-    async def _publish(
+    async def publish(
         self,
         topic: str,
         event: Any,
@@ -201,17 +179,6 @@ class CallsMixin(LabBase):
         """Publish an event on ``topic``."""
         if not topic:
             raise LabError("publish needs a topic")
-        await self.connection(alias).api.publish_event(
+        await self._connections.connection(alias).api.publish_event(
             topic, event, context or {}, trace_id=trace_id
         )
-
-    publish = blocking(_publish)
-    apublish = awaitable(_publish)
-
-    def history(self, n: int | None = None) -> pd.DataFrame:
-        """The calls made in this session (newest last)."""
-        return self._history.frame(n)
-
-    @property
-    def call_records(self) -> list[CallRecord]:
-        return self._history.records()

@@ -21,9 +21,17 @@ from pamqp import commands as spec
 from ..mesh import RMQAPI, ManagementAPI, ManagementUnavailable, Topology, codec
 from ..mesh.errors import NuropbHandlingError, NuropbMessageError
 from ..mesh.limits import DEAD_LETTER_BODY, clip_text
-from .history import CallRecord
+from .connections import Connections
+from .errors import OptionError
+from .history import CallRecord, History
 
-__all__ = ["DLQ_COLUMNS", "dead_letter_queue", "dead_letter_rows", "read_dead_letters"]
+__all__ = [
+    "DLQ_COLUMNS",
+    "DeadLetters",
+    "dead_letter_queue",
+    "dead_letter_rows",
+    "read_dead_letters",
+]
 
 DLQ_COLUMNS = [
     "dead_at",
@@ -66,7 +74,7 @@ async def read_dead_letters(
 ) -> list[DeliveredMessage]:
     """Up to ``limit`` messages of ``queue``; left in place unless ``consume``."""
     if limit < 1:
-        raise ValueError("limit must be at least 1")
+        raise OptionError(f"limit must be at least 1, got {limit!r}")
     if await api.queue_info(queue) is None:
         raise NuropbHandlingError(f"the mesh has no dead-letter queue {queue!r}")
     messages: list[DeliveredMessage] = []
@@ -132,3 +140,28 @@ def dead_letter_rows(messages: list[DeliveredMessage], history: list[CallRecord]
             ]
         )
     return pd.DataFrame(rows, columns=DLQ_COLUMNS)
+
+
+class DeadLetters:
+    """The mesh's dead-letter queue, read (and, when asked, consumed)."""
+
+    def __init__(self, connections: Connections, history: History) -> None:
+        self._connections = connections
+        self._history = history
+
+    async def dead_letters(
+        self,
+        limit: int = 50,
+        consume: bool = False,
+        alias: str | None = None,
+        queue: str | None = None,
+    ) -> pd.DataFrame:
+        """What was rejected to the mesh's dead-letter queue, and why (the broker's reason;
+        the error, for a call of this session). Read without consuming unless ``consume``.
+        ``queue``: default the one the dead-letter exchange feeds (see dead_letter_queue)."""
+        connection = self._connections.connection(alias)
+        queue = queue or await dead_letter_queue(connection.api, connection.management)
+        messages = await read_dead_letters(connection.api, queue, limit, consume)
+        frame = dead_letter_rows(messages, self._history.records())
+        frame.attrs["queue"] = queue
+        return frame

@@ -1,21 +1,23 @@
-"""The Lab's look at a mesh: its services, what each offers, its keys and dead letters."""
+"""The Lab's look at a mesh: its services (discovery) and what each offers (describe)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pandas as pd
 
-from ..mesh.errors import NuropbException
-from .base import LabBase, LabError, awaitable, background, blocking
-from .dead_letters import dead_letter_queue, dead_letter_rows, read_dead_letters
+from ..mesh.errors import NuropbException, NuropbNotDeliveredError
+from .connections import Connection, Connections
 from .discovery import ServiceInfo, discover
-from .keys import key_row, keys_frame
+from .errors import LabError
 from .params import parameters_of
 from .placement import with_placement
+from .settings import Settings
 
-__all__ = ["DESCRIBE_COLUMNS", "SERVICE_COLUMNS", "DescribingMixin"]
+__all__ = ["DESCRIBE_COLUMNS", "DESCRIBE_RETRY_S", "SERVICE_COLUMNS", "Describing"]
 
+DESCRIBE_RETRY_S = 30.0  # a service whose describe failed is not asked again for calls before
 SERVICE_COLUMNS = [
     "service",
     "instances",
@@ -37,23 +39,27 @@ DESCRIBE_COLUMNS = [
 ]
 
 
-class DescribingMixin(LabBase):
-    """The services of a mesh (discovery), what each offers (describe), their keys, and the
-    dead-letter queue."""
+class Describing:
+    """The services of a mesh (discovery, always afresh) and their descriptions (cached by
+    the API, asked again on ``refresh``)."""
 
-    async def _services(
+    def __init__(self, connections: Connections, settings: Settings) -> None:
+        self._connections = connections
+        self._settings = settings
+
+    async def services(
         self, alias: str | None = None, names: list[str] | None = None
     ) -> pd.DataFrame:
-        """Every service on the mesh: instances, queued messages, methods, encrypted, version,
-        description, and the error of one that did not answer. ``names`` adds services to
-        probe when the management API is off."""
-        connection = self.connection(alias)
+        """Every service on the mesh, each described afresh: instances, queued messages,
+        methods, encrypted, version, description, and the error of one that did not answer.
+        ``names`` adds services to probe when the management API is off."""
+        connection = self._connections.connection(alias)
         connection.known.update(names or [])
         infos, notice = await discover(
             connection.api,
             connection.management,
             connection.known,
-            describe_ttl_ms=int(self.describe_timeout * 1000),
+            describe_ttl_ms=int(self._settings.describe_timeout * 1000),
         )
         connection.services = {info.service: info for info in infos}
         rows = [
@@ -76,20 +82,17 @@ class DescribingMixin(LabBase):
             frame.attrs["notice"] = notice
         return frame
 
-    services = blocking(_services)
-    aservices = awaitable(_services)
-
     def cached_services(self, alias: str | None = None) -> dict[str, ServiceInfo]:
         """The last discovery's services, without I/O."""
         try:
-            return dict(self.connection(alias).services)
+            return dict(self._connections.connection(alias).services)
         except LabError:
             return {}
 
     def service_names(self, alias: str | None = None) -> list[str]:
         """Known service names, without I/O (for completion)."""
         try:
-            connection = self.connection(alias)
+            connection = self._connections.connection(alias)
         except LabError:
             return []
         return sorted(set(connection.services) | connection.known)
@@ -97,16 +100,52 @@ class DescribingMixin(LabBase):
     def method_names(self, service: str, alias: str | None = None) -> list[str]:
         """Known method names of ``service``, without I/O (for completion)."""
         try:
-            connection = self.connection(alias)
+            connection = self._connections.connection(alias)
         except LabError:
             return []
         description = connection.api.cached_description(service) or {}
         return sorted(description.get("methods") or {})
 
-    description = blocking(LabBase._description)
-    adescription = awaitable(LabBase._description)
+    async def description(
+        self, service: str, refresh: bool = False, alias: str | None = None
+    ) -> dict[str, Any]:
+        """The raw ``nuropb_describe`` answer of a service (cached by the API)."""
+        connection = self._connections.connection(alias)
+        connection.known.add(service)
+        return await connection.api.describe_service(
+            service, refresh=refresh, ttl=int(self._settings.describe_timeout * 1000)
+        )
 
-    async def _describe(
+    async def checked_against(
+        self, connection: Connection, service: str, timeout: float
+    ) -> dict[str, Any] | None:
+        """The service's (cached) description a call is checked against; None when it cannot
+        say. A failed describe is not asked again for a while, so calls to a service that
+        cannot describe itself do not each wait for it first."""
+        description: dict[str, Any] | None = connection.api.cached_description(service)
+        if description is None:
+            if time.monotonic() < connection.undescribable.get(service, 0.0):
+                return None
+            try:
+                description = await connection.api.describe_service(
+                    service, ttl=int(min(self._settings.describe_timeout, timeout) * 1000)
+                )
+            except NuropbNotDeliveredError:
+                raise  # no such service: said at once, as for the call itself
+            except NuropbException:
+                connection.undescribable[service] = time.monotonic() + DESCRIBE_RETRY_S
+                return None
+        return description
+
+    async def known_description(
+        self, service: str, alias: str | None = None
+    ) -> dict[str, Any] | None:
+        """The description a call to ``service`` is checked against (cached); None when the
+        service cannot give one now."""
+        connection = self._connections.connection(alias)
+        return await self.checked_against(connection, service, self._settings.timeout)
+
+    async def describe(
         self,
         service: str,
         method: str | None = None,
@@ -114,7 +153,7 @@ class DescribingMixin(LabBase):
         alias: str | None = None,
     ) -> pd.DataFrame:
         """A service's methods and parameters (one row per parameter), with encryption."""
-        description = await self._description(service, refresh, alias)
+        description = await self.description(service, refresh, alias)
         methods = description.get("methods") or {}
         if method is not None and method not in methods:
             raise LabError(
@@ -140,69 +179,3 @@ class DescribingMixin(LabBase):
             description=description.get("description"),
         )
         return frame
-
-    describe = blocking(_describe)
-    adescribe = awaitable(_describe)
-
-    # --- dead letters ---------------------------------------------------------------------
-
-    async def _dead_letters(
-        self,
-        limit: int = 50,
-        consume: bool = False,
-        alias: str | None = None,
-        queue: str | None = None,
-    ) -> pd.DataFrame:
-        """What was rejected to the mesh's dead-letter queue, and why (the broker's reason;
-        the error, for a call of this session). Read without consuming unless ``consume``.
-        ``queue``: default the one the dead-letter exchange feeds (see dead_letter_queue)."""
-        connection = self.connection(alias)
-        queue = queue or await dead_letter_queue(connection.api, connection.management)
-        messages = await read_dead_letters(connection.api, queue, limit, consume)
-        frame = dead_letter_rows(messages, self._history.records())
-        frame.attrs["queue"] = queue
-        return frame
-
-    dead_letters = blocking(_dead_letters)
-    adead_letters = awaitable(_dead_letters)
-
-    # --- keys -------------------------------------------------------------------------------
-
-    async def _keys(self, service: str | None = None, alias: str | None = None) -> pd.DataFrame:
-        """Encryption status per service (each described again): the fingerprint (SHA-256 of
-        the DER public key) of the key it shows and of the key pinned for it, key size, methods
-        that require encryption (as described, or seen so before), encrypted calls made and
-        failed, and warnings: a describe conflict, a key that is not the pinned one or is under
-        2048 bits, encrypted methods without a key."""
-        connection = self.connection(alias)
-        if service is not None:
-            services = [service]
-        else:
-            if not connection.services:
-                await self._services(alias)
-            services = sorted(connection.services)
-        records = self._history.records()
-        descriptions = connection.api.descriptions
-        rows = []
-        for name in services:
-            try:
-                description = await self._description(name, refresh=True, alias=alias)
-            except NuropbException as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                rows.append(key_row(name, None, records, descriptions.status(name), error))
-                continue
-            rows.append(key_row(name, description, records, descriptions.status(name)))
-        return keys_frame(rows)
-
-    keys = blocking(_keys)
-    akeys = awaitable(_keys)
-    start_keys = background(_keys)
-
-    async def _trust(self, service: str, fingerprint: str, alias: str | None = None) -> None:
-        """Accept ``fingerprint`` (as ``lab.keys()`` shows it) as the key of ``service`` on
-        this connection's mesh: pinned in the known keys in place of any other, ending a
-        describe conflict. Check it with the service's owner first."""
-        self.connection(alias).api.descriptions.trust(service, fingerprint)
-
-    trust = blocking(_trust)
-    atrust = awaitable(_trust)

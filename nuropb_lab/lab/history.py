@@ -105,6 +105,7 @@ class History:
         return len(self._rows)
 
     def frame(self, n: int | None = None) -> pd.DataFrame:
+        """The calls made in this session (the last ``n``; newest last)."""
         rows = self.records()
         if n is not None:
             rows = rows[-n:] if n > 0 else []

@@ -1,5 +1,6 @@
 """Encryption status per service: the key seen and the key pinned, size, encrypted methods,
-calls, and warnings (a conflict, a changed or short key, encrypted methods without a key)."""
+calls, and warnings (a conflict, a changed or short key, encrypted methods without a key);
+and trusting a key."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from typing import Any
 import pandas as pd
 
 from ..mesh.descriptions import KeyStatus
-from .history import CallRecord
+from ..mesh.errors import NuropbException
+from .connections import Connections
+from .describing import Describing
+from .history import CallRecord, History
 
-__all__ = ["KEY_COLUMNS", "key_row", "keys_frame"]
+__all__ = ["KEY_COLUMNS", "Keys", "key_row", "keys_frame"]
 
 KEY_COLUMNS = [
     "service",
@@ -61,3 +65,44 @@ def key_row(
 
 def keys_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=KEY_COLUMNS)
+
+
+class Keys:
+    """The keys of a mesh's services, as seen and as pinned, and trusting one."""
+
+    def __init__(self, connections: Connections, describing: Describing, history: History) -> None:
+        self._connections = connections
+        self._describing = describing
+        self._history = history
+
+    async def keys(self, service: str | None = None, alias: str | None = None) -> pd.DataFrame:
+        """Encryption status per service (each described again): the fingerprint (SHA-256 of
+        the DER public key) of the key it shows and of the key pinned for it, key size, methods
+        that require encryption (as described, or seen so before), encrypted calls made and
+        failed, and warnings: a describe conflict, a key that is not the pinned one or is under
+        2048 bits, encrypted methods without a key."""
+        connection = self._connections.connection(alias)
+        if service is not None:
+            services = [service]
+        else:
+            if not connection.services:
+                await self._describing.services(alias)
+            services = sorted(connection.services)
+        records = self._history.records()
+        descriptions = connection.api.descriptions
+        rows = []
+        for name in services:
+            try:
+                description = await self._describing.description(name, refresh=True, alias=alias)
+            except NuropbException as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                rows.append(key_row(name, None, records, descriptions.status(name), error))
+                continue
+            rows.append(key_row(name, description, records, descriptions.status(name)))
+        return keys_frame(rows)
+
+    async def trust(self, service: str, fingerprint: str, alias: str | None = None) -> None:
+        """Accept ``fingerprint`` (as ``lab.keys()`` shows it) as the key of ``service`` on
+        this connection's mesh: pinned in the known keys in place of any other, ending a
+        describe conflict. Check it with the service's owner first."""
+        self._connections.connection(alias).api.descriptions.trust(service, fingerprint)

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
-from .base import Connection, LabError, awaitable, blocking, may_send
+from .connections import Connection, Connections
+from .errors import LabError
 from .mock import Mock, MockOptions, beside_the_service, recording_for, stand_in
-from .served import ServeMixin
-from .tap import Tap
-from .tap.ops import taps_made
+from .runner import LoopRunner
+from .served import Serving
+from .tap.tap import Tap
+from .tap.taps import Taps
 
-if TYPE_CHECKING:
-    from .session import Lab
-
-__all__ = ["MockMixin"]
+__all__ = ["Mocking"]
 
 
 def _newest_recording(taps: list[Tap], connection: Connection, service: str) -> Tap | None:
@@ -27,10 +26,19 @@ def _newest_recording(taps: list[Tap], connection: Connection, service: str) -> 
     return None
 
 
-class MockMixin(ServeMixin):
-    """``mock``: a stand-in for a service, answering from a recording (see lab/mock/)."""
+class Mocking:
+    """``mock``: a stand-in for a service, answering from a recording (see lab/mock/), served
+    as a notebook object is; its recording by default from the taps this Lab made."""
 
-    async def _mock(
+    def __init__(
+        self, connections: Connections, serving: Serving, taps: Taps, runner: LoopRunner
+    ) -> None:
+        self._connections = connections
+        self._serving = serving
+        self._taps = taps
+        self._runner = runner
+
+    async def mock(
         self,
         service: str,
         recording: Any = None,
@@ -48,32 +56,33 @@ class MockMixin(ServeMixin):
         ``delay`` (s) before each answer; ``error_rate`` of the answers fail (drawn from
         ``seed``). Refused while the service has consumers, unless ``replace`` (the mock is
         then one more instance). ``.stop()`` takes it off; ``disconnect`` too."""
-        connection = self.connection(alias)
+        connection = self._connections.connection(alias)
         if not isinstance(service, str) or not service:
             raise LabError(f"mock needs a service name, got {service!r}")
         options = MockOptions.make(handlers, delay, error_rate, seed)
         if service in connection.served:
             raise LabError(f"{service!r} is already served on {connection.alias}")
-        may_send(connection, "a mock")
+        self._connections.may_send(connection, "a mock")
         if recording is None:
-            # the taps are kept by the Lab they were made by: this part is that Lab
-            recording = _newest_recording(taps_made(cast("Lab", self)), connection, service)
+            recording = _newest_recording(self._taps.made(), connection, service)
         found = recording_for(recording, service, options)
         notes = found.notes + await beside_the_service(connection.api, service, replace)
         served = stand_in(service, found, options)
         # its methods only replay recorded answers or call the handlers given: nothing the
         # checks of check_servable guard against, whatever the recorded methods are named
-        api = await self._serve(served, name=service, alias=alias, allow_any=True)
+        api = await self._serving.serve(served, name=service, alias=alias, allow_any=True)
 
-        async def stop(mock: Mock) -> None:
+        async def release(mock: Mock) -> None:
             if connection.served.get(service) is api:
                 del connection.served[service]
             connection.mocks.pop(service, None)
             await api.disconnect()
 
-        mock = Mock(service, served, api, self._runner, stop, notes)
-        connection.mocks[service] = mock
-        return mock
+        made = Mock(service, served, api, notes, runner=self._runner, release=release)
+        connection.mocks[service] = made
+        return made
 
-    mock = blocking(_mock)
-    amock = awaitable(_mock)
+    async def stop_all(self, connection: Connection) -> None:
+        """Take the connection's mocks off the mesh (it is closing)."""
+        for made in list(connection.mocks.values()):
+            await made.astop()

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ..mesh.errors import NuropbException
+from .errors import ParamError
 
 __all__ = [
     "DescribedType",
@@ -40,10 +41,6 @@ __all__ = [
     "type_kind",
     "value_fits",
 ]
-
-
-class ParamError(ValueError):
-    """Parameters that do not fit the method's description; the message is one line."""
 
 
 _ANY = frozenset({"", "any", "object", "typing.any"})

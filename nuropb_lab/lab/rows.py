@@ -6,6 +6,8 @@ import collections
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
+from .errors import OptionError
+
 __all__ = ["Rows"]
 
 T = TypeVar("T")
@@ -17,7 +19,9 @@ class Rows(Generic[T]):
 
     def __init__(self, max_rows: int, max_bytes: int) -> None:
         if max_rows < 1 or max_bytes < 1:
-            raise ValueError("max_rows and max_bytes must be at least 1")
+            raise OptionError(
+                f"max_rows and max_bytes must be at least 1, got {max_rows!r} and {max_bytes!r}"
+            )
         self.max_rows = max_rows
         self.max_bytes = max_bytes
         self._rows: collections.deque[T] = collections.deque(maxlen=max_rows)

@@ -8,15 +8,21 @@ from typing import Any
 
 from ..mesh import RMQAPI, crypto
 from ..mesh.describe import public_methods
-from .base import LabBase, LabError, awaitable, blocking
+from ..mesh.known_keys import KnownKeys
+from .connections import Connection, Connections
+from .errors import LabError
 
-__all__ = ["ServeMixin", "check_servable", "exposed_methods", "service_name_of"]
+__all__ = ["Serving", "check_servable", "exposed_methods", "service_name_of"]
 
 
-class ServeMixin(LabBase):
+class Serving:
     """Notebook objects served on the mesh (stopped by ``disconnect``)."""
 
-    async def _serve(
+    def __init__(self, connections: Connections, known_keys: KnownKeys) -> None:
+        self._connections = connections
+        self._known_keys = known_keys
+
+    async def serve(
         self,
         obj: object,
         name: str | None = None,
@@ -29,7 +35,7 @@ class ServeMixin(LabBase):
         Stopped by ``disconnect``. A module, class or builtin object, or one exposing file,
         process or network operations, is refused unless ``allow_any``: everyone on the mesh
         could call them (a served ``os`` would hand the mesh a shell)."""
-        connection = self.connection(alias)
+        connection = self._connections.connection(alias)
         check_servable(obj, allow_any)
         name = name or service_name_of(obj)
         if name in connection.served:
@@ -40,7 +46,7 @@ class ServeMixin(LabBase):
             connection.api.nodes,
             service_name=name,
             service_instance=obj,
-            transport_settings={"known_keys": self.known_keys, **(settings or {})},
+            transport_settings={"known_keys": self._known_keys, **(settings or {})},
         )
         await api.connect()
         if api.private_key is not None:  # this Lab holds the service's key: pin that one
@@ -49,8 +55,11 @@ class ServeMixin(LabBase):
         connection.known.add(name)
         return api
 
-    serve = blocking(_serve)
-    aserve = awaitable(_serve)
+    async def stop_all(self, connection: Connection) -> None:
+        """Stop serving on the connection (it is closing)."""
+        for api in list(connection.served.values()):
+            await api.disconnect()
+        connection.served.clear()
 
 
 # What a served object must not hand every peer on the mesh: file, process and network

@@ -1,48 +1,47 @@
 """Lab: the plain-Python session that the magic and the widgets share.
 
-Named connections to meshes, discovery, calls with their history, tails, keys and served
-objects. Every method is synchronous (it waits, at most its timeout, for work done on the
-Lab's background loop) and has an async twin prefixed with ``a`` for top-level ``await``.
+The Lab is one flat object put together from parts with explicit dependencies, one per job:
+connections (connections.py), describing (describing.py), keys (keys.py), calls (calls.py),
+the history (history.py), tails (tailing.py), taps (tap/taps.py), replay (tap/replay.py),
+benches (benching.py), contract checks (checking.py), served objects (served.py), mocks
+(mocking.py) and dead letters (dead_letters.py). Every face of the Lab is declared below,
+once, with its real name, docstring and signature (see faces.py): an operation that does I/O
+is one coroutine of a part, with a blocking face (``lab.call``), an async twin (``await
+lab.acall``) and, where widgets need it, a face that starts it and returns at once
+(``lab.start_call``).
 """
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import logging
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
 
 import pandas as pd
 
-from ..mesh import RMQAPI, ManagementAPI, Nodes, configure_mesh
-from .base import Connection, LabBase, LabError, awaitable, background, blocking, split_target
-from .benching import BenchMixin
-from .calls import CallsMixin
-from .checking import CheckMixin
-from .describing import DescribingMixin
-from .discovery import bound_queues
-from .mocking import MockMixin
-from .served import ServeMixin, check_servable, exposed_methods, service_name_of
-from .tailing import TailsMixin
-from .tap import ops as tap_ops
-from .tap.replay import replay as _replay
+from ..mesh.known_keys import KnownKeys, default_path
+from .bench_result import LatencySplitter
+from .benching import Benching
+from .calls import Calls
+from .checking import Checking
+from .connections import Connection, Connections
+from .dead_letters import DeadLetters
+from .describing import Describing
+from .faces import Composed, awaitable, background, blocking, delegate
+from .history import CallRecord, History
+from .keys import Keys
+from .mocking import Mocking
+from .runner import LoopRunner
+from .served import Serving
+from .settings import Setting, Settings
+from .tail import Tail
+from .tailing import Tails
+from .tap.replay import Replay
+from .tap.tap import Tap
+from .tap.taps import Taps
 
-__all__ = [
-    "DEFAULT_URL",
-    "Connection",
-    "Lab",
-    "LabError",
-    "check_servable",
-    "exposed_methods",
-    "get_lab",
-    "service_name_of",
-    "split_target",
-]
+__all__ = ["Lab", "get_lab"]
 
-log = logging.getLogger(__name__)
-
-DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/nuropb-demo"
 STATUS_COLUMNS = [
     "alias",
     "current",
@@ -60,101 +59,125 @@ STATUS_COLUMNS = [
 ]
 
 
-class Lab(
-    CallsMixin, DescribingMixin, TailsMixin, BenchMixin, CheckMixin, MockMixin, ServeMixin, LabBase
-):
+class Lab(Composed):
     """A notebook's session on one or more nuropb meshes.
 
-    Every operation is one coroutine run on the Lab's own loop, with a blocking face
-    (``lab.call``), an async twin (``await lab.acall``) and, where widgets need it, a
-    non-blocking one returning a future (``lab.start_call``). Each job is a part of its own
-    (calls, describing, tailing, benching, serving); this class joins them and holds the
-    connections' lifecycle and the taps' wiring.
+    Settings (``timeout``, ``describe_timeout``, ``tail_max_rows``, ``management_url``,
+    ``failover_strategy``: see settings.py) are keyword arguments and attributes;
+    ``history_size`` calls are kept; ``known_keys`` is the file (or :class:`KnownKeys`) the
+    keys seen are pinned in (default: $NUROPB_LAB_KNOWN_KEYS, else the user's config folder).
     """
 
-    def __repr__(self) -> str:
-        aliases = ", ".join(f"{a}{'*' if a == self._current else ''}" for a in self._connections)
-        return f"<Lab connections=[{aliases}]>"
-
-    async def _connect(
+    def __init__(
         self,
-        url: str | Mapping[str, Any] | Sequence[str | Mapping[str, Any]] | None = None,
-        alias: str | None = None,
         *,
-        configure: bool = False,
-        management_url: str | None = None,
-    ) -> Connection:
-        """Connect to a mesh (URL default: $NUROPB_AMQP_URL, else the demo mesh) as ``alias``
-        (default: the mesh name), and make it current. ``configure`` creates the mesh.
-        Several nodes of a cluster: a list of URLs, or one string of them comma-separated."""
-        if url is None:
-            url = os.environ.get("NUROPB_AMQP_URL") or DEFAULT_URL
-        target = Nodes.parse(url, self.failover_strategy)
-        alias = alias or target.vhost
-        if alias in self._connections:
-            raise LabError(
-                f"connection {alias!r} exists; disconnect it first or pass another --alias"
-            )
-        management_url = management_url or self.management_url
-        if configure:
-            await configure_mesh(target, management_url=management_url)
-        settings = {"default_ttl": int(self.timeout * 1000), "known_keys": self.known_keys}
-        api = RMQAPI(target, transport_settings=settings)
-        await api.connect()
-        connection = Connection(alias, api, ManagementAPI.for_target(target, management_url))
-        # a describe conflict names the queues bound with the service's routing key
-        api.descriptions.bound_queues = functools.partial(bound_queues, connection.management, api)
-        self._connections[alias] = connection
-        self._current = alias
-        return connection
+        timeout: float = Settings.timeout,
+        describe_timeout: float = Settings.describe_timeout,
+        tail_max_rows: int = Settings.tail_max_rows,
+        history_size: int = 10_000,
+        management_url: str | None = Settings.management_url,
+        failover_strategy: str = Settings.failover_strategy,
+        known_keys: str | os.PathLike[str] | KnownKeys | None = None,
+    ) -> None:
+        settings = Settings(
+            timeout, describe_timeout, tail_max_rows, management_url, failover_strategy
+        )
+        self.known_keys = (
+            known_keys
+            if isinstance(known_keys, KnownKeys)
+            else KnownKeys(known_keys if known_keys is not None else default_path())
+        )
+        # The transport reports a lost connection in one line; aiormq's own record of it
+        # (an error with a traceback) would fill the notebook during every broker restart.
+        logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
+        runner = LoopRunner()
+        history = History(history_size)
+        connections = Connections(settings, self.known_keys)
+        describing = Describing(connections, settings)
+        calls = Calls(connections, describing, settings, history)
+        self._connections = connections
+        self._history = history
+        self._tails = Tails(connections, settings, runner)
+        self._taps = Taps(connections, settings, runner)
+        self._served = Serving(connections, self.known_keys)
+        self._benching = Benching(connections, settings, runner, self._taps.all)
+        self._mocking = Mocking(connections, self._served, self._taps, runner)
+        parts = [
+            connections,
+            describing,
+            Keys(connections, describing, history),
+            calls,
+            history,
+            self._tails,
+            self._taps,
+            Replay(connections, calls, self._taps),
+            self._benching,
+            Checking(connections, settings, runner),
+            self._served,
+            self._mocking,
+            DeadLetters(connections, history),
+        ]
+        super().__init__(runner, settings, parts)
 
-    connect = blocking(_connect)
-    aconnect = awaitable(_connect)
+    def __repr__(self) -> str:
+        return f"<Lab connections=[{self._connections!r}]>"
+
+    # --- settings (settings.py) ---------------------------------------------------------------
+
+    timeout: Setting[float] = Setting()
+    describe_timeout: Setting[float] = Setting()
+    tail_max_rows: Setting[int] = Setting()
+    management_url: Setting[str | None] = Setting()
+    failover_strategy: Setting[str] = Setting()
+
+    # --- connections (connections.py) ---------------------------------------------------------
+
+    connect = blocking(Connections.connect)
+    aconnect = awaitable(Connections.connect)
+    connection = delegate(Connections.connection)
+    use = delegate(Connections.use)
+
+    @property
+    def connections(self) -> dict[str, Connection]:
+        """The connections by alias."""
+        return self._connections.all
+
+    @property
+    def current(self) -> str | None:
+        """The alias of the connection used when none is named."""
+        return self._connections.current
 
     async def _disconnect(self, alias: str | None = None, all: bool = False) -> list[str]:
-        """Close a connection (default: the current one) or ``all``, with their tails and
-        served objects. Returns the aliases closed."""
-        targets = list(self._connections.values()) if all else [self.connection(alias)]
-        for connection in targets:
-            await tap_ops.stop_taps(self, connection)  # switches off a firehose a tap had on
-            for tail in list(connection.tails):
-                await self._stop_tail(connection, tail)
-            for mock in list(connection.mocks.values()):
-                await mock.astop()
-            for api in list(connection.served.values()):
-                await api.disconnect()
-            connection.served.clear()
-            await connection.api.disconnect()
-            self._connections.pop(connection.alias, None)
-        if self._current not in self._connections:
-            self._current = next(reversed(self._connections), None) if self._connections else None
-        return [c.alias for c in targets]
+        """Close a connection (default: the current one) or ``all``, with their taps, tails,
+        mocks and served objects. Returns the aliases closed."""
+        closing = self._connections.closing(alias, all)
+        for connection in closing:
+            await self._taps.stop_all(connection)  # switches off a firehose a tap had on
+            await self._tails.stop_all(connection)
+            await self._mocking.stop_all(connection)
+            await self._served.stop_all(connection)
+            await self._connections.close(connection)
+        return [c.alias for c in closing]
 
     disconnect = blocking(_disconnect)
     adisconnect = awaitable(_disconnect)
 
-    def close(self) -> None:
-        """Disconnect everything and stop the Lab's loop."""
-        if self._connections:
-            self.disconnect(all=True)
-        self._runner.stop()
-
-    def status(self) -> pd.DataFrame:
+    async def _status(self) -> pd.DataFrame:
         """Connections: alias, URL (the node connected to, password masked), node (host:port,
         and which of several; served services on another node), mesh, state, reconnects,
         calls in flight, served services (mocks marked so), tails, the last connection error,
         taps, and the mesh's firehose (on, off, or left on by a lab that is gone: then
         ``attrs["notice"]`` says so)."""
         rows = []
-        firehoses = {
-            alias: self._wait(tap_ops.firehose_text(c)) for alias, c in self._connections.items()
-        }
-        for alias, c in self._connections.items():
+        firehoses = {}
+        current = self._connections.current
+        for alias, c in self._connections.all.items():
+            firehoses[alias] = await self._taps.firehose_text(c)
             transport = c.api.transport
             rows.append(
                 [
                     alias,
-                    alias == self._current,
+                    alias == current,
                     c.url,
                     c.node,
                     c.mesh,
@@ -174,17 +197,111 @@ class Lab(
             frame.attrs["notice"] = "; ".join(orphaned)
         return frame
 
-    # --- taps (lab/tap/): the wire tap, the firehose switch, replay -------------------------
+    status = blocking(_status)
+    astatus = awaitable(_status)
 
-    tap = blocking(tap_ops.tap)
-    atap = awaitable(tap_ops.tap)
-    start_tap = background(tap_ops.tap)
-    firehose = blocking(tap_ops.firehose)
-    afirehose = awaitable(tap_ops.firehose)
-    firehose_off = blocking(tap_ops.firehose_off)
-    afirehose_off = awaitable(tap_ops.firehose_off)
-    replay = blocking(_replay)
-    areplay = awaitable(_replay)
+    def close(self) -> None:
+        """Disconnect everything and stop the Lab's loop."""
+        if self._connections.all:
+            self.disconnect(all=True)
+        self.runner.stop()
+
+    async def aclose(self) -> None:
+        """The async twin of :meth:`close`."""
+        if self._connections.all:
+            await self.adisconnect(all=True)
+        await asyncio.to_thread(self.runner.stop)
+
+    # --- discovery and descriptions (describing.py), keys (keys.py) ---------------------------
+
+    services = blocking(Describing.services)
+    aservices = awaitable(Describing.services)
+    cached_services = delegate(Describing.cached_services)
+    service_names = delegate(Describing.service_names)
+    method_names = delegate(Describing.method_names)
+    describe = blocking(Describing.describe)
+    adescribe = awaitable(Describing.describe)
+    description = blocking(Describing.description)
+    adescription = awaitable(Describing.description)
+    known_description = blocking(Describing.known_description)
+    aknown_description = awaitable(Describing.known_description)
+    keys = blocking(Keys.keys)
+    akeys = awaitable(Keys.keys)
+    start_keys = background(Keys.keys)
+    trust = blocking(Keys.trust)
+    atrust = awaitable(Keys.trust)
+
+    # --- calls, commands, events (calls.py) and their history (history.py) --------------------
+
+    call = blocking(Calls.call)
+    acall = awaitable(Calls.call)
+    start_call = background(Calls.call)
+    command = blocking(Calls.command)
+    acommand = awaitable(Calls.command)
+    publish = blocking(Calls.publish)
+    apublish = awaitable(Calls.publish)
+    history = delegate(History.frame)
+
+    @property
+    def call_records(self) -> list[CallRecord]:
+        """The calls made in this session, as records (newest last)."""
+        return self._history.records()
+
+    # --- tails (tailing.py), taps and the firehose (tap/taps.py), replay (tap/replay.py) ------
+
+    tail = blocking(Tails.tail)
+    atail = awaitable(Tails.tail)
+    tap = blocking(Taps.tap)
+    atap = awaitable(Taps.tap)
+    start_tap = background(Taps.tap)
+    firehose = blocking(Taps.firehose)
+    afirehose = awaitable(Taps.firehose)
+    firehose_off = blocking(Taps.firehose_off)
+    afirehose_off = awaitable(Taps.firehose_off)
+    replay = blocking(Replay.replay)
+    areplay = awaitable(Replay.replay)
+
+    @property
+    def tails(self) -> list[Tail]:
+        """The tails of every connection that are not stopped."""
+        return self._tails.all()
+
+    @property
+    def taps(self) -> list[Tap]:
+        """The taps of every connection that are not stopped."""
+        return self._taps.all()
+
+    # --- load (benching.py) -------------------------------------------------------------------
+
+    bench = delegate(Benching.bench)
+    abench = awaitable(Benching.abench)
+    start_bench = delegate(Benching.start_bench)
+    capacity = delegate(Benching.capacity)
+    acapacity = awaitable(Benching.acapacity)
+    start_capacity = delegate(Benching.start_capacity)
+    benches = delegate(Benching.benches)
+
+    @property
+    def bench_splitters(self) -> list[LatencySplitter]:
+        """Latency splitters added by hand, besides the running taps (bench_result.py)."""
+        return self._benching.splitters
+
+    # --- contract checks (checking.py) --------------------------------------------------------
+
+    check = delegate(Checking.check)
+    acheck = awaitable(Checking.acheck)
+    start_check = delegate(Checking.start_check)
+    prepare_check = blocking(Checking.prepare_check)
+    aprepare_check = awaitable(Checking.prepare_check)
+
+    # --- served objects (served.py), mocks (mocking.py), dead letters (dead_letters.py) -------
+
+    serve = blocking(Serving.serve)
+    aserve = awaitable(Serving.serve)
+    mock = blocking(Mocking.mock)
+    amock = awaitable(Mocking.mock)
+    dead_letters = blocking(DeadLetters.dead_letters)
+    adead_letters = awaitable(DeadLetters.dead_letters)
 
 
 _default_lab: Lab | None = None

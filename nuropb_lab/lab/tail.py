@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pandas as pd
@@ -28,6 +28,7 @@ from ..mesh.limits import (
     clip_value,
 )
 from ..views import view_of
+from .handles import Releasable
 from .markup import frame, output, tag
 from .rows import Rows
 from .runner import LoopRunner
@@ -129,12 +130,13 @@ class RateCounter:
         self.started = time.time()
 
 
-class Tail:
+class Tail(Releasable):
     """Events matching ``patterns`` as they happen, the newest ``max_rows`` kept, at most
     ``max_bytes`` of them in all (limits.py).
 
     ``.df`` (a DataFrame), ``.rates()`` (events/s per topic over the last minute),
-    ``.pause()`` / ``.resume()`` (stop / restart keeping events), ``.clear()``, ``.stop()``.
+    ``.pause()`` / ``.resume()`` (stop / restart keeping events), ``.clear()``, ``.stop()``
+    (or ``await .astop()``: the tail's queue is deleted, the rows stay readable).
     """
 
     def __init__(
@@ -142,12 +144,11 @@ class Tail:
         patterns: list[str],
         max_rows: int,
         alias: str,
-        stopper: Callable[[Tail], None] | None = None,
-        runner: LoopRunner | None = None,
+        release: Callable[[Tail], Coroutine[Any, Any, None]],
+        runner: LoopRunner,
         max_bytes: int = TAIL_BYTES,
     ) -> None:
-        if max_rows < 1 or max_bytes < 1:
-            raise ValueError("max_rows and max_bytes must be at least 1")
+        super().__init__(release, runner)
         self.patterns = list(patterns)
         self.max_rows = max_rows
         self.alias = alias
@@ -158,9 +159,6 @@ class Tail:
         self._rates = RateCounter()
         self._lock = threading.Lock()
         self._paused = False
-        self._stopped = False
-        self._stopper = stopper
-        self.runner = runner  # the loop the events arrive in (views schedule redraws there)
         self._listeners: list[Callable[[Tail], None]] = []
 
     # called in the Lab loop thread, once per event
@@ -204,12 +202,8 @@ class Tail:
         return self._paused
 
     @property
-    def stopped(self) -> bool:
-        return self._stopped
-
-    @property
     def state(self) -> str:
-        if self._stopped:
+        if self.stopped:
             return "stopped"
         if self.subscription is not None and not self.subscription.active:
             return "reconnecting"
@@ -225,14 +219,6 @@ class Tail:
         with self._lock:
             self._rows.clear()
             self._rates.clear()
-
-    def stop(self) -> None:
-        """Stop receiving and delete the tail's queue; the rows stay readable."""
-        if self._stopped:
-            return
-        self._stopped = True
-        if self._stopper is not None:
-            self._stopper(self)
 
     def widget(self, rows: int = 20) -> Any:
         """A live view of this tail (ipywidgets): table, topic filter, pause, clear, rates."""

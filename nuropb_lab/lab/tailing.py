@@ -6,18 +6,25 @@ import logging
 
 from ..mesh.errors import NuropbException
 from ..mesh.limits import TAIL_BYTES
-from .base import Connection, LabBase, awaitable, blocking
+from .connections import Connection, Connections
+from .runner import LoopRunner
+from .settings import Settings
 from .tail import Tail
 
-__all__ = ["TailsMixin"]
+__all__ = ["Tails"]
 
 log = logging.getLogger(__name__)
 
 
-class TailsMixin(LabBase):
-    """Live tails of mesh events into bounded buffers."""
+class Tails:
+    """Live tails of mesh events into bounded buffers, per connection."""
 
-    async def _tail(
+    def __init__(self, connections: Connections, settings: Settings, runner: LoopRunner) -> None:
+        self._connections = connections
+        self._settings = settings
+        self._runner = runner
+
+    async def tail(
         self,
         *patterns: str,
         max_rows: int | None = None,
@@ -29,12 +36,12 @@ class TailsMixin(LabBase):
         newest ``max_rows``, at most ``max_bytes`` of them in all (each event's fields within
         their limits: limits.py). ``backlog``: events the broker holds for the tail while it
         is behind (the oldest are dropped past it; default ``max_rows``, at least 1,000)."""
-        connection = self.connection(alias)
+        connection = self._connections.connection(alias)
         tail = Tail(
             list(patterns) or ["#"],
-            max_rows or self.tail_max_rows,
+            max_rows or self._settings.tail_max_rows,
             connection.alias,
-            stopper=lambda t: self._stop_tail_soon(connection, t),
+            release=lambda t: self._release(connection, t),
             runner=self._runner,
             max_bytes=max_bytes,
         )
@@ -44,26 +51,20 @@ class TailsMixin(LabBase):
         connection.tails.append(tail)
         return tail
 
-    tail = blocking(_tail)
-    atail = awaitable(_tail)
-
-    async def _stop_tail(self, connection: Connection, tail: Tail) -> None:
+    async def _release(self, connection: Connection, tail: Tail) -> None:
         if tail in connection.tails:
             connection.tails.remove(tail)
-        tail._stopped = True
         if tail.subscription is not None:
             try:
                 await connection.api.unsubscribe(tail.subscription)
             except NuropbException as exc:
                 log.info("could not delete the tail's queue: %s", exc)
 
-    def _stop_tail_soon(self, connection: Connection, tail: Tail) -> None:
-        coro = self._stop_tail(connection, tail)
-        if self._runner.in_loop_thread():
-            self._runner.loop.create_task(coro)
-        else:
-            self._wait(coro)
+    async def stop_all(self, connection: Connection) -> None:
+        """Stop the connection's tails (it is closing)."""
+        for tail in list(connection.tails):
+            await tail.astop()
 
-    @property
-    def tails(self) -> list[Tail]:
-        return [t for c in self._connections.values() for t in c.tails]
+    def all(self) -> list[Tail]:
+        """The tails of every connection that are not stopped."""
+        return [t for c in self._connections.all.values() for t in c.tails]

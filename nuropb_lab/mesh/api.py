@@ -1,6 +1,6 @@
 """RMQAPI: the nuropb API on aio-pika, as a client and as a service.
 
-Interface and wire format follow nuropb 0.1.8 (see the project's PROTOCOL.md), without its
+Interface and wire format follow nuropb 0.1.8 (see docs/PROTOCOL.md), without its
 defects: every request ends by its ttl, unroutable calls fail at once, unpaired and duplicate
 responses are counted and ignored, and a served object refuses plaintext calls to encrypted
 methods and calls whose token is refused.

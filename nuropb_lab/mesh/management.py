@@ -158,7 +158,9 @@ class ManagementAPI:
     def __repr__(self) -> str:
         return f"ManagementAPI({', '.join(self.base_urls)!r}, user={self.username!r})"
 
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
+    def call_blocking(self, method: str, path: str, body: Any = None) -> Any:
+        """``method /api/{path}`` (a JSON ``body``), blocking: the decoded answer, None for
+        404. For code without an event loop (exit handlers, widgets' redraws, scripts)."""
         return self._failover(lambda base: self._call_one(base, method, path, body))
 
     def _failover(self, call: Callable[[str], T]) -> T:
@@ -238,7 +240,7 @@ class ManagementAPI:
         return json.loads(raw) if raw else None
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
-        return await asyncio.to_thread(self._call, method, path, body)
+        return await asyncio.to_thread(self.call_blocking, method, path, body)
 
     async def get(self, path: str) -> Any:
         return await self.call("GET", path)
@@ -330,7 +332,7 @@ class ManagementAPI:
         replaces the vhost's settings, so its description, tags and default queue type are
         sent as they are."""
         name = quote(vhost, safe="")
-        info = self._call("GET", f"vhosts/{name}")
+        info = self.call_blocking("GET", f"vhosts/{name}")
         if info is None:
             raise ManagementUnavailable(f"no vhost {vhost!r} on {self.base_url}")
         body: dict[str, Any] = {"tracing": on}
@@ -343,7 +345,7 @@ class ManagementAPI:
         if queue_type and queue_type != "undefined":
             # 3.10 reads "defaultqueuetype" (and ignores the other); later ones either
             body["default_queue_type"] = body["defaultqueuetype"] = queue_type
-        self._call("PUT", f"vhosts/{name}", body)
+        self.call_blocking("PUT", f"vhosts/{name}", body)
 
     async def set_tracing(self, vhost: str, on: bool) -> None:
         await asyncio.to_thread(self.set_tracing_blocking, vhost, on)

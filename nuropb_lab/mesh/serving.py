@@ -44,7 +44,7 @@ def message_properties(
     reply_to: str = "",
     ttl: int | None = None,
 ) -> frames.Properties:
-    """The AMQP properties of an outgoing nuropb message (PROTOCOL.md, Messages)."""
+    """The AMQP properties of an outgoing nuropb message (docs/PROTOCOL.md, Messages)."""
     return frames.Properties(
         codec.CONTENT_TYPE,
         correlation_id,

@@ -54,15 +54,16 @@ class KeysView(w.VBox):
     def _on_done(self, future: concurrent.futures.Future[pd.DataFrame]) -> None:
         # Runs in the Lab loop thread: only set trait values here.
         try:
-            self.rows = cast(list[dict[str, Any]], future.result().to_dict("records"))
+            rows = cast(list[dict[str, Any]], future.result().to_dict("records"))
         except BaseException as exc:
             self.table.value = error_html(type(exc).__name__, str(exc))
             return
         self.table.value = tag(
             "table",
             tag("tr", *(tag("th", h) for h in HEADERS)),
-            *(tag("tr", *(tag("td", c) for c in self._cells(r))) for r in self.rows),
+            *(tag("tr", *(tag("td", c) for c in self._cells(r))) for r in rows),
         )
+        self.rows = rows  # last: who sees the rows sees them drawn
 
     @staticmethod
     def _cells(row: dict[str, Any]) -> list[object]:

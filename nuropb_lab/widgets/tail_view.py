@@ -21,8 +21,6 @@ class TailView(w.VBox):
     ``rows`` events that pass the topic filter (a substring, or a glob like ``orders.*``)."""
 
     def __init__(self, tail: Tail, rows: int = 20, interval: float = 0.25) -> None:
-        if tail.runner is None:
-            raise ValueError("this tail has no Lab loop to redraw in")
         self.tail = tail
         self.rows = rows
         self.filter = w.Text(

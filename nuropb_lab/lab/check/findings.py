@@ -164,4 +164,12 @@ class CheckResult:
         ``url``, written into the file, which must then hold no password)."""
         from .pytest_file import write_tests
 
-        return write_tests(self, Path(path), url)
+        return write_tests(
+            Path(path),
+            url,
+            service=self.service,
+            seed=self.seed,
+            timeout=self.timeout,
+            started=self.started,
+            findings=self.findings_found,
+        )

@@ -9,16 +9,18 @@ no password and no context (it may hold a token) is written: the URL comes from
 
 from __future__ import annotations
 
+import datetime
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..._version import __version__
-from ..base import LabError
+from ..errors import LabError
 
 if TYPE_CHECKING:
-    from .findings import CheckResult
+    from .probe import Finding
 
 __all__ = ["write_tests"]
 
@@ -69,8 +71,18 @@ def _identifier(text: str) -> str:
     return re.sub(r"[^0-9A-Za-z_]", "_", text)[:40]
 
 
-def write_tests(result: CheckResult, path: Path, url: str | None) -> Path:
-    """Write ``result``'s findings to ``path`` as pytest tests (see the module)."""
+def write_tests(
+    path: Path,
+    url: str | None,
+    *,
+    service: str,
+    seed: int,
+    timeout: float,
+    started: datetime.datetime,
+    findings: Sequence[Finding],
+) -> Path:
+    """Write a check's ``findings`` (of ``service``, from a run with ``seed`` and ``timeout``,
+    ``started`` then) to ``path`` as pytest tests (see the module)."""
     if url is not None and any(urlsplit(part.strip()).password for part in url.split(",")):
         raise LabError(
             "the test file would keep the URL's password: leave url out and set"
@@ -79,15 +91,15 @@ def write_tests(result: CheckResult, path: Path, url: str | None) -> Path:
     parts = [
         _HEAD.format(
             version=__version__,
-            when=result.started.strftime("%Y-%m-%d %H:%M UTC"),
-            seed=result.seed,
+            when=started.strftime("%Y-%m-%d %H:%M UTC"),
+            seed=seed,
             name=path.name,
-            service=result.service,
-            timeout=result.timeout,
+            service=service,
+            timeout=timeout,
             url=url or "",
         )
     ]
-    for number, finding in enumerate(result.findings_found, 1):
+    for number, finding in enumerate(findings, 1):
         name = f"test_{number:02d}_{_identifier(finding.method)}_{finding.check}"
         parts.append(
             _TEST.format(

@@ -25,8 +25,8 @@ from typing import Any, Final
 from ...mesh.api import RMQAPI
 from ...mesh.errors import NuropbException, NuropbNotDeliveredError, error_name
 from ...mesh.limits import ERROR_BYTES, clip_text
-from ..base import LabError
-from ..params import ParamError, method_spec
+from ..errors import CheckError, ParamError
+from ..params import method_spec
 from ..progress import Progress, ProgressRun, window_stats
 from ..runner import LoopRunner
 from .findings import CheckResult
@@ -41,11 +41,6 @@ GRACE_S: Final = 5.0  # beyond a call's timeout: for the loop to hand back its a
 MAX_EXAMPLES: Final = 100_000
 MAX_CONCURRENCY: Final = 64
 MAX_TIME: Final = 86_400.0
-
-
-class CheckError(LabError):
-    """A check that cannot run as asked (bad options, a service that cannot describe itself);
-    the message is one line."""
 
 
 def _number(name: str, value: Any, low: float, high: float, whole: bool = False) -> Any:

@@ -20,7 +20,7 @@ from typing import Any, Final
 import pandas as pd
 
 from ...mesh.describe import DESCRIBE_METHOD
-from ..base import LabError
+from ..errors import LabError
 from ..tap import load_tap
 
 __all__ = ["RecordedCall", "Recording", "canonical", "infer_description"]

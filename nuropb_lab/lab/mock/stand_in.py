@@ -27,6 +27,7 @@ from ...mesh.api import RMQAPI
 from ...mesh.decorators import publish_to_mesh
 from ...mesh.errors import NuropbException, NuropbHandlingError
 from ...mesh.limits import ERROR_BYTES, TEXT_BYTES, clip_text
+from ..handles import Releasable
 from ..params import parameters_of
 from ..runner import LoopRunner
 from .recording import RecordedCall, Recording, canonical
@@ -191,8 +192,9 @@ def stand_in(service: str, recording: Recording, options: MockOptions) -> StandI
     return made
 
 
-class Mock:
-    """A stand-in served under a service's name: ``.stop()``, ``.stats`` (answered from the
+class Mock(Releasable):
+    """A stand-in served under a service's name: ``.stop()`` (or ``await .astop()``) takes it
+    off the mesh (its queue stays, for the real service); ``.stats`` (answered from the
     recording, handled, unmatched, injected failures), ``.description``, ``.notes``."""
 
     def __init__(
@@ -200,17 +202,16 @@ class Mock:
         service: str,
         served: StandIn,
         api: RMQAPI,
-        runner: LoopRunner,
-        stopper: Callable[[Mock], Coroutine[Any, Any, None]],
         notes: list[str],
+        *,
+        runner: LoopRunner,
+        release: Callable[[Mock], Coroutine[Any, Any, None]],
     ) -> None:
+        super().__init__(release, runner)
         self.service = service
         self.served = served
         self.api = api
-        self.runner = runner
         self.notes = notes
-        self._stopper = stopper
-        self.stopped = False
 
     @property
     def stats(self) -> dict[str, int]:
@@ -230,12 +231,3 @@ class Mock:
             f" answered {s['answered']}, handled {s['handled']}, unmatched {s['unmatched']},"
             f" injected {s['injected']}>"
         )
-
-    async def astop(self) -> None:
-        """Take the stand-in off the mesh (its queue stays, for the real service)."""
-        if not self.stopped:
-            self.stopped = True
-            await self._stopper(self)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self.runner.run(self.astop(), timeout)

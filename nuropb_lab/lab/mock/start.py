@@ -10,7 +10,7 @@ from typing import Any, Final
 
 from ...mesh.api import RMQAPI
 from ...mesh.topology import Topology
-from ..base import LabError
+from ..errors import LabError
 from .recording import Recording
 
 __all__ = ["MockOptions", "beside_the_service", "recording_for"]

@@ -43,6 +43,7 @@ from ...mesh.limits import (
     clip_text,
     clip_value,
 )
+from ..errors import OptionError
 from ..rows import Rows
 from .calls import Call, Calls
 from .records import read_trace
@@ -197,7 +198,7 @@ class Capture:
         max_bytes: int,
     ) -> None:
         if max_rows < 1 or max_calls < 1 or max_pending < 1:
-            raise ValueError("max_rows, max_calls and max_pending must be at least 1")
+            raise OptionError("max_rows, max_calls and max_pending must be at least 1")
         self.rows: Rows[tuple[Any, ...]] = Rows(max_rows, max_bytes)
         self.calls = Calls(max_calls, max_pending, pending_ttl)
         self.body_limit = body_limit

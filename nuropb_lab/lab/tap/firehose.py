@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ...mesh import ManagementAPI, ManagementUnavailable
+from ..errors import FirehoseRefused
 from .capture import TRACE_EXCHANGE
 
 __all__ = [
@@ -47,10 +48,6 @@ log = logging.getLogger(__name__)
 
 MARKER_PREFIX = "nuropb-lab-tracing:"
 TAP_QUEUE = re.compile(r"^nuropb-lab-tap-[0-9a-f]{12}-tq$")
-
-
-class FirehoseRefused(Exception):
-    """The firehose cannot be had (not an administrator, no management API ...)."""
 
 
 def marker_name(vhost: str) -> str:
@@ -241,21 +238,25 @@ def switch_off_at_exit() -> None:
         api, vhost = hold.management, hold.vhost
         name = quote(vhost, safe="")
         try:
-            bound = api._call("GET", f"exchanges/{name}/{quote(TRACE_EXCHANGE)}/bindings/source")
+            bound = api.call_blocking(
+                "GET", f"exchanges/{name}/{quote(TRACE_EXCHANGE)}/bindings/source"
+            )
             others = [
                 b["destination"]
                 for b in bound or []
                 if TAP_QUEUE.match(b.get("destination", "")) and b["destination"] not in hold.queues
             ]
-            owner = api._call("GET", f"global-parameters/{quote(marker_name(vhost), safe='')}")
+            owner = api.call_blocking(
+                "GET", f"global-parameters/{quote(marker_name(vhost), safe='')}"
+            )
             if others or not (owner or hold.switched_on):
                 continue
-            info = api._call("GET", f"vhosts/{name}")
+            info = api.call_blocking("GET", f"vhosts/{name}")
             if info is not None and info.get("tracing"):
                 api.set_tracing_blocking(vhost, False)
             elif info is not None:
                 continue  # off already, by someone else: their marker is theirs to delete
             # switched off, or the mesh is gone: the marker goes
-            api._call("DELETE", f"global-parameters/{quote(marker_name(vhost), safe='')}")
+            api.call_blocking("DELETE", f"global-parameters/{quote(marker_name(vhost), safe='')}")
         except Exception as exc:  # at exit: say it, do not raise
             log.warning("could not switch the firehose of %s off at exit: %s", vhost, exc)

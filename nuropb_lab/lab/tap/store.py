@@ -1,4 +1,4 @@
-"""A tap saved as JSON lines, and loaded back.
+"""A tap's file: JSON lines, written and read back (loaded.py makes a tap of it).
 
 JSON lines because pandas reads it with nothing more (``pd.read_json(path, lines=True)``):
 parquet would need pyarrow or fastparquet, which are not dependencies. One line per message,
@@ -9,14 +9,14 @@ with ``tap.df``'s columns; the line of a request or command also carries its cal
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from .calls import CALL_COLUMNS
 from .capture import COLUMNS
-from .tables import TapData, calls_frame
 
-__all__ = ["LoadedTap", "load_tap", "save"]
+__all__ = ["read", "save"]
 
 # call columns stored under another name on a message's line
 RENAMED = {
@@ -56,38 +56,8 @@ def save(df: pd.DataFrame, calls: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
-class LoadedTap(TapData):
-    """A tap read back from a file: the same tables, statistics, traces and graph."""
-
-    def __init__(self, df: pd.DataFrame, calls: pd.DataFrame, source: str = "") -> None:
-        self._df = df
-        self._calls = calls
-        self.source = source
-
-    @property
-    def df(self) -> pd.DataFrame:
-        return self._df.copy()
-
-    @property
-    def calls(self) -> pd.DataFrame:
-        return self._calls.copy()
-
-    def _clock(self) -> tuple[pd.Timestamp, pd.Timestamp]:
-        times = self._df["time"]
-        if times.empty:
-            now = pd.Timestamp.now(tz="UTC")
-            return now, now
-        return times.min(), times.max()
-
-    def __len__(self) -> int:
-        return len(self._df)
-
-    def __repr__(self) -> str:
-        return f"<LoadedTap {self.source!r}: {len(self._df)} messages, {len(self._calls)} calls>"
-
-
-def load_tap(path: str | Path) -> LoadedTap:
-    """A tap saved with ``tap.save(path)``."""
+def read(path: str | Path) -> tuple[pd.DataFrame, list[tuple[Any, ...]]]:
+    """What :func:`save` wrote: ``df``, and the calls as rows of CALL_COLUMNS."""
     path = Path(path)
     frame = pd.read_json(path, lines=True, orient="records", dtype=False)
     if frame.empty:
@@ -102,7 +72,7 @@ def load_tap(path: str | Path) -> LoadedTap:
         call = {back.get(k, k): v for k, v in record.items() if k in back or k in CALL_COLUMNS}
         started = pd.Timestamp(call["started"]).timestamp() if call.get("started") else None
         rows.append(tuple(started if c == "started" else _none(call.get(c)) for c in CALL_COLUMNS))
-    return LoadedTap(df, calls_frame(rows), str(path))
+    return df, rows
 
 
 def _synthetic(frame: pd.DataFrame) -> pd.Series:

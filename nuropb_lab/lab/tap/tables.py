@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from ..errors import OptionError
 from ..markup import frame, output, tag
 from .calls import CALL_COLUMNS
 from .capture import COLUMNS
+from .store import save
 
 if TYPE_CHECKING:
     from ..picture import Picture
@@ -109,7 +111,7 @@ class TapData:
             by, ["caller", "service", "method"]
         )
         if by not in ("edge", "method", "call"):
-            raise ValueError("by is one of 'edge', 'method', 'call'")
+            raise OptionError(f"by is one of 'edge', 'method', 'call', not {by!r}")
         calls, span = self._window(self.calls, window)
         unseen = calls["encrypted"].map({True: "(encrypted)", False: "(unknown)"})
         calls = calls.assign(method=calls["method"].fillna(unseen))
@@ -256,8 +258,6 @@ class TapData:
         """Write the tap to ``path`` as JSON lines (``pandas.read_json(path, lines=True)``
         reads it: one line per message, a request's line with its call's times and outcome);
         ``nuropb_lab.load_tap(path)`` gives it back as a tap."""
-        from .store import save
-
         return save(self.df, self.calls, path)
 
 

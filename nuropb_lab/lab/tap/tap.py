@@ -4,30 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pandas as pd
 
 from ...mesh import ManagementAPI, ManagementUnavailable
 from ...views import view_of
+from ..handles import Releasable
 from ..markup import frame, output, tag
+from ..runner import LoopRunner
 from .capture import Capture, TapSubscription, queue_label
 from .tables import TapData, calls_frame, messages_frame
-
-if TYPE_CHECKING:
-    from ..runner import LoopRunner
 
 __all__ = ["Tap"]
 
 BINDINGS_TTL = 10.0  # s a look at the events exchange's bindings is reused
 
 
-class Tap(TapData):
+class Tap(TapData, Releasable):
     """The mesh's traffic as it happens: ``.df`` (one row per message), ``.calls`` (one row per
     request or command), ``.stats()``, ``.graph()``, ``.traces()``, ``.trace(id)``,
-    ``.timings(ids)``, ``.save(path)``; ``.pause()``, ``.resume()``, ``.clear()``, ``.stop()``,
-    ``.widget()``.
+    ``.timings(ids)``, ``.save(path)``; ``.pause()``, ``.resume()``, ``.clear()``, ``.widget()``;
+    ``.stop()`` (or ``await .astop()``): its queue is deleted and, if it was the last tap on
+    the firehose that a lab switched on, tracing is switched off; the rows stay readable.
 
     ``mode`` is ``"firehose"`` (every message, responses too: latencies and times queued) or
     ``"queue"`` (copies of requests, commands and events through a queue of its own: no
@@ -43,23 +43,21 @@ class Tap(TapData):
         vhost: str,
         services: list[str],
         notice: str | None,
-        runner: LoopRunner | None,
+        runner: LoopRunner,
         management: ManagementAPI | None,
         events_exchange: str,
-        stopper: Callable[[Tap], None] | None = None,
+        release: Callable[[Tap], Coroutine[Any, Any, None]],
     ) -> None:
+        super().__init__(release, runner)
         self.capture = capture
         self.subscription = subscription
         self.alias = alias
         self.vhost = vhost
         self.services = list(services)
         self.notice = notice
-        self.runner = runner  # the loop deliveries arrive in (views schedule redraws there)
         self.management = management
         self.events_exchange = events_exchange
-        self._stopper = stopper
-        self._stopped = False
-        # without the firehose, of every service: binds the services that come later (ops.py)
+        # without the firehose, of every service: binds the services that come later (taps.py)
         self.follower: asyncio.Task[None] | None = None
         self._listeners: dict[Callable[[Tap], None], Callable[[], None]] = {}
         self._bindings: tuple[float, dict[str, list[str]]] = (0.0, {})
@@ -111,7 +109,7 @@ class Tap(TapData):
         if self.management is None:
             return {}
         try:
-            rows = self.management._call(
+            rows = self.management.call_blocking(
                 "GET", f"vhosts/{_quote(self.vhost)}/connections?columns=name,client_properties"
             )
         except ManagementUnavailable:
@@ -154,7 +152,7 @@ class Tap(TapData):
             return found
         found = {}
         try:
-            bindings = self.management._call(
+            bindings = self.management.call_blocking(
                 "GET", f"exchanges/{_quote(self.vhost)}/{_quote(self.events_exchange)}"
                 "/bindings/source",
             )  # fmt: skip
@@ -175,12 +173,8 @@ class Tap(TapData):
         return self.capture.paused
 
     @property
-    def stopped(self) -> bool:
-        return self._stopped
-
-    @property
     def state(self) -> str:
-        if self._stopped:
+        if self.stopped:
             return "stopped"
         if not self.subscription.active:
             return "reconnecting"
@@ -195,15 +189,6 @@ class Tap(TapData):
 
     def clear(self) -> None:
         self.capture.clear()
-
-    def stop(self) -> None:
-        """Stop the tap: its queue is deleted and, if it was the last tap on the firehose that a
-        lab switched on, tracing is switched off. The rows stay readable."""
-        if self._stopped:
-            return
-        self._stopped = True
-        if self._stopper is not None:
-            self._stopper(self)
 
     def add_listener(self, listener: Callable[[Tap], None]) -> None:
         """Call ``listener(tap)`` after each batch of deliveries (in the loop thread; cheap)."""

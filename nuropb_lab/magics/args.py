@@ -2,7 +2,7 @@
 
 Values are JSON when they parse (``3``, ``true``, ``["a"]``), ``$name`` for a variable of the
 notebook, ``'text'`` for text as written, else the text itself; which of these a method wants
-is its description's business (magics.py, lab/params.py).
+is its description's business (command.py, lab/params.py).
 """
 
 from __future__ import annotations
