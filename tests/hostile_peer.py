@@ -161,7 +161,10 @@ class HostilePeer:
     async def _start(self) -> None:
         self.connection = await aio_pika.connect(self.url)
         self.channel = channel = await self.connection.channel()
-        queue = await channel.declare_queue(self.queue, arguments={"x-dead-letter-exchange": DLX})
+        # durable, as nuropb declares a service queue (a broker may deny transient shared ones)
+        queue = await channel.declare_queue(
+            self.queue, durable=True, arguments={"x-dead-letter-exchange": DLX}
+        )
         await queue.bind(RPC, routing_key=SERVICE)
         await queue.consume(self._on_request)
 

@@ -287,7 +287,7 @@ async def _queue_without_consumer(url: str, service: str) -> None:
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel()
-        queue = await channel.declare_queue(f"nuropb-{service}-sq", auto_delete=True)
+        queue = await channel.declare_queue(f"nuropb-{service}-sq", durable=True, auto_delete=True)
         await queue.bind("nuropb-rpc-exchange", routing_key=service)
 
 

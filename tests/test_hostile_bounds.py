@@ -107,7 +107,8 @@ class Peer:
         """Bind a queue of its own to the RPC exchange with ``keys`` and answer each request
         with ``respond(key, body)`` (a result, or an {"error": ...} dict as the error)."""
         assert self.channel is not None
-        queue = await self.channel.declare_queue(queue_name, auto_delete=True)
+        # durable: a strict broker denies transient queues that are not exclusive
+        queue = await self.channel.declare_queue(queue_name, durable=True, auto_delete=True)
         for key in keys:
             await queue.bind(RPC, routing_key=key)
 
