@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 import sys
 from typing import Any
@@ -20,11 +21,12 @@ import aio_pika
 import aiormq.connection
 import pamqp.decode
 import pamqp.frame
+import pytest
 from aiormq.abc import ChannelFrame
-from support import wait_until
+from support import close_connections, wait_until
 
 import nuropb_lab as nl
-from nuropb_lab.mesh import Topology, codec
+from nuropb_lab.mesh import ManagementAPI, Topology, codec, parse_amqp_url
 from nuropb_lab.mesh.amqp import frames
 
 SERVICE = "isolation"
@@ -189,3 +191,34 @@ async def test_a_lab_service_takes_what_a_plain_aio_pika_connection_still_refuse
     assert isinstance(error, aiormq.exceptions.InvalidFrameError), repr(error)
     assert "codec can't decode byte 0xff" in str(error)
     assert_aiormq_and_pamqp_are_their_own()
+
+
+async def test_only_the_labs_own_connections_are_kept_quiet_in_aiormqs_log(
+    mesh_url: str, management: ManagementAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broker that closes connections: aiormq logs it for a plain connection as it does
+    without the lab, and not for the lab's (its transport says it in one line), whether a Lab
+    or an RMQAPI holds them; aiormq's logger keeps the level it was given."""
+    logger = logging.getLogger("aiormq.connection")
+    caplog.set_level(logging.WARNING, logger.name)
+    vhost = parse_amqp_url(mesh_url).vhost
+    lab = nl.Lab(timeout=10)
+    try:
+        lab.connect(mesh_url)
+        async with nl.RMQAPI(mesh_url) as client:
+            plain = await aiormq.connect(mesh_url)
+            await close_connections(management, vhost, expect=3)
+            await wait_until(lambda: plain.is_closed, timeout=10, what="the plain one closed")
+            await wait_until(
+                lambda: client.transport.reconnects and lab.connection().api.transport.reconnects,
+                timeout=20,
+                what="the lab's connections back",
+            )
+            assert await client.request(SERVICE + "-none", "x", {}, {}, ttl=2000) is None
+    except nl.NuropbNotDeliveredError:
+        pass  # the call proves the client is back: nobody serves that service
+    finally:
+        lab.close()
+    closes = [r for r in caplog.records if "Unexpected connection close" in r.getMessage()]
+    assert len(closes) == 1, [r.getMessage() for r in caplog.records]
+    assert logger.level == logging.WARNING  # as the test set it

@@ -14,7 +14,6 @@ lab.acall``) and, where widgets need it, a face that starts it and returns at on
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 
 import pandas as pd
@@ -87,9 +86,6 @@ class Lab(Composed):
             if isinstance(known_keys, KnownKeys)
             else KnownKeys(known_keys if known_keys is not None else default_path())
         )
-        # The transport reports a lost connection in one line; aiormq's own record of it
-        # (an error with a traceback) would fill the notebook during every broker restart.
-        logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
         runner = LoopRunner()
         history = History(history_size)
         connections = Connections(settings, self.known_keys)

@@ -11,15 +11,20 @@ and a string that is not UTF-8 does not cost the connection). Its errors are aio
 :class:`ChunkedConnection` is the aiormq connection that reads with it; the lab's aio-pika
 connections are made of it (connect.py). Only those connections read so: aiormq's
 ``FrameReceiver`` and pamqp's decoders stay as they are for every other connection in the
-process.
+process. Likewise only aiormq's records about these connections are kept quiet (the lab's
+transport reports a lost connection in one line, where aiormq logs an error, a warning and a
+traceback): :class:`OwnRecords` drops the records logged in a ChunkedConnection's context.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 from typing import Final
 
 import aiormq.connection
+from aiormq.abc import FieldTable
 from aiormq.exceptions import AMQPConnectionError, InvalidFrameError, ProtocolSyntaxError
 
 from .constants import FRAME_HEAD, PROTOCOL_HEADER, FrameError
@@ -98,6 +103,21 @@ class ChunkedFrameReceiver(aiormq.connection.FrameReceiver):
         return await self.get_frame()
 
 
+# True in the context of a lab connection: its reader, writer and callbacks, which aiormq
+# makes while it connects, copy the context it connects in
+_OWN: contextvars.ContextVar[bool] = contextvars.ContextVar("nuropb_lab_connection", default=False)
+
+
+class OwnRecords(logging.Filter):
+    """Drops aiormq's records logged in a lab connection's context, and no others."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _OWN.get()
+
+
+_QUIET = OwnRecords()
+
+
 class ChunkedConnection(aiormq.Connection):
     """aiormq's connection, reading with a :class:`ChunkedFrameReceiver` once it is open.
 
@@ -107,6 +127,16 @@ class ChunkedConnection(aiormq.Connection):
     aiormq 7's private ``__reader`` (aiormq is pinned below 8; tests/test_isolation.py fails
     if a lab connection stops reading with this receiver).
     """
+
+    async def connect(self, client_properties: FieldTable | None = None) -> bool:
+        logger = logging.getLogger(aiormq.connection.__name__)
+        if _QUIET not in logger.filters:
+            logger.addFilter(_QUIET)  # what it drops is only ever this connection's
+        token = _OWN.set(True)
+        try:
+            return bool(await super().connect(client_properties))
+        finally:
+            _OWN.reset(token)
 
     async def _Connection__reader(self, frame_receiver: aiormq.connection.FrameReceiver) -> None:
         reader = super()._Connection__reader  # type: ignore[misc]
