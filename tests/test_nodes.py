@@ -99,14 +99,22 @@ def test_failover_order() -> None:
 
 
 def test_management_urls_per_node() -> None:
-    api = ManagementAPI.for_target(Nodes.parse([A, B, C]))
+    # each plain-http API on another host is told of once: the password would cross readable
+    plain = "is plain http: the password of 'alice' crosses the network readable"
+    with pytest.warns(UserWarning, match=plain) as told:
+        api = ManagementAPI.for_target(Nodes.parse([A, B, C]))
     assert api.base_urls == ["http://h1:15672", "http://h2:15673", "http://h3:15672"]
-    assert "s3cr3t" not in repr(api)
+    assert sorted(str(w.message).split()[4] for w in told) == api.base_urls
+    assert "s3cr3t" not in repr(api) and not any("s3cr3t" in str(w.message) for w in told)
     # an override applies to the nodes on the host it names only (a bare URL: its own host)
-    with mock.patch.dict(os.environ, {"NUROPB_MANAGEMENT_URL": "h1=http://m1:1, h1=http://m2:2"}):
+    with (
+        mock.patch.dict(os.environ, {"NUROPB_MANAGEMENT_URL": "h1=http://m1:1, h1=http://m2:2"}),
+        pytest.warns(UserWarning, match=plain),
+    ):
         assert ManagementAPI.for_target(Nodes.parse(A)).base_urls == ["http://m1:1", "http://m2:2"]
-    with mock.patch.dict(
-        os.environ, {"NUROPB_MANAGEMENT_URL": "http://h2:8080, h3:5672=http://m3"}
+    with (
+        mock.patch.dict(os.environ, {"NUROPB_MANAGEMENT_URL": "http://h2:8080, h3:5672=http://m3"}),
+        pytest.warns(UserWarning, match=plain),
     ):
         api = ManagementAPI.for_target(Nodes.parse([A, B, C]))
         assert api.base_urls == ["http://h1:15672", "http://h2:8080", "http://m3"]
