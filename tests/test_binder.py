@@ -216,3 +216,17 @@ def test_a_bad_mem_limit_and_ctl_without_a_broker_say_so_in_one_line(
     assert capsys.readouterr().err == (
         f"error: no local broker runs for port 5699 with its files in {tmp_path.resolve()}\n"
     )
+
+
+def test_options_go_before_or_after_the_action(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """scripts/setup.sh stops the broker it started as ``stop --url URL``; ctl passes on
+    everything after it, options too."""
+    monkeypatch.setenv("NUROPB_BROKER_HOME", str(tmp_path))
+    url = "amqp://guest:guest@127.0.0.1:5699/"
+    assert broker.main(["stop", "--url", url]) == 0
+    assert broker.main(["--url", url, "stop"]) == 0
+    assert capsys.readouterr().out == "no local RabbitMQ of ours on port 5699\n" * 2
+    assert broker.main(["--url", url, "ctl", "list_queues", "--timeout", "5"]) == 2
+    assert "no local broker runs for port 5699" in capsys.readouterr().err

@@ -464,7 +464,6 @@ def main(argv: list[str] | None = None) -> int:
         help="ensure (default): use or start a broker; prepare: write a local broker's files;"
         " stop: stop the project-local broker; ctl ARGS: rabbitmqctl ARGS against it",
     )
-    parser.add_argument("ctl_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     parser.add_argument(
         "--url", help="AMQP URL to check (default $NUROPB_AMQP_URL or 127.0.0.1:5672)"
     )
@@ -472,11 +471,13 @@ def main(argv: list[str] | None = None) -> int:
         "--no-management", action="store_true", help="do not enable the management API"
     )
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for it")
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # ctl: what follows it is rabbitmqctl's (its options too); before it, ours
+    at = argv.index("ctl") if "ctl" in argv else len(argv)
+    args = parser.parse_args(argv[: at + 1])
+    args.ctl_args = argv[at + 1 :]
     parts = urlsplit(args.url or os.environ.get("NUROPB_AMQP_URL") or DEFAULT_URL)
     port = parts.port or 5672
-    if args.ctl_args and args.action != "ctl":
-        parser.error(f"unrecognized arguments: {' '.join(args.ctl_args)}")
     try:
         if args.action == "ctl":
             if not args.ctl_args:
