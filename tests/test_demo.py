@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from support import wait_for
@@ -174,3 +175,22 @@ def test_wait_gives_up_with_a_clear_error(fresh_mesh_url: str) -> None:
         timeout=30,
     )
     assert waited.returncode == 1 and "did not answer within 2 s" in waited.stderr
+
+
+def test_two_first_uses_of_the_vault_key_get_the_same_whole_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two demo meshes (or test runs) started at once both make the key on first use: each
+    reads a whole key, and the same one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nuropb_lab.demo.run import KEY_ENV, vault_key
+    from nuropb_lab.mesh import crypto
+
+    path = tmp_path / "key.pem"
+    monkeypatch.setenv(KEY_ENV, str(path))
+    with ThreadPoolExecutor(6) as pool:
+        keys = list(pool.map(lambda _: crypto.private_pem(vault_key()), range(6)))
+    assert set(keys) == {path.read_text()}
+    assert [p.name for p in tmp_path.iterdir()] == ["key.pem"]  # nothing left aside
+    assert path.stat().st_mode & 0o777 == 0o600

@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,9 +46,18 @@ def vault_key() -> rsa.RSAPrivateKey:
         except FileNotFoundError:
             key = crypto.new_private_key()
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # written aside, then linked into place: two first uses at once (two demo meshes,
+            # two test runs) each read a whole key, and the same one
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # 0600
+            aside = Path(name)
             with os.fdopen(fd, "w", encoding="ascii") as out:
                 out.write(crypto.private_pem(key))
+            try:
+                os.link(aside, path)
+            except FileExistsError:
+                return crypto.load_private_pem(path.read_bytes())
+            finally:
+                aside.unlink()
             return key
     except (OSError, ValueError, TypeError) as exc:
         raise RuntimeError(f"the demo vault's key {path} cannot be used: {exc}") from None
