@@ -171,8 +171,9 @@ class Taps:
             made.follower = asyncio.get_running_loop().create_task(self._follow(connection, made))
         if made.mode == "queue":  # costs the mesh no more than its queue: no time limit
             bounds.max_duration = None
+        if made.mode == "firehose" or bounds.max_records is not None:
+            made.bounds = bounds  # a firehose tap's age is shown, bounded or not
         if bounds.max_duration is not None or bounds.max_records is not None:
-            made.bounds = bounds
             made.ender = asyncio.get_running_loop().create_task(self._end_when_due(made, bounds))
         if notice:
             log.info("tap on %s: %s", connection.alias, notice)
