@@ -24,7 +24,7 @@ import nuropb_lab as nl
 from nuropb_lab.lab import Lab, LabError, OptionError, get_lab
 from nuropb_lab.lab.tap.firehose import marker_name
 from nuropb_lab.mesh import ManagementAPI
-from nuropb_lab.widgets import CallForm
+from nuropb_lab.widgets import CallForm, ConnectionStatus
 
 WAIT = 15.0
 
@@ -178,6 +178,11 @@ def test_every_reading_operation_works(
     assert status["mode"] == "read-only" and status["state"] == "connected"
     assert admin.status().set_index("alias").loc["ops", "mode"] == "read-write"
     assert "read-only" in repr(ro.connection())
+    widget = ConnectionStatus(ro)
+    try:
+        assert widget.value.endswith(" · read-only</div>")
+    finally:
+        widget.close()
     assert list(ro.history().columns)  # the history is there (empty: nothing was sent)
     assert len(ro.dead_letters()) >= 0  # read, put back
 

@@ -163,9 +163,9 @@ def test_the_magic(mesh: str, management: ManagementAPI) -> None:
     ip.run_line_magic("load_ext", "nuropb_lab")
     try:
         run(ip, f"connect {mesh} --alias limmagic")
-        made, _, err = run(ip, "tap --max-duration 2 -o t")
+        made, out, _ = run(ip, "tap --max-duration 2 -o t")
         assert made is ip.user_ns["t"] and made.bounds.max_duration == 2.0
-        assert "note: switched the firehose of" in err and "0.53x" in err
+        assert "note: switched the firehose of" in out and "0.53x" in out
         wait_for(lambda: made.stopped, WAIT, "the magic's tap to end by itself")
         wait_for(lambda: not tracing(management, mesh), WAIT, "the firehose to go off")
         made, _, _ = run(ip, "tap --max-duration none --max-records 5000")

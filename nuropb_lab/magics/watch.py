@@ -62,8 +62,8 @@ def tap(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | Non
         max_duration=args.max_duration,
         max_records=args.max_records,
     )
-    if made.notice:
-        say(f"note: {made.notice}", error=True)
+    if made.notice:  # a tap without the firehose is a lesser one: said as a warning
+        say(f"note: {made.notice}", error=made.mode == "queue")
     ctx.store(args.output, made)
     return made.widget() if args.widget else made
 
