@@ -95,7 +95,7 @@ class TapBounds:
         limits = []
         at = self.ends_at
         if at is not None:
-            limits.append(f"in {self.max_duration:.0f} s (at {_when(at)})")
+            limits.append(f"in {self.max_duration:g} s (at {_when(at)})")
         if self.max_records is not None:
             limits.append(f"after {self.max_records:,} records")
         if not limits:

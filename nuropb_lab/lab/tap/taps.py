@@ -250,7 +250,7 @@ class Taps:
             await asyncio.wait_for(reached.wait(), left)
             bounds.ended = f"{made.capture.received:,} records taken in (max_records={limit:,})"
         except TimeoutError:
-            bounds.ended = f"its {bounds.max_duration:.0f} s were up (max_duration)"
+            bounds.ended = f"its {bounds.max_duration:g} s were up (max_duration)"
         finally:
             made.remove_listener(count)
         log.info("tap on %s ended by itself: %s", made.alias, bounds.ended)
