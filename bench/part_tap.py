@@ -92,8 +92,12 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
     try:
         await lab.aconnect(mesh.url, alias="bench")
         # --- ingest from a backlog ----------------------------------------------------------
+        # the bench's taps run as long as the part does (a tap's default is 5 minutes)
         tap = await lab.atap(
-            max_rows=s.tail_rows, backlog=2 * records_backlog, pending_ttl=PENDING_TTL
+            max_rows=s.tail_rows,
+            backlog=2 * records_backlog,
+            pending_ttl=PENDING_TTL,
+            max_duration=None,
         )
         if tap.mode != "firehose":
             raise PeerError(f"the bench needs the firehose: {tap.notice}")
@@ -168,7 +172,9 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
         await tap.astop()
 
         # --- memory: many records through a bounded tap -----------------------------------
-        tap = await lab.atap(max_rows=s.tail_rows, backlog=200_000, pending_ttl=PENDING_TTL)
+        tap = await lab.atap(
+            max_rows=s.tail_rows, backlog=200_000, pending_ttl=PENDING_TTL, max_duration=None
+        )
         arrivals = _Arrivals(tap)
         tap.add_listener(arrivals)
         warm = await flood.ask({"op": "calls", "service": "bench-tap-sink", "n": 2_000})
@@ -224,7 +230,11 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
         for round_no in range(s.rounds):
             order = ("without", "with") if round_no % 2 == 0 else ("with", "without")
             for side in order:
-                tapped = await lab.atap(max_rows=s.tail_rows) if side == "with" else None
+                tapped = (
+                    await lab.atap(max_rows=s.tail_rows, max_duration=None)
+                    if side == "with"
+                    else None
+                )
                 try:
                     result = await mesh.clients["lab"].ask(command)
                 finally:

@@ -202,7 +202,8 @@ def test_firehose_pairs_nuropb_calls_to_nuropb_and_lab_services(
     lab.serve(Calc(), name="calc")
     tap = lab.tap()
     try:
-        assert tap.mode == "firehose" and tap.notice is None
+        assert tap.mode == "firehose" and tap.notice is not None
+        assert tap.notice.startswith(f"switched the firehose of {vhost_of(nuropb_mesh)!r} on")
         assert tracing(management, nuropb_mesh)
         with peer_process(nuropb_python, "nuropb_service.py", nuropb_mesh, ref):
             ref_steps = [

@@ -39,6 +39,7 @@ class Benching:
 
     def _new_bench(self, target: str, params: ParamsArg, options: dict[str, Any]) -> BenchRun:
         connection = self._connections.connection(options.pop("alias", None))
+        self._connections.may_send(connection, "a bench")
         settings = self._settings
         spec = BenchSpec.make(target, params, default_timeout=settings.timeout, **options)
         return BenchRun(spec, connection.api, self._runner, settings.describe_timeout, self._book)
@@ -68,7 +69,9 @@ class Benching:
         return self._book.splitters
 
     def _new_sweep(self, target: str, params: ParamsArg, options: dict[str, Any]) -> CapacitySweep:
-        api = self._connections.connection(options.pop("alias", None)).api
+        connection = self._connections.connection(options.pop("alias", None))
+        self._connections.may_send(connection, "a capacity sweep")
+        api = connection.api
         options.setdefault("timeout", self._settings.timeout)
         describe_timeout = self._settings.describe_timeout
         return CapacitySweep.make(

@@ -51,6 +51,7 @@ class Calls:
         """A request (``kind`` "call") or a command, recorded in the history. ``check``: the
         params are checked against the method's description first (see params.py)."""
         connection = self._connections.connection(alias)
+        self._connections.may_send(connection, f"a {kind}")
         service, method = split_target(target)
         if not isinstance(params, dict):
             raise LabError(f"params must be a JSON object (dict), not {type(params).__name__}")
@@ -177,8 +178,8 @@ class Calls:
         alias: str | None = None,
     ) -> None:
         """Publish an event on ``topic``."""
+        connection = self._connections.connection(alias)
+        self._connections.may_send(connection, "publishing an event")
         if not topic:
             raise LabError("publish needs a topic")
-        await self._connections.connection(alias).api.publish_event(
-            topic, event, context or {}, trace_id=trace_id
-        )
+        await connection.api.publish_event(topic, event, context or {}, trace_id=trace_id)

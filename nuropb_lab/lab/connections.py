@@ -33,6 +33,8 @@ class Connection:
     alias: str
     api: RMQAPI
     management: ManagementAPI
+    # refuses whatever sends on the mesh or changes it (Connections.may_send)
+    read_only: bool = False
     served: dict[str, RMQAPI] = dataclasses.field(default_factory=dict)
     tails: list[Tail] = dataclasses.field(default_factory=list)
     taps: list[Tap] = dataclasses.field(default_factory=list)
@@ -52,6 +54,10 @@ class Connection:
         return self.api.mesh_name
 
     @property
+    def mode(self) -> str:
+        return "read-only" if self.read_only else "read-write"
+
+    @property
     def node(self) -> str:
         """The node the client is on (``host:port``, which of several), and where each served
         service is when that is another node."""
@@ -62,7 +68,8 @@ class Connection:
         return "; ".join([text, *elsewhere])
 
     def __repr__(self) -> str:
-        return f"<Connection {self.alias!r} {self.url} ({self.api.transport.state})>"
+        mode = ", read-only" if self.read_only else ""
+        return f"<Connection {self.alias!r} {self.url} ({self.api.transport.state}{mode})>"
 
 
 def split_target(target: str, method: str | None = None) -> tuple[str, str]:
@@ -108,9 +115,15 @@ class Connections:
 
     @staticmethod
     def may_send(connection: Connection, what: str) -> None:
-        """Whether ``what`` may send on ``connection``: the one place an operation asks before
-        it sends or serves anything (the contract check and the mock ask; a read-only
-        connection would refuse here). LabError, one line, when not."""
+        """Whether ``what`` may send on ``connection``: the one place every operation that
+        sends, serves or switches something on the mesh asks first (calls, commands, events,
+        serving, benches, capacity sweeps, replays, checks, mocks, the firehose switch,
+        consuming dead letters). LabError, one line, when not: nothing is sent."""
+        if connection.read_only:
+            raise LabError(
+                f"connection {connection.alias!r} is read-only: {what} is refused and sends"
+                " nothing (connect without read-only to do it)"
+            )
         if connection.api.transport.state == "closed":
             raise LabError(f"connection {connection.alias!r} is closed: {what} sends nothing")
 
@@ -127,10 +140,20 @@ class Connections:
         *,
         configure: bool = False,
         management_url: str | None = None,
+        read_only: bool = False,
     ) -> Connection:
         """Connect to a mesh (URL default: $NUROPB_AMQP_URL, else the demo mesh) as ``alias``
         (default: the mesh name), and make it current. ``configure`` creates the mesh.
-        Several nodes of a cluster: a list of URLs, or one string of them comma-separated."""
+        Several nodes of a cluster: a list of URLs, or one string of them comma-separated.
+        ``read_only`` (always, when the ``read_only`` setting is on): discovery, describe,
+        keys, history, tails, taps without switching the firehose and reading dead letters
+        work; whatever would send or change something on the mesh is refused in one line."""
+        read_only = read_only or self._settings.read_only
+        if configure and read_only:
+            raise OptionError(
+                "a read-only connection cannot configure the mesh (that declares its exchanges"
+                " and queues): connect once without read-only to configure it"
+            )
         if url is None:
             url = os.environ.get("NUROPB_AMQP_URL") or DEFAULT_URL
         try:
@@ -151,7 +174,8 @@ class Connections:
         }
         api = RMQAPI(target, transport_settings=settings)
         await api.connect()
-        connection = Connection(alias, api, ManagementAPI.for_target(target, management_url))
+        management = ManagementAPI.for_target(target, management_url)
+        connection = Connection(alias, api, management, read_only=read_only)
         # a describe conflict names the queues bound with the service's routing key
         api.descriptions.bound_queues = functools.partial(bound_queues, connection.management, api)
         self._by_alias[alias] = connection

@@ -160,6 +160,8 @@ class DeadLetters:
         the error, for a call of this session). Read without consuming unless ``consume``.
         ``queue``: default the one the dead-letter exchange feeds (see dead_letter_queue)."""
         connection = self._connections.connection(alias)
+        if consume:  # reading puts every message back; consuming removes them from the mesh
+            self._connections.may_send(connection, "consuming dead letters")
         queue = queue or await dead_letter_queue(connection.api, connection.management)
         messages = await read_dead_letters(connection.api, queue, limit, consume)
         frame = dead_letter_rows(messages, self._history.records())

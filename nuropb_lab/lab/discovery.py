@@ -85,8 +85,13 @@ async def _listing(
     placements = {q["name"]: placement_of(q) for q in queues} if len(nodes) > 1 else {}
     names: dict[str, str] = {}
     for binding in bindings:
+        queue = binding.get("destination", "")
+        # a lab's tap queue gets copies of a service's requests: exclusive to its connection
+        # (a probe of it is refused, RESOURCE_LOCKED) and not the service
+        if queue.endswith("-tq"):
+            continue
         if binding.get("destination_type") == "queue" and binding.get("routing_key"):
-            names.setdefault(binding["routing_key"], binding["destination"])
+            names.setdefault(binding["routing_key"], queue)
     for queue in queues:
         service = Topology.service_from_queue(queue["name"])
         if service is not None:

@@ -36,6 +36,7 @@ class Serving:
         process or network operations, is refused unless ``allow_any``: everyone on the mesh
         could call them (a served ``os`` would hand the mesh a shell)."""
         connection = self._connections.connection(alias)
+        self._connections.may_send(connection, "serving an object")
         check_servable(obj, allow_any)
         name = name or service_name_of(obj)
         if name in connection.served:

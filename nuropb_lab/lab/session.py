@@ -48,6 +48,7 @@ STATUS_COLUMNS = [
     "node",
     "mesh",
     "state",
+    "mode",
     "reconnects",
     "in_flight",
     "served",
@@ -55,6 +56,7 @@ STATUS_COLUMNS = [
     "last_error",
     "taps",
     "firehose",
+    "firehose_taps",
 ]
 
 
@@ -62,7 +64,7 @@ class Lab(Composed):
     """A notebook's session on one or more nuropb meshes.
 
     Settings (``timeout``, ``describe_timeout``, ``tail_max_rows``, ``management_url``,
-    ``failover_strategy``: see settings.py) are keyword arguments and attributes;
+    ``failover_strategy``, ``read_only``: see settings.py) are keyword arguments and attributes;
     ``history_size`` calls are kept; ``known_keys`` is the file (or :class:`KnownKeys`) the
     keys seen are pinned in (default: $NUROPB_LAB_KNOWN_KEYS, else the user's config folder).
     """
@@ -76,10 +78,11 @@ class Lab(Composed):
         history_size: int = 10_000,
         management_url: str | None = Settings.management_url,
         failover_strategy: str = Settings.failover_strategy,
+        read_only: bool = Settings.read_only,
         known_keys: str | os.PathLike[str] | KnownKeys | None = None,
     ) -> None:
         settings = Settings(
-            timeout, describe_timeout, tail_max_rows, management_url, failover_strategy
+            timeout, describe_timeout, tail_max_rows, management_url, failover_strategy, read_only
         )
         self.known_keys = (
             known_keys
@@ -125,6 +128,7 @@ class Lab(Composed):
     tail_max_rows: Setting[int] = Setting()
     management_url: Setting[str | None] = Setting()
     failover_strategy: Setting[str] = Setting()
+    read_only: Setting[bool] = Setting()
 
     # --- connections (connections.py) ---------------------------------------------------------
 
@@ -160,10 +164,11 @@ class Lab(Composed):
 
     async def _status(self) -> pd.DataFrame:
         """Connections: alias, URL (the node connected to, password masked), node (host:port,
-        and which of several; served services on another node), mesh, state, reconnects,
-        calls in flight, served services (mocks marked so), tails, the last connection error,
-        taps, and the mesh's firehose (on, off, or left on by a lab that is gone: then
-        ``attrs["notice"]`` says so)."""
+        and which of several; served services on another node), mesh, state, mode (read-only
+        or read-write), reconnects, calls in flight, served services (mocks marked so), tails,
+        the last connection error, taps, the mesh's firehose (on, off, or left on by a lab
+        that is gone: then ``attrs["notice"]`` says so), and each running tap of this Lab on
+        the firehose with its age and time left."""
         rows = []
         firehoses = {}
         current = self._connections.current
@@ -178,6 +183,7 @@ class Lab(Composed):
                     c.node,
                     c.mesh,
                     transport.state,
+                    c.mode,
                     transport.reconnects,
                     c.api.in_flight,
                     ", ".join(f"{n} (mock)" if n in c.mocks else n for n in c.served),
@@ -185,6 +191,7 @@ class Lab(Composed):
                     transport.last_error,
                     len(c.taps),
                     firehoses[alias],
+                    _firehose_taps(c),
                 ]
             )
         frame = pd.DataFrame(rows, columns=STATUS_COLUMNS)
@@ -298,6 +305,15 @@ class Lab(Composed):
     amock = awaitable(Mocking.mock)
     dead_letters = blocking(DeadLetters.dead_letters)
     adead_letters = awaitable(DeadLetters.dead_letters)
+
+
+def _firehose_taps(connection: Connection) -> str:
+    """The status of a connection's running taps on the firehose: their age and time left."""
+    return "; ".join(
+        f"tap of {' '.join(t.services) or 'all'}: {t.bounds_text() or 'no limit'}"
+        for t in connection.taps
+        if t.mode == "firehose"
+    )
 
 
 _default_lab: Lab | None = None

@@ -49,6 +49,12 @@ def _strategy(name: str, value: Any) -> str:
     return str(value)
 
 
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise OptionError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def _setting(default: Any, help: str, check: Callable[[str, Any], Any], **more: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, "check": check, **more})
 
@@ -73,6 +79,12 @@ class Settings:
         "Order to try several nodes in: as given (round-robin), or shuffled.",
         _strategy,
         choices=FAILOVER_STRATEGIES,
+    )
+    read_only: bool = _setting(
+        False,
+        "Open every connection read-only: calls, commands, events, serving, benches, checks,"
+        " mocks, replays and the firehose switch are refused.",
+        _flag,
     )
 
     def __setattr__(self, name: str, value: Any) -> None:

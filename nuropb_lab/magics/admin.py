@@ -25,19 +25,30 @@ __all__ = ["connect", "disconnect", "dlq", "firehose", "serve", "status"]
 )
 @argument("--alias", help="name of the connection (default: the mesh name)")
 @argument("--configure", action="store_true", help="create the mesh when missing")
+@argument(
+    "--read-only",
+    action="store_true",
+    help="refuse whatever would send or change something on the mesh (calls, commands,"
+    " events, serve, bench, check, mock, replay, the firehose switch)",
+)
 def connect(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | None) -> None:
     """Connect to a mesh and make it the current connection."""
     url = args.url[0] if len(args.url) == 1 else (args.url or None)
-    connection = ctx.lab.connect(url, alias=args.alias, configure=args.configure)
+    connection = ctx.lab.connect(
+        url, alias=args.alias, configure=args.configure, read_only=args.read_only
+    )
     api = connection.api
     where = api.nodes.position(api.target)  # which of several nodes
-    say(f"connected to {connection.url}{f' ({where})' if where else ''} as {connection.alias!r}")
+    node = f" ({where})" if where else ""
+    mode = ", read-only" if connection.read_only else ""
+    say(f"connected to {connection.url}{node} as {connection.alias!r}{mode}")
 
 
 @subcommand("status")
 @argument("--widget", action="store_true", help="a status line that updates on its own")
 def status(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | None) -> Any:
-    """The connections: URL, node, state, reconnects, calls in flight, tails, taps, firehose."""
+    """The connections: URL, node, state, mode (read-only or not), reconnects, calls in
+    flight, tails, taps, firehose, and each firehose tap's age and time left."""
     if args.widget:
         from ..widgets import ConnectionStatus
 

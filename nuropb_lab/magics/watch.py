@@ -7,9 +7,15 @@ from typing import Any
 
 from IPython.core.magic_arguments import argument
 
+from ..lab.tap.bounds import DEFAULT_MAX_DURATION
 from .command import Context, say, subcommand
 
 __all__ = ["graph", "tail", "tap"]
+
+
+def seconds(text: str) -> float | None:
+    """``--max-duration``: seconds, or ``none`` for no limit (checked by the tap)."""
+    return None if text.strip().lower() == "none" else float(text)
 
 
 @subcommand("tail")
@@ -30,6 +36,15 @@ def tail(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | No
 @argument("--events", action="store_true", help="events too (default when no service named)")
 @argument("--no-firehose", action="store_true", help="a queue of its own: no responses")
 @argument("--max", type=int, dest="max_rows", metavar="N", help="messages kept (newest)")
+@argument(
+    "--max-duration",
+    type=seconds,
+    default=DEFAULT_MAX_DURATION,
+    metavar="S",
+    help=f"on the firehose: stop after S seconds (default {DEFAULT_MAX_DURATION:.0f};"
+    " none: no limit)",
+)
+@argument("--max-records", type=int, metavar="N", help="stop after N records taken in")
 @argument("--widget", action="store_true", help="show the live tap view")
 @argument("-o", "--output", metavar="VAR", help="store the tap in this variable")
 @argument("--alias", help="the connection (default: the current)")
@@ -44,9 +59,11 @@ def tap(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | Non
         firehose=False if args.no_firehose else None,
         max_rows=args.max_rows,
         alias=args.alias,
+        max_duration=args.max_duration,
+        max_records=args.max_records,
     )
-    if made.notice:
-        say(f"note: {made.notice}", error=True)
+    if made.notice:  # a tap without the firehose is a lesser one: said as a warning
+        say(f"note: {made.notice}", error=made.mode == "queue")
     ctx.store(args.output, made)
     return made.widget() if args.widget else made
 

@@ -23,7 +23,8 @@ COLORS = {
 
 class ConnectionStatus(w.HTML):
     """One line per connection: state, URL (password masked), node, reconnects, calls in flight,
-    served services and tails. Redrawn on every state change and every ``interval`` s."""
+    served services, tails, and whether it is read-only. Redrawn on every state change and
+    every ``interval`` s."""
 
     def __init__(self, lab: Lab, interval: float = 1.0) -> None:
         super().__init__()
@@ -59,6 +60,7 @@ class ConnectionStatus(w.HTML):
                     f" · reconnects {transport.reconnects}",
                     f" · in flight {connection.api.in_flight} · serving {served}",
                     f" · tails {len([t for t in connection.tails if not t.stopped])}",
+                    " · read-only" if connection.read_only else "",
                 )
             )
         self.value = join(lines) or tag("i", "not connected")

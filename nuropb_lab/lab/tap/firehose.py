@@ -32,6 +32,7 @@ from urllib.parse import quote
 
 from ...mesh import ManagementAPI, ManagementUnavailable
 from ..errors import FirehoseRefused
+from .bounds import FIREHOSE_COST
 from .capture import TRACE_EXCHANGE
 
 __all__ = [
@@ -141,12 +142,27 @@ async def check_administrator(management: ManagementAPI) -> None:
         )
 
 
-async def acquire(management: ManagementAPI, vhost: str, queue: str) -> str | None:
+async def acquire(
+    management: ManagementAPI, vhost: str, queue: str, read_only: bool = False
+) -> tuple[str | None, bool]:
     """Make sure tracing is on for the tap whose queue (``queue``, bound already) is on the
-    trace exchange; returns a notice for the user, if there is something to say."""
+    trace exchange; returns a notice for the user, if there is something to say, and whether
+    this tap switched it on. A
+    ``read_only`` tap only rides a firehose that is on (FirehoseRefused when it is off), and
+    never switches it off: it holds nothing."""
     state = await look(management, vhost)
     notice = None
     switched_on = False
+    if read_only:
+        if not state.on:
+            raise FirehoseRefused(f"the firehose of {vhost!r} went off before this tap was bound")
+        if state.orphaned:
+            assert state.owner is not None
+            return (
+                f"the firehose of {vhost!r} was left on by a lab that is gone"
+                f" ({_who(state.owner)}); this read-only tap leaves it on when it stops"
+            ), False
+        return None, False
     if not state.on:
         owner = {
             "host": socket.gethostname(),
@@ -156,6 +172,7 @@ async def acquire(management: ManagementAPI, vhost: str, queue: str) -> str | No
         await management.set_global_parameter(marker_name(vhost), owner)
         await management.set_tracing(vhost, True)
         switched_on = True
+        notice = f"switched the firehose of {vhost!r} on: {FIREHOSE_COST}"
         log.info("switched the firehose on for %s", vhost)
     elif state.owner is None:
         notice = (
@@ -174,7 +191,7 @@ async def acquire(management: ManagementAPI, vhost: str, queue: str) -> str | No
         hold.queues.add(queue)
         hold.switched_on = hold.switched_on or switched_on
     _register_exit()
-    return notice
+    return notice, switched_on
 
 
 async def release(management: ManagementAPI, vhost: str, queue: str) -> bool:

@@ -163,6 +163,7 @@ class Replay:
         keyword arguments, and return the answer (None for a command). ``target``
         ("service.method"), ``context`` and ``trace_id`` replace the original's. Encrypted
         requests cannot be replayed: their params were never seen."""
+        self._connections.may_send(self._connections.connection(alias), "a replay")
         found = await self.find(row, alias)
         merged = {**found.params, **(edits or {}), **params}
         where = target or f"{found.service}.{found.method}"

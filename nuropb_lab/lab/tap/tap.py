@@ -14,6 +14,7 @@ from ...views import view_of
 from ..handles import Releasable
 from ..markup import frame, output, tag
 from ..runner import LoopRunner
+from .bounds import TapBounds
 from .capture import Capture, TapSubscription, queue_label
 from .tables import TapData, calls_frame, messages_frame
 
@@ -31,7 +32,7 @@ class Tap(TapData, Releasable):
 
     ``mode`` is ``"firehose"`` (every message, responses too: latencies and times queued) or
     ``"queue"`` (copies of requests, commands and events through a queue of its own: no
-    responses, so no latency).
+    responses, so no latency). ``bounds``: when it stops by itself (bounds.py), if it does.
     """
 
     def __init__(
@@ -59,6 +60,9 @@ class Tap(TapData, Releasable):
         self.events_exchange = events_exchange
         # without the firehose, of every service: binds the services that come later (taps.py)
         self.follower: asyncio.Task[None] | None = None
+        # its limits, and the task that stops it at them (taps.py)
+        self.bounds: TapBounds | None = None
+        self.ender: asyncio.Task[None] | None = None
         self._listeners: dict[Callable[[Tap], None], Callable[[], None]] = {}
         self._bindings: tuple[float, dict[str, list[str]]] = (0.0, {})
         self._clients: tuple[float, dict[str, str]] = (0.0, {})
@@ -243,15 +247,24 @@ class Tap(TapData, Releasable):
             "undecodable": capture.undecodable + self.subscription.undecodable,
             "gaps": len(self.subscription.gaps),
             "alias": self.alias,
+            "bounds": self.bounds_text(),
         }
+
+    def bounds_text(self) -> str | None:
+        """Its age and time left (``12 s old, 288 s left``), or why it ended by itself; None
+        for a tap without limits."""
+        if self.bounds is None or (self.stopped and self.bounds.ended is None):
+            return None
+        return self.bounds.describe(self.capture.received)
 
     def __repr__(self) -> str:
         s = self.status()
         gaps = f", {s['gaps']} gap(s)" if s["gaps"] else ""
+        bounds = f", {s['bounds']}" if s["bounds"] else ""
         return (
             f"<Tap {s['services']} on {self.alias} ({s['mode']}): {s['state']},"
             f" {s['rows']}/{s['max_rows']} rows, {s['calls']} calls ({s['waiting']} waiting)"
-            f"{gaps}>"
+            f"{gaps}{bounds}>"
         )
 
     def _repr_html_(self) -> str:

@@ -14,6 +14,7 @@ from ..connections import Connection, Connections
 from ..errors import FirehoseRefused, LabError
 from ..runner import LoopRunner
 from ..settings import Settings
+from .bounds import DEFAULT_MAX_DURATION, TapBounds
 from .capture import Capture, TapSubscription
 from .firehose import FirehoseState, acquire, check_administrator, look, release
 from .firehose import switch_off as _switch_off
@@ -54,6 +55,8 @@ class Taps:
         backlog: int | None = None,
         alias: str | None = None,
         max_bytes: int = TAP_BYTES,
+        max_duration: float | None = DEFAULT_MAX_DURATION,
+        max_records: int | None = None,
     ) -> Tap:
         """Tap the mesh's traffic: every request, response, command and event (the firehose), or
         without it (``firehose=False``, or a user who is not an administrator) the requests,
@@ -65,8 +68,16 @@ class Taps:
         The rows keep at most ``max_bytes`` in all, each field within its limit (limits.py): params,
         results and events over ``body_limit`` bytes are kept as a preview. ``backlog``: messages
         the broker holds for the tap while it is behind (default: twice ``max_rows``, at least
-        10,000)."""
+        10,000).
+
+        A tap on the firehose stops by itself after ``max_duration`` seconds (default 300;
+        None: only when asked for), and any tap after ``max_records`` records taken in, if
+        given: as ``stop()`` does, so the firehose goes off if it was the last tap on it, and
+        the rows stay readable. On a read-only connection a tap rides a firehose that is on
+        already and never switches it: with the firehose off it taps through a queue of its
+        own (``firehose=True`` is then refused)."""
         connection = self._connections.connection(alias)
+        bounds = TapBounds.make(max_duration, max_records)
         api = connection.api
         names = list(dict.fromkeys(services))
         rows = max_rows or self._settings.tail_max_rows
@@ -83,17 +94,27 @@ class Taps:
         length = backlog or max(2 * rows, 10_000)
         why: str | None = None
         subscription: TapSubscription | None = None
+        refused: LabError | None = None  # a read-only connection's, said as it is
         if firehose is not False:
             try:
                 await check_administrator(connection.management)
+                if connection.read_only and not (await self.firehose(connection.alias)).on:
+                    try:
+                        self._connections.may_send(connection, "switching the firehose on")
+                    except LabError as exc:
+                        refused = exc
+                        raise
                 subscription = TapSubscription.make(
                     capture, True, api.topology.rpc_exchange, [], capture.events, length
                 )
                 await api.transport.subscribe(subscription)
-            except (FirehoseRefused, NuropbTransportError) as exc:
+            except (LabError, NuropbTransportError) as exc:
+                if firehose and exc is refused:
+                    raise
                 if firehose:
                     raise LabError(f"the firehose cannot be tapped: {exc}") from None
-                why = str(exc) if isinstance(exc, FirehoseRefused) else f"its binding failed: {exc}"
+                binding = not isinstance(exc, (LabError, ManagementUnavailable))
+                why = f"its binding failed: {exc}" if binding else str(exc)
                 subscription = None
         notice: str | None = None
         bound = names
@@ -117,12 +138,21 @@ class Taps:
                 notice += f"; services {later} are tapped within {FOLLOW_INTERVAL:.0f} s"
         else:
             try:
-                notice = await acquire(
-                    connection.management, connection.api.target.vhost, subscription.queue
+                notice, switched_on = await acquire(
+                    connection.management,
+                    connection.api.target.vhost,
+                    subscription.queue,
+                    read_only=connection.read_only,
                 )
-            except ManagementUnavailable as exc:
+            except (ManagementUnavailable, FirehoseRefused) as exc:
                 await api.unsubscribe(subscription)
                 raise LabError(f"could not switch the firehose on: {exc}") from None
+            promise = bounds.promise(
+                " and switches the firehose off, unless another tap still uses it"
+                if switched_on
+                else ""
+            )
+            notice = f"{notice}; {promise}" if notice else promise
         made = Tap(
             capture,
             subscription,
@@ -139,6 +169,12 @@ class Taps:
         self._made.add(made)
         if made.mode == "queue" and not names:
             made.follower = asyncio.get_running_loop().create_task(self._follow(connection, made))
+        if made.mode == "queue":  # costs the mesh no more than its queue: no time limit
+            bounds.max_duration = None
+        if made.mode == "firehose" or bounds.max_records is not None:
+            made.bounds = bounds  # a firehose tap's age is shown, bounded or not
+        if bounds.max_duration is not None or bounds.max_records is not None:
+            made.ender = asyncio.get_running_loop().create_task(self._end_when_due(made, bounds))
         if notice:
             log.info("tap on %s: %s", connection.alias, notice)
         return made
@@ -198,17 +234,41 @@ class Taps:
             except (NuropbException, TimeoutError, OSError) as exc:  # tried again next time
                 log.info("tap on %s: could not bind new services: %s", connection.alias, exc)
 
+    @staticmethod
+    async def _end_when_due(made: Tap, bounds: TapBounds) -> None:
+        """Stop ``made`` once its time is up or it has taken in ``max_records`` records."""
+        reached = asyncio.Event()
+        limit = bounds.max_records
+
+        def count(_tap: Tap) -> None:  # after each batch, in the loop thread
+            if limit is not None and made.capture.received >= limit:
+                reached.set()
+
+        made.add_listener(count)
+        left = bounds.left()
+        try:
+            await asyncio.wait_for(reached.wait(), left)
+            bounds.ended = f"{made.capture.received:,} records taken in (max_records={limit:,})"
+        except TimeoutError:
+            bounds.ended = f"its {bounds.max_duration:g} s were up (max_duration)"
+        finally:
+            made.remove_listener(count)
+        log.info("tap on %s ended by itself: %s", made.alias, bounds.ended)
+        await made.astop()
+
     async def _release(self, connection: Connection, made: Tap) -> None:
         if made in connection.taps:
             connection.taps.remove(made)
         if made.follower is not None:
             made.follower.cancel()
+        if made.ender is not None and made.ender is not asyncio.current_task():
+            made.ender.cancel()
         subscription = made.subscription
         try:
             await connection.api.unsubscribe(subscription)
         except NuropbException as exc:
             log.info("could not delete the tap's queue: %s", exc)
-        if subscription.firehose:
+        if subscription.firehose and not connection.read_only:  # a read-only tap holds none
             try:
                 await release(connection.management, made.vhost, subscription.queue)
             except ManagementUnavailable as exc:
@@ -229,6 +289,7 @@ class Taps:
         """Switch the mesh's firehose off: for one left on by a lab that died (or any, when no
         tap of this Lab uses it). Returns what the broker says after."""
         connection = self._connections.connection(alias)
+        self._connections.may_send(connection, "switching the firehose off")
         if any(t.subscription.firehose for t in connection.taps):
             raise LabError("a tap of this Lab uses the firehose: stop it instead (tap.stop())")
         vhost = connection.api.target.vhost
