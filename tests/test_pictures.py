@@ -100,3 +100,30 @@ def test_the_labels_cover_no_node_and_no_other_label(
         assert not overlap(a, b), (a, b)
     for label, node_box in itertools.product(placed, node_boxes):
         assert not overlap(label, node_box), (label, node_box)
+
+
+def test_pictures_drawn_at_once_in_two_threads_keep_their_text() -> None:
+    """A widget redraws its graph in a worker thread while the kernel draws one: each picture
+    keeps its names as text, drawn literally ("$" is not math), whatever the other does."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nuropb_lab.lab.picture import draw
+
+    name = "svc $\\foo$ <b>"
+
+    def paint(figure: Any) -> None:
+        axes = figure.add_subplot()
+        for i in range(20):  # a while in savefig, where the race was
+            axes.text(0.02 * i, 0.5, name)
+
+    def one(_: int) -> str:
+        return draw(paint, width=3, height=2).svg
+
+    import matplotlib
+
+    before = dict(matplotlib.rcParams)
+    with ThreadPoolExecutor(4) as pool:
+        pictures_drawn = list(pool.map(one, range(32)))
+    for svg in pictures_drawn:
+        assert svg.count("svc $\\foo$ &lt;b&gt;") == 20, svg[:400]
+    assert dict(matplotlib.rcParams) == before  # and the process's settings are as they were

@@ -6,13 +6,17 @@ a saved notebook and nbconvert's HTML keep it without a kernel or widget state, 
 shows it by setting a trait (``ipywidgets.HTML(value=picture.svg)``), and a test asserts on
 ``picture.data`` rather than on pixels.
 
-Figures are made with ``matplotlib.figure.Figure`` directly, never pyplot: no global state,
-so a widget may redraw from the Lab's loop thread while the kernel draws too.
+Figures are made with ``matplotlib.figure.Figure`` directly, never pyplot. What the SVG needs
+of matplotlib's settings (text as text, math never parsed) is in its process-wide rcParams,
+which ``rc_context`` sets and restores as it leaves: so pictures are drawn one at a time
+(``_DRAWING``), or a widget redrawing in a worker thread while the kernel draws would get the
+defaults back halfway (its names drawn as paths, or parsed as math).
 """
 
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +27,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["Picture", "draw", "new_figure"]
+
+_DRAWING = threading.Lock()  # rcParams are the process's: one rc_context at a time
 
 
 class Picture:
@@ -65,17 +71,20 @@ def draw(
     """Make a figure, let ``paint(figure)`` draw on it, and keep it as an SVG Picture."""
     import matplotlib
 
-    with matplotlib.rc_context(
-        {
-            # text as text (smaller, selectable); fixed ids and no date: the same data, the
-            # same SVG
-            "svg.fonttype": "none",
-            "svg.hashsalt": "nuropb-lab",
-            # names come from the mesh: drawn literally, never parsed as math text ($...$) or
-            # LaTeX ("$\foo$" would fail the whole picture, "$x^2$" would draw as math)
-            "text.parse_math": False,
-            "text.usetex": False,
-        }
+    with (
+        _DRAWING,
+        matplotlib.rc_context(
+            {
+                # text as text (smaller, selectable); fixed ids and no date: the same data, the
+                # same SVG
+                "svg.fonttype": "none",
+                "svg.hashsalt": "nuropb-lab",
+                # names come from the mesh: drawn literally, never parsed as math text ($...$) or
+                # LaTeX ("$\foo$" would fail the whole picture, "$x^2$" would draw as math)
+                "text.parse_math": False,
+                "text.usetex": False,
+            }
+        ),
     ):
         figure = new_figure(width, height)
         paint(figure)
