@@ -104,7 +104,8 @@ def test_binder_start_runs_broker_and_demo_under_home(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     state, broker_home = home / ".nuropb-lab", home / ".nuropb-lab" / "rabbitmq"
-    env = start_env(home, port, MEM_LIMIT=str(MEM_LIMIT))
+    # under load the demo may take longer than a hub would wait: this test is about what runs
+    env = start_env(home, port, MEM_LIMIT=str(MEM_LIMIT), NUROPB_START_WAIT="120")
     try:
         output, _ = binder_start(home, env, CHECK)
         assert f"RabbitMQ started at 127.0.0.1:{port}" in output, output

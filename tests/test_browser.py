@@ -312,9 +312,9 @@ tap = lab.tap()
 tail = lab.tail("hostile.#")""",
     """# wait for the peer
 deadline = time.monotonic() + 60
-while time.monotonic() < deadline and not (
-    any(row[3] == SERVICE for row in tap.snapshot()) and tail.received
-):
+while not (any(row[3] == SERVICE for row in tap.snapshot()) and tail.received):
+    if time.monotonic() > deadline:
+        raise TimeoutError("the peer's traffic was not seen within 60 s")
     time.sleep(0.1)""",
     """# the tap view
 view = tap.widget(rows=12)
@@ -390,9 +390,13 @@ def drive_hostile(page: Any, url: str) -> None:
 
     page.locator(".jp-CodeCell").last.get_by_text("stopped", exact=True).wait_for()
     assert_no_stderr(page)
-    graph = view.locator(".widget-html svg").first
-    graph.wait_for()
-    assert SERVICE in [t.strip() for t in graph.locator("text").all_text_contents()]
+    # the graph is redrawn (a new <svg>) while traffic comes: wait for one naming the service
+    page.wait_for_function(
+        """([cell, name]) => [...cell.querySelectorAll('.widget-html svg text')]
+            .some((text) => text.textContent.trim() === name)""",
+        arg=[view.element_handle(), SERVICE],
+        timeout=30_000,
+    )
     shot(page, "hostile-tap-view", view.locator(".jp-OutputArea").first)
 
     tail_view = page.locator(".jp-CodeCell", has_text="# the tail view").first
