@@ -287,8 +287,15 @@ def drive_traffic(page: Any, url: str) -> None:
     kinds = {line.split("\t")[1] for line in lines[1:]}
     assert kinds and kinds <= {"request", "response", "command", "event"}, lines
     assert any(name in line for line in lines[1:] for name in SERVICES), lines
-    beside = view.locator(".widget-html svg text").all_text_contents()
-    assert {"shopper", "orders", "inventory"} <= {t.strip() for t in beside}, beside
+    page.wait_for_function(  # the graph is redrawn (a new <svg>) while traffic comes
+        """(cell) => {
+            const names = new Set([...cell.querySelectorAll('.widget-html svg text')]
+                .map((text) => text.textContent.trim()));
+            return ['shopper', 'orders', 'inventory'].every((name) => names.has(name));
+        }""",
+        arg=view.element_handle(),
+        timeout=30_000,
+    )
     # the output area, not the table: the view redraws its table (a new element) now and then
     shot(page, "05-traffic-tap-view", view.locator(".jp-OutputArea").first)
 
