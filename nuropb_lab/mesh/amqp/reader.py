@@ -121,18 +121,6 @@ class _Content:
         self.received = 0
 
     def delivery(self, channel: int, body: bytes) -> Delivery:
-        if self.properties is None and self.raw_headers is None:
-            return Delivery(
-                channel,
-                self.consumer_tag,
-                self.delivery_tag,
-                self.redelivered,
-                self.exchange,
-                self.routing_key,
-                self.headers,
-                body,
-                self.problem,
-            )
         return Delivery(
             channel,
             self.consumer_tag,
