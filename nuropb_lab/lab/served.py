@@ -29,24 +29,36 @@ class Serving:
         alias: str | None = None,
         settings: Mapping[str, Any] | None = None,
         allow_any: bool = False,
+        temporary: bool = False,
     ) -> RMQAPI:
         """Serve ``obj``'s public methods on the mesh as service ``name`` (default: its
         ``_service_name`` or class name): exactly those its describe lists, as they are now.
-        Stopped by ``disconnect``. A module, class or builtin object, or one exposing file,
-        process or network operations, is refused unless ``allow_any``: everyone on the mesh
-        could call them (a served ``os`` would hand the mesh a shell)."""
+        Stopped by ``disconnect`` (or ``lab.unserve(name)``). A module, class or builtin object,
+        or one exposing file, process or network operations, is refused unless ``allow_any``:
+        everyone on the mesh could call them (a served ``os`` would hand the mesh a shell).
+        ``temporary``: its service queue is deleted when it stops (unless other instances
+        consume it), so that a notebook leaves no service behind. Serving a name this Lab
+        serves already replaces the object served (a cell run again); a mock's name is
+        refused."""
         connection = self._connections.connection(alias)
         check_servable(obj, allow_any)
         name = name or service_name_of(obj)
-        if name in connection.served:
+        if name in connection.mocks:
             raise LabError(
-                f"{name!r} is already served on {connection.alias}; disconnect to stop it"
+                f"a mock stands in for {name!r} on {connection.alias}; stop it first"
+                f" (%nuropb mock {name} --stop)"
             )
+        # the earlier object goes first: a temporary one takes its queue with it
+        await self.unserve(name, connection.alias)
         api = RMQAPI(
             connection.api.nodes,
             service_name=name,
             service_instance=obj,
-            transport_settings={"known_keys": self._known_keys, **(settings or {})},
+            transport_settings={
+                "known_keys": self._known_keys,
+                **({"temporary": True} if temporary else {}),
+                **(settings or {}),
+            },
         )
         await api.connect()
         if api.private_key is not None:  # this Lab holds the service's key: pin that one
@@ -54,6 +66,18 @@ class Serving:
         connection.served[name] = api
         connection.known.add(name)
         return api
+
+    async def unserve(self, name: str, alias: str | None = None) -> bool:
+        """Stop serving ``name`` on the connection (a temporary service's queue goes with it);
+        False when this Lab did not serve it. A mock is stopped through its handle."""
+        connection = self._connections.connection(alias)
+        if name in connection.mocks:
+            raise LabError(f"{name!r} is a mock on {connection.alias}: stop it with its .stop()")
+        api = connection.served.pop(name, None)
+        if api is None:
+            return False
+        await api.disconnect()
+        return True
 
     async def stop_all(self, connection: Connection) -> None:
         """Stop serving on the connection (it is closing)."""

@@ -294,6 +294,8 @@ class Lab(Composed):
 
     serve = blocking(Serving.serve)
     aserve = awaitable(Serving.serve)
+    unserve = blocking(Serving.unserve)
+    aunserve = awaitable(Serving.unserve)
     mock = blocking(Mocking.mock)
     amock = awaitable(Mocking.mock)
     dead_letters = blocking(DeadLetters.dead_letters)
