@@ -62,9 +62,10 @@ class Lab(Composed):
     """A notebook's session on one or more nuropb meshes.
 
     Settings (``timeout``, ``describe_timeout``, ``tail_max_rows``, ``management_url``,
-    ``failover_strategy``: see settings.py) are keyword arguments and attributes;
-    ``history_size`` calls are kept; ``known_keys`` is the file (or :class:`KnownKeys`) the
-    keys seen are pinned in (default: $NUROPB_LAB_KNOWN_KEYS, else the user's config folder).
+    ``failover_strategy``, ``live_idle_timeout``: see settings.py) are keyword arguments and
+    attributes; ``history_size`` calls are kept; ``known_keys`` is the file (or
+    :class:`KnownKeys`) the keys seen are pinned in (default: $NUROPB_LAB_KNOWN_KEYS, else the
+    user's config folder).
     """
 
     def __init__(
@@ -76,11 +77,13 @@ class Lab(Composed):
         history_size: int = 10_000,
         management_url: str | None = Settings.management_url,
         failover_strategy: str = Settings.failover_strategy,
+        live_idle_timeout: float = Settings.live_idle_timeout,
         known_keys: str | os.PathLike[str] | KnownKeys | None = None,
     ) -> None:
         settings = Settings(
             timeout, describe_timeout, tail_max_rows, management_url, failover_strategy
         )
+        settings.live_idle_timeout = live_idle_timeout
         self.known_keys = (
             known_keys
             if isinstance(known_keys, KnownKeys)
@@ -125,6 +128,7 @@ class Lab(Composed):
     tail_max_rows: Setting[int] = Setting()
     management_url: Setting[str | None] = Setting()
     failover_strategy: Setting[str] = Setting()
+    live_idle_timeout: Setting[float] = Setting()
 
     # --- connections (connections.py) ---------------------------------------------------------
 

@@ -74,6 +74,11 @@ class Settings:
         _strategy,
         choices=FAILOVER_STRATEGIES,
     )
+    live_idle_timeout: float = _setting(
+        600.0,
+        "Seconds without interaction after which a live view stops redrawing (Resume restarts it).",
+        positive_seconds,
+    )
 
     def __setattr__(self, name: str, value: Any) -> None:
         check = _CHECKS.get(name)

@@ -57,6 +57,7 @@ class NuropbMagics(Magics):
     tail_max_rows = _trait("tail_max_rows")
     management_url = _trait("management_url")
     failover_strategy = _trait("failover_strategy")
+    live_idle_timeout = _trait("live_idle_timeout")
 
     def __init__(self, shell: Any = None, lab: Lab | None = None, **kwargs: Any) -> None:
         self.lab = lab or get_lab()  # first: loading the shell's config applies settings
