@@ -20,7 +20,7 @@ from jupyter_client.manager import KernelManager
 from support import wait_for
 
 from nuropb_lab.lab import Lab
-from nuropb_lab.widgets import ConnectionStatus, ServiceBrowser, TailView
+from nuropb_lab.widgets import ConnectionStatus, GraphView, ServiceBrowser, TailView
 
 
 class Echo:
@@ -94,6 +94,18 @@ def test_a_view_made_again_takes_over_and_closing_one_stops_it(lab: Lab) -> None
         second.close()
     wait_for(lambda: first.live.running == second.live.running == 0, what="timers to stop")
     assert first.live.closed and second.live.closed
+
+
+def test_the_graph_of_a_stopped_tap_stops_redrawing(lab: Lab) -> None:
+    tap = lab.tap(firehose=False)
+    view = GraphView(tap, interval=0.1)
+    try:
+        assert view.live.running == 1
+        tap.stop()
+        wait_for(lambda: view.live.running == 0, what="the graph's timer to end")
+        assert view.live.paused is None  # not paused: there is nothing more to show
+    finally:
+        view.close()
 
 
 def test_a_browser_whose_mesh_did_not_change_sends_nothing(lab: Lab) -> None:

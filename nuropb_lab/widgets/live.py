@@ -106,7 +106,7 @@ class Live:
         self.resume_button = w.Button(description="Resume", icon="play", button_style="info")
         self.resume_button.on_click(lambda _b: self.resume())
         self.bar = w.HBox([self.resume_button, self.notice], layout=w.Layout(display="none"))
-        self._periodic: list[tuple[float, Refresh]] = []
+        self._periodic: list[tuple[float, Refresh, Callable[[], bool] | None]] = []
         self._tasks: list[concurrent.futures.Future[None]] = []
         self._redraws: list[Redraw] = []
         self._generation = 0
@@ -115,13 +115,20 @@ class Live:
 
     # --- what runs while live -----------------------------------------------------------------
 
-    def every(self, interval: float, refresh: Refresh, at_once: bool = False) -> None:
+    def every(
+        self,
+        interval: float,
+        refresh: Refresh,
+        at_once: bool = False,
+        until: Callable[[], bool] | None = None,
+    ) -> None:
         """Call ``refresh()`` (a function, or one returning an awaitable) in the Lab loop every
-        ``interval`` s while live (and at once with ``at_once``, and on resuming)."""
-        self._periodic.append((interval, refresh))
+        ``interval`` s while live (and at once with ``at_once``, and on resuming), and no more
+        once ``until()`` is true after one (what the view shows is final: its tap stopped)."""
+        self._periodic.append((interval, refresh, until))
         with self._lock:
             if self.paused is None and not self.closed:
-                self._start(interval, refresh, at_once)
+                self._start(interval, refresh, until, at_once)
 
     def redraw(self, draw: Callable[[], None], interval: float = 0.25) -> Redraw:
         """A throttled redraw (throttle.py) that does nothing while the view is paused."""
@@ -129,21 +136,32 @@ class Live:
         self._redraws.append(made)
         return made
 
-    def _start(self, interval: float, refresh: Refresh, at_once: bool) -> None:
+    def _start(
+        self, interval: float, refresh: Refresh, until: Callable[[], bool] | None, at_once: bool
+    ) -> None:
         """(Under the lock.) A periodic task of the current generation."""
-        generation = self._generation
-        self._tasks.append(self.runner.submit(self._repeat(interval, refresh, at_once, generation)))
+        repeat = self._repeat(interval, refresh, until, at_once, self._generation)
+        self._tasks.append(self.runner.submit(repeat))
 
-    async def _repeat(self, interval: float, refresh: Refresh, at_once: bool, gen: int) -> None:
+    async def _repeat(
+        self,
+        interval: float,
+        refresh: Refresh,
+        until: Callable[[], bool] | None,
+        at_once: bool,
+        generation: int,
+    ) -> None:
         if not at_once:
             await asyncio.sleep(interval)
-        while self._generation == gen and self.awake():
+        while self._generation == generation and self.awake():
             try:
                 result = refresh()
                 if inspect.isawaitable(result):
                     await result
             except Exception:
                 log.exception("live view refresh failed")
+            if until is not None and until():
+                return
             await asyncio.sleep(interval)
 
     @property
@@ -204,8 +222,8 @@ class Live:
             if self.closed or self.paused is None:
                 return
             self.paused = None
-            for interval, refresh in self._periodic:
-                self._start(interval, refresh, True)
+            for interval, refresh, until in self._periodic:
+                self._start(interval, refresh, until, True)
         _take_over(self)
         self.bar.layout.display = "none"
         for made in self._redraws:

@@ -90,7 +90,11 @@ class GraphView(w.VBox):
             else [self.caption, self.picture]
         )
         self.draw()
-        self.live.every(interval, self._tick)
+        self.live.every(interval, self._tick, until=self._final)
+
+    def _final(self) -> bool:
+        """The tap stopped and what it received last is drawn: nothing more to redraw."""
+        return self.tap.stopped and self.tap.capture.received == self._seen
 
     async def _tick(self) -> None:
         self._ticks += 1
