@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from support import wait_for
 
 from nuropb_lab.lab import Lab, LabError, get_lab
 
@@ -81,11 +84,11 @@ def test_serving_a_name_again_replaces_the_object(lab: Lab) -> None:
         after = lab.serve(Multiplier())
         assert lab.call("adder.add", a=3, b=4) == 12
         assert before.transport.state == "closed" and lab.connection().served == {"adder": after}
-        assert queue(lab, "adder") == (0, 1)  # one instance: the new object
+        wait_for(lambda: queue(lab, "adder") == (0, 1), what="one instance: the new object")
     finally:
         assert lab.unserve("adder") is True
     assert lab.unserve("adder") is False
-    assert queue(lab, "adder") == (0, 0)  # a lasting service's queue stays
+    wait_for(lambda: queue(lab, "adder") == (0, 0), what="a lasting queue without consumers")
 
 
 def test_a_temporary_service_takes_its_queue_with_it(lab: Lab) -> None:
@@ -190,3 +193,35 @@ def test_a_second_run_of_the_magic(ip: InteractiveShell, mesh_url: str) -> None:
         assert queue(probe, "adder") is None  # temporary: its queue went with it
     finally:
         probe.close()
+
+
+EXITING = """
+import sys
+from nuropb_lab import Lab
+
+class Adder:
+    def add(self, a, b):
+        return a + b
+
+lab = Lab(timeout=10)
+lab.connect(sys.argv[1])
+lab.serve(Adder(), name=sys.argv[2], temporary=True)
+lab.serve(Adder(), name=sys.argv[3])
+print("serving", flush=True)
+"""
+
+
+def test_a_temporary_service_goes_when_its_process_exits(lab: Lab, mesh_url: str) -> None:
+    """A kernel shut down (its interpreter exits) with a temporary service still served: the
+    service stops at exit and its queue goes with it; a lasting one's queue stays."""
+    temporary, lasting = f"exit-temp-{uuid.uuid4().hex[:6]}", f"exit-kept-{uuid.uuid4().hex[:6]}"
+    done = subprocess.run(
+        [sys.executable, "-c", EXITING, mesh_url, temporary, lasting],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout == "serving\n", done.stderr
+    assert queue(lab, temporary) is None  # deleted before the process ended
+    # the broker drops the consumer of a connection that went with its process on its own time
+    wait_for(lambda: queue(lab, lasting) == (0, 0), what="the lasting queue's consumer to go")

@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import atexit
 import inspect
+import logging
+import threading
+import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from ..mesh import RMQAPI, crypto
 from ..mesh.describe import public_methods
 from ..mesh.known_keys import KnownKeys
 from .connections import Connection, Connections
 from .errors import LabError
+from .runner import LoopRunner
 
 __all__ = ["Serving", "check_servable", "exposed_methods", "service_name_of"]
+
+log = logging.getLogger(__name__)
+
+EXIT_WAIT_S: Final = 5.0  # a temporary service stopping at exit waits this long at most
 
 
 class Serving:
     """Notebook objects served on the mesh (stopped by ``disconnect``)."""
 
-    def __init__(self, connections: Connections, known_keys: KnownKeys) -> None:
+    def __init__(
+        self, connections: Connections, known_keys: KnownKeys, runner: LoopRunner | None = None
+    ) -> None:
         self._connections = connections
         self._known_keys = known_keys
+        self._runner = runner
 
     async def serve(
         self,
@@ -65,6 +77,8 @@ class Serving:
             connection.api.descriptions.trust(name, crypto.fingerprint(api.private_key))
         connection.served[name] = api
         connection.known.add(name)
+        if temporary:
+            _at_exit(self)
         return api
 
     async def unserve(self, name: str, alias: str | None = None) -> bool:
@@ -84,6 +98,45 @@ class Serving:
         for api in list(connection.served.values()):
             await api.disconnect()
         connection.served.clear()
+
+    def stop_temporary(self) -> None:
+        """Stop the temporary services still served (blocking; at exit: a kernel shut down
+        with them takes their queues with it), while the Lab's loop still runs."""
+        runner = self._runner
+        if runner is None or not runner.running or runner.in_loop_thread():
+            return
+        for connection in self._connections.all.values():
+            for name, api in list(connection.served.items()):
+                if not api.transport.config.temporary or name in connection.mocks:
+                    continue
+                try:
+                    runner.run(api.disconnect(), EXIT_WAIT_S)
+                except Exception as exc:  # at exit: say it, do not raise
+                    log.warning("could not stop temporary service %s: %s", name, exc)
+                connection.served.pop(name, None)
+
+
+# the Servings with temporary services, stopped at interpreter exit
+_serving_at_exit: weakref.WeakSet[Serving] = weakref.WeakSet()
+_at_exit_lock = threading.Lock()
+_at_exit_registered = False
+
+
+def _at_exit(serving: Serving) -> None:
+    global _at_exit_registered
+    with _at_exit_lock:
+        if not _at_exit_registered:
+            atexit.register(_stop_temporary_at_exit)
+            _at_exit_registered = True
+        _serving_at_exit.add(serving)
+
+
+def _stop_temporary_at_exit() -> None:
+    with _at_exit_lock:
+        servings = list(_serving_at_exit)
+        _serving_at_exit.clear()
+    for serving in servings:
+        serving.stop_temporary()
 
 
 # What a served object must not hand every peer on the mesh: file, process and network

@@ -98,7 +98,7 @@ class Lab(Composed):
         self._history = history
         self._tails = Tails(connections, settings, runner)
         self._taps = Taps(connections, settings, runner)
-        self._served = Serving(connections, self.known_keys)
+        self._served = Serving(connections, self.known_keys, runner)
         self._benching = Benching(connections, settings, runner, self._taps.all)
         self._mocking = Mocking(connections, self._served, self._taps, runner)
         parts = [
