@@ -3,6 +3,7 @@ no error cell, and show what they promise; they are committed without outputs.""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
@@ -12,6 +13,8 @@ from typing import Any
 
 import nbformat
 import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
 
 from nuropb_lab.demo.execute import NotebookFailed, execute_notebook
 from nuropb_lab.demo.execute import main as execute_main
@@ -197,7 +200,7 @@ def test_traffic(demo_url: str, management: ManagementAPI) -> None:
     assert management.call_blocking("GET", f"vhosts/{vhost}")["tracing"] is False
 
 
-def test_load(demo_url: str) -> None:
+def test_load(demo_url: str, management: ManagementAPI) -> None:
     nb = run("06-load", demo_url)
     closed = outputs(nb, "%nuropb bench inventory.stock sku=A100")
     assert WIDGET in kinds(closed)  # the progress view
@@ -218,6 +221,11 @@ def test_load(demo_url: str) -> None:
     assert "image/svg+xml" in kinds(outputs(nb, "sweep.plot()"))
     benches = text(outputs(nb, "lab.benches()"))
     assert all(label in benches for label in ("stock-c20", "stock-200/s", "limited.work c=16"))
+    # served as temporary, stopped at the end: no limited service left behind
+    assert "inventory" in text(outputs(nb, 'lab.unserve("limited")'))
+    assert "limited" not in text(outputs(nb, 'lab.unserve("limited")'))
+    vhost = demo_url.rsplit("/", 1)[1]
+    assert management.call_blocking("GET", f"queues/{vhost}/nuropb-limited-sq") is None
 
 
 def test_check_and_mock(demo_url: str) -> None:
@@ -251,6 +259,63 @@ def test_check_and_mock(demo_url: str) -> None:
     )
     back = text(outputs(nb, "%nuropb mock inventory --stop"))
     assert "stopped the mock of inventory" in back and "'sku': 'A100'" in back
+
+
+# what a Lab runs, printed by a cell appended to a notebook run twice in one kernel
+STATE = """
+import gc, json
+import nuropb_lab
+from nuropb_lab.widgets.live import Live
+lab_ = nuropb_lab.get_lab()
+print(json.dumps({
+    "connections": {
+        alias: {
+            "tails": sorted(" ".join(t.patterns) for t in c.tails),
+            "taps": sorted(" ".join(t.services) or "all" for t in c.taps),
+            "served": sorted(c.served),
+            "mocks": sorted(c.mocks),
+        }
+        for alias, c in lab_.connections.items()
+    },
+    "live view timers": sum(o.running for o in gc.get_objects() if isinstance(o, Live)),
+}))
+"""
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_run_all_twice_in_one_kernel(name: str, demo_url: str) -> None:
+    """Run All, then Run All again in the same kernel (nbclient: setup_kernel, then
+    execute_cell for every cell, twice): the second run shows no error and no stderr but as
+    STDERR_IN allows, and leaves what the first left (connections, tails, taps, served objects,
+    live views' timers)."""
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(STATE))
+    client = NotebookClient(
+        nb,
+        timeout=60,
+        startup_timeout=60,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+    )
+    copy = EXECUTED / f"{name}-twice.ipynb"
+    states = []
+    try:
+        with client.setup_kernel(env=dict(os.environ, NUROPB_AMQP_URL=demo_url)):
+            for run_number in (1, 2):
+                for index, cell in enumerate(nb.cells):
+                    client.execute_cell(cell, index)
+                unexpected = unexpected_output(nb, name)
+                assert not unexpected, (f"run {run_number}", unexpected)
+                states.append(json.loads(text(nb.cells[-1].outputs, "stdout")))
+    except CellExecutionError as exc:
+        pytest.fail(f"a cell failed (executed copy: {copy}):\n{exc}")
+    finally:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, copy)
+    assert PASSWORD not in nbformat.writes(nb), "a password was shown"
+    assert states[1] == states[0]
+    assert list(states[0]["connections"]) == [demo_url.rsplit("/", 1)[1]]
 
 
 def test_an_error_cell_fails_the_run_and_the_copy_is_written(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from .history import CallRecord
 from .mock import Mock
 from .progress import Progress, ProgressRun
 from .runner import LoopRunner
-from .served import check_servable, exposed_methods
+from .served import check_servable, exposed_methods, service_name_of
 from .session import Lab, get_lab
 from .settings import Settings
 from .tail import Tail
@@ -43,4 +43,5 @@ __all__ = [
     "check_servable",
     "exposed_methods",
     "get_lab",
+    "service_name_of",
 ]

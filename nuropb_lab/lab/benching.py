@@ -42,7 +42,9 @@ class Benching:
         self._connections.may_send(connection, "a bench")
         settings = self._settings
         spec = BenchSpec.make(target, params, default_timeout=settings.timeout, **options)
-        return BenchRun(spec, connection.api, self._runner, settings.describe_timeout, self._book)
+        run = BenchRun(spec, connection.api, self._runner, settings.describe_timeout, self._book)
+        run.settings = settings
+        return run
 
     def bench(self, /, target: str, params: ParamsArg = None, **options: Any) -> BenchResult:
         """Put ``target`` ("service.method") under load and measure it; options: see

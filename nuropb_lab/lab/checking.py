@@ -35,7 +35,9 @@ class Checking:
         connection = self._connections.connection(options.pop("alias", None))
         self._connections.may_send(connection, "a check")
         spec = CheckSpec.make(target, **options)
-        return CheckRun(spec, connection.api, self._runner, self._settings.describe_timeout)
+        run = CheckRun(spec, connection.api, self._runner, self._settings.describe_timeout)
+        run.settings = self._settings
+        return run
 
     async def prepare_check(self, /, target: str, **options: Any) -> CheckRun:
         """Describe ``target`` (SERVICE or SERVICE.METHOD) and plan the check: ``.plan``

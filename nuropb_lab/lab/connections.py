@@ -144,6 +144,8 @@ class Connections:
     ) -> Connection:
         """Connect to a mesh (URL default: $NUROPB_AMQP_URL, else the demo mesh) as ``alias``
         (default: the mesh name), and make it current. ``configure`` creates the mesh.
+        The same URL under an existing alias is that connection (made current); another URL,
+        or another mode (read-only or not), under it is refused.
         Several nodes of a cluster: a list of URLs, or one string of them comma-separated.
         ``read_only`` (always, when the ``read_only`` setting is on): discovery, describe,
         keys, history, tails, taps without switching the firehose and reading dead letters
@@ -161,10 +163,21 @@ class Connections:
         except (ValueError, TypeError) as exc:  # Nodes.parse says which URL, and why
             raise OptionError(str(exc)) from None
         alias = alias or target.vhost
-        if alias in self._by_alias:
-            raise LabError(
-                f"connection {alias!r} exists; disconnect it first or pass another --alias"
-            )
+        existing = self._by_alias.get(alias)
+        if existing is not None:
+            if existing.api.nodes.targets != target.targets:
+                raise LabError(
+                    f"connection {alias!r} is to {existing.url}; disconnect it first or pass"
+                    " another --alias"
+                )
+            if existing.read_only != read_only:  # never a read-write one for a read-only ask
+                raise LabError(
+                    f"connection {alias!r} is {existing.mode}; disconnect it first or pass"
+                    " another --alias"
+                )
+            # the same connect again (a cell run again): it is the connection there is
+            self._current = alias
+            return existing
         management_url = management_url or self._settings.management_url
         if configure:
             await configure_mesh(target, management_url=management_url)

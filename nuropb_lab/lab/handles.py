@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Hashable, Iterable
 from typing import Any, Final
 
 from .runner import LoopRunner
+from .settings import Settings
 
-__all__ = ["Releasable"]
+__all__ = ["Releasable", "replace_earlier"]
 
 STOP_WAIT_S: Final = 30.0  # a blocking stop() waits this long at most for the release
 
@@ -24,6 +25,10 @@ class Releasable:
         self._release = release
         self._stopped = False
         self.runner = runner  # the Lab loop: deliveries arrive there, views redraw there
+        # what it was started with, as given: a cell run again starts one with the same
+        self.arguments: Hashable = None
+        self.replaced = 0  # earlier ones with the same arguments that it stopped
+        self.settings = Settings()  # its Lab's, given by its part (its views read them)
 
     @property
     def stopped(self) -> bool:
@@ -51,3 +56,13 @@ class Releasable:
         release = self._releasing()
         if release is not None:
             await self.runner.run_async(release)
+
+
+async def replace_earlier(made: Releasable, running: Iterable[Releasable]) -> None:
+    """Stop the handles of ``running`` started with ``made``'s arguments (counted in
+    ``made.replaced``): a cell run again leaves what one run leaves, not a second copy with
+    the first one unreachable. Called once ``made`` runs, so a failed start stops nothing."""
+    for earlier in list(running):
+        if earlier is not made and not earlier.stopped and earlier.arguments == made.arguments:
+            await earlier.astop()
+            made.replaced += 1

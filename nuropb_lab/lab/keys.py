@@ -11,7 +11,8 @@ import pandas as pd
 
 from ..mesh.descriptions import KeyStatus
 from ..mesh.errors import NuropbException
-from .connections import Connections
+from ..mesh.topology import Topology
+from .connections import Connection, Connections
 from .describing import Describing
 from .history import CallRecord, History
 
@@ -92,6 +93,10 @@ class Keys:
         descriptions = connection.api.descriptions
         rows = []
         for name in services:
+            if await self._no_instances(connection, name):  # nobody would answer a describe
+                cached = connection.api.cached_description(name)
+                rows.append(key_row(name, cached, records, descriptions.status(name)))
+                continue
             try:
                 description = await self._describing.description(name, refresh=True, alias=alias)
             except NuropbException as exc:
@@ -100,6 +105,18 @@ class Keys:
                 continue
             rows.append(key_row(name, description, records, descriptions.status(name)))
         return keys_frame(rows)
+
+    @staticmethod
+    async def _no_instances(connection: Connection, service: str) -> bool:
+        """Whether the service's queue is there with no consumer (a service stopped, its queue
+        left): asking it to describe itself would only wait for its timeout."""
+        info = connection.services.get(service)
+        queue = info.queue if info is not None else Topology.service_queue(service)
+        try:
+            counts = await connection.api.queue_info(queue)
+        except NuropbException:
+            return False  # the describe says what is wrong
+        return counts is not None and counts[1] == 0
 
     async def trust(self, service: str, fingerprint: str, alias: str | None = None) -> None:
         """Accept ``fingerprint`` (as ``lab.keys()`` shows it) as the key of ``service`` on

@@ -19,6 +19,7 @@ from typing import Any, Final, Generic, Self, TypeVar
 
 from ..views import view_of
 from .runner import LoopRunner
+from .settings import Settings
 
 __all__ = ["WINDOW_S", "Progress", "ProgressRun", "window_stats"]
 
@@ -93,6 +94,7 @@ class ProgressRun(Generic[T]):
         self.runner = runner
         self.grace_s = grace_s
         self.blocking = False
+        self.settings = Settings()  # its Lab's, given by its part (its view reads them)
         self.future: concurrent.futures.Future[T] | None = None
         self._progress = progress
         self._listeners: list[Callable[[Progress], None]] = []

@@ -67,6 +67,12 @@ class LoopRunner:
             raise RuntimeError("the nuropb-lab event loop did not start")
         self._loop, self._thread = loop, thread
 
+    @property
+    def running(self) -> bool:
+        """Whether its loop runs now (without starting it, as ``loop`` would)."""
+        loop = self._loop
+        return loop is not None and loop.is_running()
+
     def in_loop_thread(self) -> bool:
         return threading.current_thread() is self._thread
 

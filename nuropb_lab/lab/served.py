@@ -2,25 +2,37 @@
 
 from __future__ import annotations
 
+import atexit
 import inspect
+import logging
+import threading
+import weakref
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from ..mesh import RMQAPI, crypto
 from ..mesh.describe import public_methods
 from ..mesh.known_keys import KnownKeys
 from .connections import Connection, Connections
 from .errors import LabError
+from .runner import LoopRunner
 
 __all__ = ["Serving", "check_servable", "exposed_methods", "service_name_of"]
+
+log = logging.getLogger(__name__)
+
+EXIT_WAIT_S: Final = 5.0  # a temporary service stopping at exit waits this long at most
 
 
 class Serving:
     """Notebook objects served on the mesh (stopped by ``disconnect``)."""
 
-    def __init__(self, connections: Connections, known_keys: KnownKeys) -> None:
+    def __init__(
+        self, connections: Connections, known_keys: KnownKeys, runner: LoopRunner | None = None
+    ) -> None:
         self._connections = connections
         self._known_keys = known_keys
+        self._runner = runner
 
     async def serve(
         self,
@@ -29,38 +41,103 @@ class Serving:
         alias: str | None = None,
         settings: Mapping[str, Any] | None = None,
         allow_any: bool = False,
+        temporary: bool = False,
     ) -> RMQAPI:
         """Serve ``obj``'s public methods on the mesh as service ``name`` (default: its
         ``_service_name`` or class name): exactly those its describe lists, as they are now.
-        Stopped by ``disconnect``. A module, class or builtin object, or one exposing file,
-        process or network operations, is refused unless ``allow_any``: everyone on the mesh
-        could call them (a served ``os`` would hand the mesh a shell)."""
+        Stopped by ``disconnect`` (or ``lab.unserve(name)``). A module, class or builtin object,
+        or one exposing file, process or network operations, is refused unless ``allow_any``:
+        everyone on the mesh could call them (a served ``os`` would hand the mesh a shell).
+        ``temporary``: its service queue is deleted when it stops (unless other instances
+        consume it), so that a notebook leaves no service behind. Serving a name this Lab
+        serves already replaces the object served (a cell run again); a mock's name is
+        refused."""
         connection = self._connections.connection(alias)
         self._connections.may_send(connection, "serving an object")
         check_servable(obj, allow_any)
         name = name or service_name_of(obj)
-        if name in connection.served:
+        if name in connection.mocks:
             raise LabError(
-                f"{name!r} is already served on {connection.alias}; disconnect to stop it"
+                f"a mock stands in for {name!r} on {connection.alias}; stop it first"
+                f" (%nuropb mock {name} --stop)"
             )
+        # the earlier object goes first: a temporary one takes its queue with it
+        await self.unserve(name, connection.alias)
         api = RMQAPI(
             connection.api.nodes,
             service_name=name,
             service_instance=obj,
-            transport_settings={"known_keys": self._known_keys, **(settings or {})},
+            transport_settings={
+                "known_keys": self._known_keys,
+                **({"temporary": True} if temporary else {}),
+                **(settings or {}),
+            },
         )
         await api.connect()
         if api.private_key is not None:  # this Lab holds the service's key: pin that one
             connection.api.descriptions.trust(name, crypto.fingerprint(api.private_key))
         connection.served[name] = api
         connection.known.add(name)
+        if temporary:
+            _at_exit(self)
         return api
+
+    async def unserve(self, name: str, alias: str | None = None) -> bool:
+        """Stop serving ``name`` on the connection (a temporary service's queue goes with it);
+        False when this Lab did not serve it. A mock is stopped through its handle."""
+        connection = self._connections.connection(alias)
+        if name in connection.mocks:
+            raise LabError(f"{name!r} is a mock on {connection.alias}: stop it with its .stop()")
+        api = connection.served.pop(name, None)
+        if api is None:
+            return False
+        await api.disconnect()
+        return True
 
     async def stop_all(self, connection: Connection) -> None:
         """Stop serving on the connection (it is closing)."""
         for api in list(connection.served.values()):
             await api.disconnect()
         connection.served.clear()
+
+    def stop_temporary(self) -> None:
+        """Stop the temporary services still served (blocking; at exit: a kernel shut down
+        with them takes their queues with it), while the Lab's loop still runs."""
+        runner = self._runner
+        if runner is None or not runner.running or runner.in_loop_thread():
+            return
+        for connection in self._connections.all.values():
+            for name, api in list(connection.served.items()):
+                if not api.transport.config.temporary or name in connection.mocks:
+                    continue
+                try:
+                    runner.run(api.disconnect(), EXIT_WAIT_S)
+                except Exception as exc:  # at exit: say it, do not raise
+                    log.warning("could not stop temporary service %s: %s", name, exc)
+                connection.served.pop(name, None)
+
+
+# the Servings with temporary services, stopped at interpreter exit
+_serving_at_exit: weakref.WeakSet[Serving] = weakref.WeakSet()
+_at_exit_lock = threading.Lock()
+_at_exit_registered = False
+
+
+def _at_exit(serving: Serving) -> None:
+    global _at_exit_registered
+    with _at_exit_lock:
+        if not _at_exit_registered:
+            atexit.register(_stop_temporary_at_exit)
+            _at_exit_registered = True
+        _serving_at_exit.add(serving)
+
+
+def _stop_temporary_at_exit() -> None:
+    with _at_exit_lock:
+        servings = list(_serving_at_exit)
+        _serving_at_exit.clear()
+    for serving in servings:
+        serving.stop_temporary()
 
 
 # What a served object must not hand every peer on the mesh: file, process and network

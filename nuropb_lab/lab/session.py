@@ -64,9 +64,10 @@ class Lab(Composed):
     """A notebook's session on one or more nuropb meshes.
 
     Settings (``timeout``, ``describe_timeout``, ``tail_max_rows``, ``management_url``,
-    ``failover_strategy``, ``read_only``: see settings.py) are keyword arguments and attributes;
-    ``history_size`` calls are kept; ``known_keys`` is the file (or :class:`KnownKeys`) the
-    keys seen are pinned in (default: $NUROPB_LAB_KNOWN_KEYS, else the user's config folder).
+    ``failover_strategy``, ``read_only``, ``live_idle_timeout``: see settings.py) are keyword
+    arguments and attributes; ``history_size`` calls are kept; ``known_keys`` is the file (or
+    :class:`KnownKeys`) the keys seen are pinned in (default: $NUROPB_LAB_KNOWN_KEYS, else the
+    user's config folder).
     """
 
     def __init__(
@@ -79,11 +80,13 @@ class Lab(Composed):
         management_url: str | None = Settings.management_url,
         failover_strategy: str = Settings.failover_strategy,
         read_only: bool = Settings.read_only,
+        live_idle_timeout: float = Settings.live_idle_timeout,
         known_keys: str | os.PathLike[str] | KnownKeys | None = None,
     ) -> None:
         settings = Settings(
             timeout, describe_timeout, tail_max_rows, management_url, failover_strategy, read_only
         )
+        settings.live_idle_timeout = live_idle_timeout
         self.known_keys = (
             known_keys
             if isinstance(known_keys, KnownKeys)
@@ -98,7 +101,7 @@ class Lab(Composed):
         self._history = history
         self._tails = Tails(connections, settings, runner)
         self._taps = Taps(connections, settings, runner)
-        self._served = Serving(connections, self.known_keys)
+        self._served = Serving(connections, self.known_keys, runner)
         self._benching = Benching(connections, settings, runner, self._taps.all)
         self._mocking = Mocking(connections, self._served, self._taps, runner)
         parts = [
@@ -129,6 +132,7 @@ class Lab(Composed):
     management_url: Setting[str | None] = Setting()
     failover_strategy: Setting[str] = Setting()
     read_only: Setting[bool] = Setting()
+    live_idle_timeout: Setting[float] = Setting()
 
     # --- connections (connections.py) ---------------------------------------------------------
 
@@ -301,6 +305,8 @@ class Lab(Composed):
 
     serve = blocking(Serving.serve)
     aserve = awaitable(Serving.serve)
+    unserve = blocking(Serving.unserve)
+    aunserve = awaitable(Serving.unserve)
     mock = blocking(Mocking.mock)
     amock = awaitable(Mocking.mock)
     dead_letters = blocking(DeadLetters.dead_letters)

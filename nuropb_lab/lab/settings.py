@@ -86,6 +86,11 @@ class Settings:
         " mocks, replays and the firehose switch are refused.",
         _flag,
     )
+    live_idle_timeout: float = _setting(
+        600.0,
+        "Seconds without interaction after which a live view stops redrawing (Resume restarts it).",
+        positive_seconds,
+    )
 
     def __setattr__(self, name: str, value: Any) -> None:
         check = _CHECKS.get(name)

@@ -7,6 +7,7 @@ import logging
 from ..mesh.errors import NuropbException
 from ..mesh.limits import TAIL_BYTES
 from .connections import Connection, Connections
+from .handles import replace_earlier
 from .runner import LoopRunner
 from .settings import Settings
 from .tail import Tail
@@ -35,7 +36,9 @@ class Tails:
         """Start a live tail of events matching ``patterns`` (default ``#``: all), keeping the
         newest ``max_rows``, at most ``max_bytes`` of them in all (each event's fields within
         their limits: limits.py). ``backlog``: events the broker holds for the tail while it
-        is behind (the oldest are dropped past it; default ``max_rows``, at least 1,000)."""
+        is behind (the oldest are dropped past it; default ``max_rows``, at least 1,000).
+        A tail of this connection started with the same arguments is stopped once this one
+        runs (``.replaced`` counts them): a cell run again replaces its tail."""
         connection = self._connections.connection(alias)
         tail = Tail(
             list(patterns) or ["#"],
@@ -48,6 +51,9 @@ class Tails:
         tail.subscription = await connection.api.subscribe(
             tail.patterns, tail.on_event, max_length=backlog or max(tail.max_rows, 1000)
         )
+        tail.settings = self._settings
+        tail.arguments = (tuple(tail.patterns), max_rows, backlog, max_bytes)
+        await replace_earlier(tail, connection.tails)
         connection.tails.append(tail)
         return tail
 

@@ -60,6 +60,7 @@ class NuropbMagics(Magics):
     management_url = _trait("management_url")
     failover_strategy = _trait("failover_strategy")
     read_only = _trait("read_only")
+    live_idle_timeout = _trait("live_idle_timeout")
 
     def __init__(self, shell: Any = None, lab: Lab | None = None, **kwargs: Any) -> None:
         self.lab = lab or get_lab()  # first: loading the shell's config applies settings

@@ -9,7 +9,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument
 
-from ..lab import check_servable, exposed_methods
+from ..lab import check_servable, exposed_methods, service_name_of
 from .command import Context, either, say, subcommand
 
 __all__ = ["connect", "disconnect", "dlq", "firehose", "serve", "status"]
@@ -34,14 +34,18 @@ __all__ = ["connect", "disconnect", "dlq", "firehose", "serve", "status"]
 def connect(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | None) -> None:
     """Connect to a mesh and make it the current connection."""
     url = args.url[0] if len(args.url) == 1 else (args.url or None)
+    before = ctx.lab.connections
     connection = ctx.lab.connect(
         url, alias=args.alias, configure=args.configure, read_only=args.read_only
     )
     api = connection.api
     where = api.nodes.position(api.target)  # which of several nodes
-    node = f" ({where})" if where else ""
     mode = ", read-only" if connection.read_only else ""
-    say(f"connected to {connection.url}{node} as {connection.alias!r}{mode}")
+    said = f"{connection.url}{f' ({where})' if where else ''} as {connection.alias!r}{mode}"
+    if before.get(connection.alias) is connection:  # the same connect, run again
+        say(f"already connected to {said}: using that connection")
+        return
+    say(f"connected to {said}")
 
 
 @subcommand("status")
@@ -74,6 +78,7 @@ def disconnect(ctx: Context, args: argparse.Namespace, rest: list[str], cell: st
 @argument("object", metavar="OBJECT", help="a variable of the notebook")
 @argument("--name", help="service name (default: its _service_name or class name)")
 @argument("--unsafe", action="store_true", help="serve a module, class or builtin too")
+@argument("--temporary", action="store_true", help="delete its queue when it stops")
 @argument("--alias", help="the connection (default: the current)")
 def serve(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | None) -> None:
     """Put a notebook object on the mesh as a service (says what it exposes first)."""
@@ -84,8 +89,13 @@ def serve(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | N
     methods = exposed_methods(obj)
     alias = ctx.lab.connection(args.alias).alias
     say(f"exposing {len(methods)} method(s) of {args.object}: {', '.join(methods) or 'none'}")
-    api = ctx.lab.serve(obj, name=args.name, alias=args.alias, allow_any=args.unsafe)
-    say(f"serving {args.object} as {api.service_name!r} on {alias}")
+    served = ctx.lab.connection(args.alias).served
+    name = args.name or service_name_of(obj)
+    again = " (in place of the object served before)" if name in served else ""
+    api = ctx.lab.serve(
+        obj, name=name, alias=args.alias, allow_any=args.unsafe, temporary=args.temporary
+    )
+    say(f"serving {args.object} as {api.service_name!r} on {alias}{again}")
 
 
 @subcommand("dlq")

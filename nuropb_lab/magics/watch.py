@@ -27,6 +27,8 @@ def seconds(text: str) -> float | None:
 def tail(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | None) -> Any:
     """A live tail of events: .df, .rates(), .pause(), .stop()."""
     made = ctx.lab.tail(*args.patterns, max_rows=args.max_rows, alias=args.alias)
+    if made.replaced:
+        say(f"stopped the tail of {' '.join(made.patterns)} on {made.alias} started before")
     ctx.store(args.output, made)
     return made.widget() if args.widget else made
 
@@ -64,6 +66,9 @@ def tap(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | Non
     )
     if made.notice:  # a tap without the firehose is a lesser one: said as a warning
         say(f"note: {made.notice}", error=made.mode == "queue")
+    if made.replaced:
+        what = " ".join(made.services) or "the mesh"
+        say(f"stopped the tap of {what} on {made.alias} started before")
     ctx.store(args.output, made)
     return made.widget() if args.widget else made
 

@@ -60,7 +60,8 @@ class RMQAPI:
 
     ``transport_settings``: rpc_bindings, event_bindings, prefetch_count, default_ttl (ms),
     rpc_exchange, events_exchange, dl_exchange, dl_queue, service_queue, response_queue,
-    connect_timeout (s), reconnect (bool), private_key (RSAPrivateKey), max_body_bytes,
+    connect_timeout (s), reconnect (bool), temporary (bool: a service's queue is deleted when it
+    stops, unless other instances consume it), private_key (RSAPrivateKey), max_body_bytes,
     max_depth, failover_strategy ("round-robin" or "shuffle", for several nodes), known_keys
     (a :class:`~.known_keys.KnownKeys` the keys of other services are pinned in; default one
     of its own, in memory).
@@ -151,6 +152,7 @@ class RMQAPI:
             instance_id=self._instance_id,
             amqp_url=amqp_url,
             default_ttl=self._default_ttl,
+            temporary=service_queue is not None and bool(settings.get("temporary")),
         )
         self._transport = Transport(
             self._nodes,

@@ -94,6 +94,26 @@ class OwnQueues:
             )
         await channel.close()
 
+    async def delete_service_queue(self, connection: aiormq.Connection, channel: Channel) -> None:
+        """A temporary service stops: cancel its consumer (the broker confirms once the queue
+        has forgotten it), then delete the queue unless other instances consume it. Bounded
+        by the connect timeout; a failure is logged (the queue stays, as nuropb's do)."""
+        queue = self.config.service_queue
+        if queue is None:
+            return
+        try:
+            async with asyncio.timeout(self.config.connect_timeout):
+                if self.service_tag is not None:
+                    await channel.basic_cancel(self.service_tag)
+                    self.service_tag = None
+                deleting = await _channel_opener(connection)()
+                await deleting.queue_delete(queue, if_unused=True)
+                await deleting.close()
+        except aiormq.exceptions.ChannelPreconditionFailed:
+            log.info("%s is kept: other instances consume it", queue)
+        except (aiormq.exceptions.AMQPError, OSError, TimeoutError) as exc:
+            log.warning("could not delete %s: %s: %s", queue, type(exc).__name__, exc)
+
     async def consume_again(
         self,
         connection: aiormq.Connection,

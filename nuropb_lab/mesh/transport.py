@@ -183,6 +183,10 @@ class Transport:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reconnect_task
             self._reconnect_task = None
+        if self.config.temporary and self._channel is not None and self.alive():
+            assert self._connection is not None and self._connection.transport is not None
+            underlay = cast(aiormq.Connection, self._connection.transport.connection)
+            await self._queues.delete_service_queue(underlay, self._channel)
         connection, self._connection = self._connection, None
         events = self.subscriptions.detach()
         self._channel = None

@@ -27,3 +27,5 @@ class TransportConfig:
     instance_id: str = ""
     amqp_url: Any = dataclasses.field(default=None, repr=False)  # as given: a password in it
     default_ttl: int = 0
+    # a temporary service: its queue is deleted when it stops (unless others consume it)
+    temporary: bool = False

@@ -9,7 +9,7 @@ import ipywidgets as w
 
 from ..lab.markup import join, tag
 from ..lab.progress import Progress, ProgressRun
-from .throttle import Redraw
+from .live import Live, idle_timeout_of
 
 __all__ = ["BenchView"]
 
@@ -27,10 +27,13 @@ class BenchView(w.VBox):
     Stop works for a run started in the background (``lab.start_bench``, ``lab.start_check``,
     ``%nuropb bench ... --background``). While a cell waits for a blocking run the kernel
     takes no button clicks (trait updates still reach the browser): interrupt the kernel
-    instead, which stops the run and keeps what it measured.
+    instead, which stops the run and keeps what it measured. Once the run ended the view
+    pauses after ``idle_timeout`` s without interaction (default: ``live_idle_timeout``).
     """
 
-    def __init__(self, run: ProgressRun[Any], interval: float = 0.25) -> None:
+    def __init__(
+        self, run: ProgressRun[Any], interval: float = 0.25, idle_timeout: float | None = None
+    ) -> None:
         self.run = run
         self.bar = w.FloatProgress(
             value=0.0, min=0.0, max=1.0, description=run.label[:30], bar_style="info"
@@ -38,9 +41,16 @@ class BenchView(w.VBox):
         self.status = w.HTML()
         self.stop_button = w.Button(description="Stop", icon="stop", button_style="warning")
         self.stop_button.on_click(self._on_stop)
-        self._redraw = Redraw(run.runner, self.draw, interval)
+        self.live = Live(
+            run.runner,
+            idle_timeout_of(run, idle_timeout),
+            key=("run", id(run)),
+            busy=lambda: not run.progress.finished,
+        )
+        self.live.watch(self.stop_button)
+        self._redraw = self.live.redraw(self.draw, interval)
         run.add_listener(self._on_progress)
-        super().__init__([w.HBox([self.bar, self.stop_button]), self.status])
+        super().__init__([self.live.bar, w.HBox([self.bar, self.stop_button]), self.status])
         self.draw()
 
     def _on_progress(self, _progress: Progress) -> None:
@@ -86,5 +96,6 @@ class BenchView(w.VBox):
             self.stop_button.tooltip = "interrupt the kernel to stop a run the cell waits for"
 
     def close(self) -> None:
+        self.live.close()
         self.run.remove_listener(self._on_progress)
         super().close()

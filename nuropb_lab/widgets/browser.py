@@ -3,10 +3,8 @@ call it through a generated form."""
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import contextlib
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +13,7 @@ import ipywidgets as w
 from ..lab import Lab, ServiceInfo
 from ..lab.markup import join, tag
 from .call_form import CallForm
+from .live import Live, idle_timeout_of
 from .render import error_html
 
 __all__ = ["ServiceBrowser"]
@@ -36,9 +35,16 @@ def service_label(info: ServiceInfo) -> str:
 class ServiceBrowser(w.VBox):
     """Services of the mesh (instances, encrypted badge, version), refreshed every
     ``refresh_interval`` seconds and by the button; a service that appears or goes away shows
-    up or leaves on its own."""
+    up or leaves on its own. It stops refreshing after ``idle_timeout`` s without interaction
+    (default: the Lab's ``live_idle_timeout``) until Resume."""
 
-    def __init__(self, lab: Lab, alias: str | None = None, refresh_interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        lab: Lab,
+        alias: str | None = None,
+        refresh_interval: float = 5.0,
+        idle_timeout: float | None = None,
+    ) -> None:
         self.lab = lab
         self.alias = lab.connection(alias).alias
         self.refresh_interval = refresh_interval
@@ -46,7 +52,9 @@ class ServiceBrowser(w.VBox):
         self.form: CallForm | None = None
         self.refreshes = 0
         self._updating = False
-        self._closed = False
+        self.live = Live(
+            lab.runner, idle_timeout_of(lab, idle_timeout), key=("browser", id(lab), self.alias)
+        )
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
         self.summary = w.HTML(tag("i", "discovering…"))
         self.services = w.Select(options=[], value=None, rows=10, layout=w.Layout(width="340px"))
@@ -56,8 +64,10 @@ class ServiceBrowser(w.VBox):
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.services.observe(self._on_service, names="value")
         self.methods.observe(self._on_method, names="value")
+        self.live.watch(self.refresh_button)
         super().__init__(
             [
+                self.live.bar,
                 w.HBox(
                     [
                         w.HTML(join([tag("b", "nuropb mesh"), " ", self.alias])),
@@ -74,18 +84,13 @@ class ServiceBrowser(w.VBox):
                 self.form_box,
             ]
         )
-        self._task: concurrent.futures.Future[None] = lab.runner.submit(self._auto_refresh())
+        self.live.every(refresh_interval, self._refresh, at_once=True)
 
     # --- refreshing (in the Lab loop) -------------------------------------------------------
 
     def refresh(self) -> concurrent.futures.Future[None]:
         """Discover again now (returns at once)."""
         return self.lab.runner.submit(self._refresh())
-
-    async def _auto_refresh(self) -> None:
-        while not self._closed:
-            await self._refresh()
-            await asyncio.sleep(self.refresh_interval)
 
     async def _refresh(self) -> None:
         try:
@@ -116,13 +121,15 @@ class ServiceBrowser(w.VBox):
             self._show_detail(infos[selected])
         elif selected is not None:
             self._clear()
-        self.summary.value = f"{len(infos)} services · updated {time.strftime('%H:%M:%S')}"
+        # no clock here: a view whose data did not change sends nothing
+        self.summary.value = f"{len(infos)} services"
 
     # --- picking (in the kernel thread, on user action) ---------------------------------------
 
     def _on_service(self, change: dict[str, Any]) -> None:
         if self._updating:
             return
+        self.live.touch()
         info = self.infos.get(change["new"])
         if info is None:
             self._clear()
@@ -173,11 +180,13 @@ class ServiceBrowser(w.VBox):
     def _on_method(self, change: dict[str, Any]) -> None:
         if self._updating or change["new"] is None:
             return
+        self.live.touch()
         info = self.infos.get(self.services.value)
         spec = ((info.description or {}).get("methods") or {}).get(change["new"]) if info else None
         if info is None or spec is None:
             return
         self.form = CallForm(self.lab, info.service, change["new"], spec, alias=self.alias)
+        self.live.watch(self.form.call_button, self.form.code_button)
         self.form_box.children = (self.form,)
 
     def select(self, service: str, method: str | None = None) -> CallForm | None:
@@ -188,6 +197,5 @@ class ServiceBrowser(w.VBox):
         return self.form
 
     def close(self) -> None:
-        self._closed = True
-        self._task.cancel()
+        self.live.close()
         super().close()

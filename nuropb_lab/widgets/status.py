@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-
 import ipywidgets as w
 
 from ..lab import Lab
 from ..lab.markup import join, tag
-from .throttle import Redraw
+from .live import Live, idle_timeout_of
 
 __all__ = ["ConnectionStatus"]
 
@@ -21,25 +18,28 @@ COLORS = {
 }
 
 
-class ConnectionStatus(w.HTML):
+class ConnectionStatus(w.VBox):
     """One line per connection: state, URL (password masked), node, reconnects, calls in flight,
     served services, tails, and whether it is read-only. Redrawn on every state change and
-    every ``interval`` s."""
+    looked at every ``interval`` s (sent to the browser only when it changed); it pauses after
+    ``idle_timeout`` s without interaction (default: the Lab's ``live_idle_timeout``) until
+    Resume."""
 
-    def __init__(self, lab: Lab, interval: float = 1.0) -> None:
-        super().__init__()
+    def __init__(self, lab: Lab, interval: float = 1.0, idle_timeout: float | None = None) -> None:
         self.lab = lab
         self.interval = interval
-        self._closed = False
-        self._redraw = Redraw(lab.runner, self.draw, 0.1)
+        self.line = w.HTML()
+        self.live = Live(lab.runner, idle_timeout_of(lab, idle_timeout), key=("status", id(lab)))
+        self._redraw = self.live.redraw(self.draw, 0.1)
         self._watched: set[str] = set()
+        super().__init__([self.live.bar, self.line])
         self.draw()
-        self._task: concurrent.futures.Future[None] = lab.runner.submit(self._tick())
+        self.live.every(interval, self.draw)
 
-    async def _tick(self) -> None:
-        while not self._closed:
-            self.draw()
-            await asyncio.sleep(self.interval)
+    @property
+    def value(self) -> str:
+        """The lines shown (HTML)."""
+        return str(self.line.value)
 
     def draw(self) -> None:
         lines = []
@@ -63,9 +63,8 @@ class ConnectionStatus(w.HTML):
                     " · read-only" if connection.read_only else "",
                 )
             )
-        self.value = join(lines) or tag("i", "not connected")
+        self.line.value = join(lines) or tag("i", "not connected")
 
     def close(self) -> None:
-        self._closed = True
-        self._task.cancel()
+        self.live.close()
         super().close()

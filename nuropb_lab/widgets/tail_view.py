@@ -9,18 +9,21 @@ import ipywidgets as w
 from ..lab import Tail
 from ..lab.markup import join, tag
 from ..mesh.events import MeshEvent
-from .live import PauseClear, matches
+from .live import Live, PauseClear, idle_timeout_of, matches
 from .render import json_text
-from .throttle import Redraw
 
 __all__ = ["TailView"]
 
 
 class TailView(w.VBox):
     """A view over a :class:`Tail`: redrawn at most a few times a second, showing the newest
-    ``rows`` events that pass the topic filter (a substring, or a glob like ``orders.*``)."""
+    ``rows`` events that pass the topic filter (a substring, or a glob like ``orders.*``).
+    It stops redrawing after ``idle_timeout`` s without interaction (default: the Lab's
+    ``live_idle_timeout``) until Resume; the tail keeps collecting meanwhile."""
 
-    def __init__(self, tail: Tail, rows: int = 20, interval: float = 0.25) -> None:
+    def __init__(
+        self, tail: Tail, rows: int = 20, interval: float = 0.25, idle_timeout: float | None = None
+    ) -> None:
         self.tail = tail
         self.rows = rows
         self.filter = w.Text(
@@ -29,13 +32,20 @@ class TailView(w.VBox):
         self.status = w.HTML()
         self.table = w.HTML()
         self.shown: list[MeshEvent] = []
-        self._redraw = Redraw(tail.runner, self.draw, interval)
+        self.live = Live(tail.runner, idle_timeout_of(tail, idle_timeout), key=("tail", id(tail)))
+        self._redraw = self.live.redraw(self.draw, interval)
         controls = PauseClear(tail, self._redraw.request)
         self.pause_button, self.clear_button = controls.pause_button, controls.clear_button
+        self.live.watch(self.filter, self.pause_button, self.clear_button)
         self.filter.observe(lambda _c: self._redraw.request(), names="value")
         tail.add_listener(self._on_event)
         super().__init__(
-            [w.HBox([self.filter, self.pause_button, self.clear_button]), self.status, self.table]
+            [
+                self.live.bar,
+                w.HBox([self.filter, self.pause_button, self.clear_button]),
+                self.status,
+                self.table,
+            ]
         )
         self.draw()
 
@@ -79,5 +89,6 @@ class TailView(w.VBox):
         self.table.value = tag("table", head, *rows)
 
     def close(self) -> None:
+        self.live.close()
         self.tail.remove_listener(self._on_event)
         super().close()

@@ -4,7 +4,6 @@ graph beside them (or alone, for ``%nuropb graph``)."""
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import datetime
 import logging
 import re
@@ -17,9 +16,8 @@ from ..lab.markup import Markup, join, tag
 from ..lab.tap import Tap
 from ..lab.tap.capture import KINDS as MESSAGE_KINDS
 from ..lab.tap.capture import UNKNOWN_KIND
-from .live import PauseClear, matches
+from .live import Live, PauseClear, idle_timeout_of, matches
 from .render import json_text
-from .throttle import Redraw
 
 __all__ = ["GraphView", "TapView", "tap_view"]
 
@@ -57,11 +55,19 @@ def _matches(row: tuple[Any, ...], pattern: str) -> bool:
 
 class GraphView(w.VBox):
     """The service graph of a tap, redrawn every ``interval`` seconds while traffic comes (and
-    at least every ``idle`` seconds, so rates fall when it stops). Drawn off the Lab loop, in
-    a worker thread; the picture reaches the browser by setting a trait."""
+    at least every ``idle`` seconds while the tap runs, so rates fall when it stops). Drawn off
+    the Lab loop, in a worker thread; the picture reaches the browser by setting a trait, and
+    only when it changed. It pauses after ``idle_timeout`` s without interaction (default: the
+    Lab's ``live_idle_timeout``) until Resume; inside a tap view, with that view (``live``)."""
 
     def __init__(
-        self, tap: Tap, window: float = 60.0, interval: float = 2.0, idle: float = 10.0
+        self,
+        tap: Tap,
+        window: float = 60.0,
+        interval: float = 2.0,
+        idle: float = 10.0,
+        idle_timeout: float | None = None,
+        live: Live | None = None,
     ) -> None:
         self.tap = tap
         self.window = window
@@ -71,23 +77,33 @@ class GraphView(w.VBox):
         self.caption = w.HTML()
         self.redraws = 0
         self.data: dict[str, Any] = {}
-        self._closed = False
         self._drawing = threading.Lock()
         self._seen = -1
         self._ticks = 0
-        super().__init__([self.caption, self.picture])
+        self._own_live = live is None
+        self.live = live or Live(
+            tap.runner, idle_timeout_of(tap, idle_timeout), key=("graph", id(tap))
+        )
+        super().__init__(
+            [self.live.bar, self.caption, self.picture]
+            if self._own_live
+            else [self.caption, self.picture]
+        )
         self.draw()
-        self._task: concurrent.futures.Future[None] = tap.runner.submit(self._tick())
+        self.live.every(interval, self._tick, until=self._final)
+
+    def _final(self) -> bool:
+        """The tap stopped and what it received last is drawn: nothing more to redraw."""
+        return self.tap.stopped and self.tap.capture.received == self._seen
 
     async def _tick(self) -> None:
-        loop = asyncio.get_running_loop()
-        while not self._closed:
-            await asyncio.sleep(self.interval)
-            self._ticks += 1
-            fresh = self.tap.capture.received != self._seen
-            if (fresh or self._ticks * self.interval >= self.idle) and not self._drawing.locked():
-                self._ticks = 0
-                await loop.run_in_executor(None, self.draw)
+        self._ticks += 1
+        fresh = self.tap.capture.received != self._seen
+        if not fresh and self.tap.stopped:
+            return  # what it shows is final
+        if (fresh or self._ticks * self.interval >= self.idle) and not self._drawing.locked():
+            self._ticks = 0
+            await asyncio.get_running_loop().run_in_executor(None, self.draw)
 
     def draw(self) -> None:
         """Draw the graph now (in the calling thread) and show it."""
@@ -101,19 +117,19 @@ class GraphView(w.VBox):
             self.data = picture.data
             self.picture.value = responsive(picture.svg)
             nodes, edges = len(self.data["nodes"]), len(self.data["edges"])
-            when = datetime.datetime.now().strftime("%H:%M:%S")
+            # no clock here: a picture that did not change sends nothing
             self.caption.value = join(
                 [
                     tag("b", "service graph"),
                     f" · last {self.window:.0f} s · {nodes} nodes, {edges} edges",
-                    f" · {self.tap.mode} · drawn {when}",
+                    f" · {self.tap.mode}",
                 ]
             )
             self.redraws += 1
 
     def close(self) -> None:
-        self._closed = True
-        self._task.cancel()
+        if self._own_live:
+            self.live.close()
         super().close()
 
 
@@ -121,7 +137,9 @@ class TapView(w.HBox):
     """A live view over a :class:`Tap`: the newest ``rows`` messages that pass the filter (a
     substring or a glob over caller, service, method, topic and trace id) and the kind menu;
     pause, clear; the service graph beside it. The table redraws at most every ``interval``
-    seconds, the graph every ``graph_interval`` seconds."""
+    seconds, the graph every ``graph_interval`` seconds; both pause after ``idle_timeout`` s
+    without interaction (default: the Lab's ``live_idle_timeout``) until Resume, while the tap
+    keeps collecting."""
 
     def __init__(
         self,
@@ -130,9 +148,11 @@ class TapView(w.HBox):
         interval: float = 0.5,
         graph_interval: float = 2.0,
         window: float = 60.0,
+        idle_timeout: float | None = None,
     ) -> None:
         self.tap = tap
         self.rows = rows
+        self.live = Live(tap.runner, idle_timeout_of(tap, idle_timeout), key=("tap", id(tap)))
         self.filter = w.Text(
             value="",
             placeholder="service, method, topic, trace (text or glob)",
@@ -142,16 +162,18 @@ class TapView(w.HBox):
         self.status = w.HTML()
         self.notice = w.HTML(tag("i", tap.notice) if tap.notice else "")
         self.table = w.HTML()
-        self.graph = GraphView(tap, window=window, interval=graph_interval)
+        self.graph = GraphView(tap, window=window, interval=graph_interval, live=self.live)
         self.shown: list[tuple[Any, ...]] = []
-        self._redraw = Redraw(tap.runner, self.draw, interval)
+        self._redraw = self.live.redraw(self.draw, interval)
         controls = PauseClear(tap, self._redraw.request)
         self.pause_button, self.clear_button = controls.pause_button, controls.clear_button
+        self.live.watch(self.filter, self.kind, self.pause_button, self.clear_button)
         self.filter.observe(lambda _c: self._redraw.request(), names="value")
         self.kind.observe(lambda _c: self._redraw.request(), names="value")
         tap.add_listener(self._on_traffic)
         left = w.VBox(
             [
+                self.live.bar,
                 w.HBox([self.filter, self.kind]),
                 w.HBox([self.pause_button, self.clear_button]),
                 self.status,
@@ -217,6 +239,7 @@ class TapView(w.HBox):
         return tag("tr", *(tag("td", c, style=CELL) for c in cells))
 
     def close(self) -> None:
+        self.live.close()
         self.tap.remove_listener(self._on_traffic)
         self.graph.close()
         super().close()

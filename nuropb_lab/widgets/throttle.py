@@ -16,20 +16,28 @@ log = logging.getLogger(__name__)
 class Redraw:
     """Coalesces redraw requests: at most one ``draw()`` per ``interval`` seconds.
 
-    ``draw`` only sets trait values (never ``with output:`` from a thread).
+    ``draw`` only sets trait values (never ``with output:`` from a thread). ``gate``: asked
+    before a redraw is scheduled and again before it runs; False skips it (a paused view).
     """
 
     def __init__(
-        self, runner: LoopRunner, draw: Callable[[], None], interval: float = 0.25
+        self,
+        runner: LoopRunner,
+        draw: Callable[[], None],
+        interval: float = 0.25,
+        gate: Callable[[], bool] | None = None,
     ) -> None:
         self._runner = runner
         self._draw = draw
+        self._gate = gate
         self.interval = interval
         self._pending = False
         self._lock = threading.Lock()
         self.count = 0  # redraws done (tests and curiosity)
 
     def request(self) -> None:
+        if self._gate is not None and not self._gate():
+            return
         with self._lock:
             if self._pending:
                 return
@@ -47,6 +55,8 @@ class Redraw:
     def _run(self) -> None:
         with self._lock:
             self._pending = False
+        if self._gate is not None and not self._gate():
+            return
         try:
             self._draw()
             self.count += 1

@@ -12,6 +12,7 @@ from ...mesh.errors import NuropbTransportError
 from ...mesh.limits import PAYLOAD_BYTES, TAP_BYTES
 from ..connections import Connection, Connections
 from ..errors import FirehoseRefused, LabError
+from ..handles import replace_earlier
 from ..runner import LoopRunner
 from ..settings import Settings
 from .bounds import DEFAULT_MAX_DURATION, TapBounds
@@ -68,7 +69,8 @@ class Taps:
         The rows keep at most ``max_bytes`` in all, each field within its limit (limits.py): params,
         results and events over ``body_limit`` bytes are kept as a preview. ``backlog``: messages
         the broker holds for the tap while it is behind (default: twice ``max_rows``, at least
-        10,000).
+        10,000). A tap of this connection started with the same arguments is stopped once this
+        one runs (``.replaced`` counts them): a cell run again replaces its tap.
 
         A tap on the firehose stops by itself after ``max_duration`` seconds (default 300;
         None: only when asked for), and any tap after ``max_records`` records taken in, if
@@ -165,6 +167,12 @@ class Taps:
             events_exchange=api.topology.events_exchange,
             release=lambda t: self._release(connection, t),
         )
+        made.settings = self._settings
+        made.arguments = (
+            tuple(names), events, firehose, max_rows, max_calls, max_pending, pending_ttl,
+            body_limit, backlog, max_bytes,
+        )  # fmt: skip
+        await replace_earlier(made, connection.taps)
         connection.taps.append(made)
         self._made.add(made)
         if made.mode == "queue" and not names:
