@@ -170,7 +170,7 @@ class Taps:
         made.settings = self._settings
         made.arguments = (
             tuple(names), events, firehose, max_rows, max_calls, max_pending, pending_ttl,
-            body_limit, backlog, max_bytes,
+            body_limit, backlog, max_bytes, max_duration, max_records,
         )  # fmt: skip
         await replace_earlier(made, connection.taps)
         connection.taps.append(made)
