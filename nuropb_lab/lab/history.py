@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..mesh.errors import error_name
 from ..mesh.limits import ERROR_BYTES, HISTORY_PARAMS, clip_text
+from .redact import Redactor, redactor
 
 __all__ = ["CallRecord", "History"]
 
@@ -59,11 +60,16 @@ class CallRecord:
         trace_id: str | None,
         correlation_id: str | None,
         note: str | None = None,
+        redact: Redactor | None = None,
     ) -> CallRecord:
+        """The record of a call; ``redact``: what it redacts in the params and the error's
+        description before they are kept (default: the default redaction, redact.py)."""
+        redact = redactor() if redact is None else redact
+        params = redact.value(params)[0]
         name = description = None
         if error is not None:
             name = error_name(error)
-            description = clip_text(str(error), ERROR_BYTES)
+            description = clip_text(redact.text(str(error))[0], ERROR_BYTES)
         return cls(
             time=datetime.datetime.now(datetime.UTC),
             alias=alias,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -30,6 +31,7 @@ from .faces import Composed, awaitable, background, blocking, delegate
 from .history import CallRecord, History
 from .keys import Keys
 from .mocking import Mocking
+from .redact import Redaction, Redactor
 from .runner import LoopRunner
 from .served import Serving
 from .settings import Setting, Settings
@@ -65,6 +67,8 @@ class Lab(Composed):
     ``failover_strategy``: see settings.py) are keyword arguments and attributes;
     ``history_size`` calls are kept; ``known_keys`` is the file (or :class:`KnownKeys`) the
     keys seen are pinned in (default: $NUROPB_LAB_KNOWN_KEYS, else the user's config folder).
+    ``redact``: credentials in what is shown or kept of messages become ``"[redacted]"``
+    (redact.py): True (the default keys and values), keys to add, or False (off).
     """
 
     def __init__(
@@ -77,10 +81,16 @@ class Lab(Composed):
         management_url: str | None = Settings.management_url,
         failover_strategy: str = Settings.failover_strategy,
         known_keys: str | os.PathLike[str] | KnownKeys | None = None,
+        redact: bool | Iterable[str] = True,
     ) -> None:
         settings = Settings(
             timeout, describe_timeout, tail_max_rows, management_url, failover_strategy
         )
+        if not isinstance(redact, bool):
+            settings.redact_keys = tuple(redact)  # checked there
+        settings.redact = redact is not False
+        redaction = Redaction(settings)
+        self._redaction = redaction
         self.known_keys = (
             known_keys
             if isinstance(known_keys, KnownKeys)
@@ -90,11 +100,11 @@ class Lab(Composed):
         history = History(history_size)
         connections = Connections(settings, self.known_keys)
         describing = Describing(connections, settings)
-        calls = Calls(connections, describing, settings, history)
+        calls = Calls(connections, describing, settings, history, redaction)
         self._connections = connections
         self._history = history
-        self._tails = Tails(connections, settings, runner)
-        self._taps = Taps(connections, settings, runner)
+        self._tails = Tails(connections, settings, runner, redaction)
+        self._taps = Taps(connections, settings, runner, redaction)
         self._served = Serving(connections, self.known_keys)
         self._benching = Benching(connections, settings, runner, self._taps.all)
         self._mocking = Mocking(connections, self._served, self._taps, runner)
@@ -106,12 +116,12 @@ class Lab(Composed):
             history,
             self._tails,
             self._taps,
-            Replay(connections, calls, self._taps),
+            Replay(connections, calls, self._taps, redaction),
             self._benching,
             Checking(connections, settings, runner),
             self._served,
             self._mocking,
-            DeadLetters(connections, history),
+            DeadLetters(connections, history, redaction),
         ]
         super().__init__(runner, settings, parts)
 
@@ -125,6 +135,13 @@ class Lab(Composed):
     tail_max_rows: Setting[int] = Setting()
     management_url: Setting[str | None] = Setting()
     failover_strategy: Setting[str] = Setting()
+    redact: Setting[bool] = Setting()
+    redact_keys: Setting[tuple[str, ...]] = Setting()
+
+    @property
+    def redactor(self) -> Redactor:
+        """The redaction in force (redact.py): ``lab.redactor.value(x)`` redacts ``x``."""
+        return self._redaction.current
 
     # --- connections (connections.py) ---------------------------------------------------------
 
@@ -188,6 +205,7 @@ class Lab(Composed):
                 ]
             )
         frame = pd.DataFrame(rows, columns=STATUS_COLUMNS)
+        frame.attrs["redaction"] = self._redaction.describe()
         orphaned = [f"{a}: firehose {f}" for a, f in firehoses.items() if "ORPHANED" in f]
         if orphaned:
             frame.attrs["notice"] = "; ".join(orphaned)

@@ -49,6 +49,23 @@ def _strategy(name: str, value: Any) -> str:
     return str(value)
 
 
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise OptionError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _keys(name: str, value: Any) -> tuple[str, ...]:
+    """Keys as a tuple of non-empty strings (a comma-separated string is taken too)."""
+    if isinstance(value, str):
+        value = [k.strip() for k in value.split(",") if k.strip()]
+    if not isinstance(value, (list, tuple, set, frozenset)) or not all(
+        isinstance(k, str) and k.strip() for k in value
+    ):
+        raise OptionError(f"{name} must be a list of non-empty strings, got {value!r}")
+    return tuple(k.strip() for k in value)
+
+
 def _setting(default: Any, help: str, check: Callable[[str, Any], Any], **more: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, "check": check, **more})
 
@@ -73,6 +90,17 @@ class Settings:
         "Order to try several nodes in: as given (round-robin), or shuffled.",
         _strategy,
         choices=FAILOVER_STRATEGIES,
+    )
+    redact: bool = _setting(
+        True,
+        "Redact credentials in what is shown or kept of messages (taps, tails, dead letters,"
+        " history): see redact.py.",
+        _flag,
+    )
+    redact_keys: tuple[str, ...] = _setting(
+        (),
+        "Keys redacted besides the default ones (a key that is or contains one, any case).",
+        _keys,
     )
 
     def __setattr__(self, name: str, value: Any) -> None:

@@ -44,6 +44,7 @@ from ...mesh.limits import (
     clip_value,
 )
 from ..errors import OptionError
+from ..redact import Redactor, redactor
 from ..rows import Rows
 from .calls import Call, Calls
 from .records import read_trace
@@ -196,6 +197,7 @@ class Capture:
         services: frozenset[str] | None,
         events: bool,
         max_bytes: int,
+        redact: Redactor | None = None,
     ) -> None:
         if max_rows < 1 or max_calls < 1 or max_pending < 1:
             raise OptionError("max_rows, max_calls and max_pending must be at least 1")
@@ -214,6 +216,10 @@ class Capture:
         self.skipped = 0  # arrived while paused
         self.other = 0  # not nuropb messages, or filtered out
         self.undecodable = 0
+        # what is redacted before a row is kept (redact.py): the redactor in force when the
+        # tap began, and how many values it redacted
+        self.redactor = redactor() if redact is None else redact
+        self.redacted = 0
         # firehose: connection name (as the broker shows it) -> who uses it, learnt from the
         # queues it consumes and the reply_to of what it publishes (names event publishers)
         self.connections: dict[str, str] = {}
@@ -371,8 +377,12 @@ class Capture:
                 decoded = codec.decode_json(body, _DECODE)
             except NuropbMessageError as exc:
                 decoded = None
-                error = f"undecodable: {exc.description}"
+                error, n = self.redactor.text(f"undecodable: {exc.description}")
+                self.redacted += n
                 self.undecodable += 1
+            if isinstance(decoded, dict) and self.redactor.may_hold(body):
+                decoded, n = self.redactor.value(decoded)
+                self.redacted += n
             if isinstance(decoded, dict):
                 context = decoded.get("context")
                 if trace_id is None:
