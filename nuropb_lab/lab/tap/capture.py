@@ -92,6 +92,9 @@ COLUMNS = (
 KINDS = ("request", "response", "command", "event")
 UNKNOWN_KIND = "unknown"
 _DECODE = codec.DecodeLimits(TAP_DECODE_BYTES, DECODE_DEPTH)
+#: bodies up to this size have what a row keeps walked for redaction straight away; a larger
+#: one is looked through as bytes first (redact.py), and walked only when something may match
+WALK_BYTES = 512
 
 _labels: dict[str, str] = {}
 
@@ -380,9 +383,6 @@ class Capture:
                 error, n = self.redactor.text(f"undecodable: {exc.description}")
                 self.redacted += n
                 self.undecodable += 1
-            if isinstance(decoded, dict) and self.redactor.may_hold(body):
-                decoded, n = self.redactor.value(decoded)
-                self.redacted += n
             if isinstance(decoded, dict):
                 context = decoded.get("context")
                 if trace_id is None:
@@ -402,6 +402,12 @@ class Capture:
                 else:
                     payload = decoded.get("params")
                     method = decoded.get("method")
+                redact = self.redactor  # before anything is kept or cut to a preview
+                if redact.enabled and (size <= WALK_BYTES or redact.may_hold(body)):
+                    payload, n = redact.value(payload)
+                    context, m = redact.value(context)
+                    error, k = (None, 0) if error is None else redact.text(error)
+                    self.redacted += n + m + k
                 if size > TEXT_BYTES:  # else no field of it can be over its limit
                     method, cut_method = clip_value(method, TEXT_BYTES)
                     topic, cut_topic = clip_value(topic, TEXT_BYTES)
