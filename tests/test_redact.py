@@ -10,11 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from nuropb_lab.lab import Lab, LabError
+from nuropb_lab.lab import Lab, LabError, RedactedReplay
 from nuropb_lab.lab.history import CallRecord
 from nuropb_lab.lab.redact import (
     MARKER,
-    RedactedReplay,
     Redactor,
     marked,
     redactor,

@@ -20,8 +20,8 @@ from IPython.utils.capture import capture_output
 from support import ROOT, nuropb_made_mesh, peer_process, wait_for
 
 import nuropb_lab as nl
-from nuropb_lab.lab import Lab
-from nuropb_lab.lab.redact import MARKER, RedactedReplay
+from nuropb_lab.lab import Lab, RedactedReplay
+from nuropb_lab.lab.redact import MARKER
 from nuropb_lab.mesh import ManagementAPI
 
 USER = "u-4242-ordinary"  # a user id: not a secret, shown everywhere

@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import LabError
+from .errors import RedactedReplay
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -71,10 +71,6 @@ _CREDENTIAL = re.compile(
 _VALUE_HINTS = (b"bearer", b"basic", b"eyj", b"\\u")
 BEARER_IN_TEXT = 8  # chars a bearer token within text has at least ("bearer of news" is not)
 KEYS_CACHED = 4096  # keys whose verdict is kept (the same few names come in every message)
-
-
-class RedactedReplay(LabError):
-    """A replay would send values that were redacted (another user's credentials)."""
 
 
 def _b64_text(part: str) -> str | None:
