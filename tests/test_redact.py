@@ -123,6 +123,20 @@ def test_text_lines_keep_what_is_not_a_credential() -> None:
     assert Redactor().text(line) == (expected, 1)
 
 
+def test_a_describe_answer_keeps_its_method_names() -> None:
+    answer = {
+        "service_name": "vault",
+        "methods": {"secret": {"description": "a secret"}, "token": {"description": JWT}},
+    }
+    redacted, count = Redactor().description(answer)
+    assert set(redacted["methods"]) == {"secret", "token"} and count == 1
+    assert redacted["methods"]["secret"] == {"description": "a secret"}
+    assert redacted["methods"]["token"] == {"description": MARKER}
+    plain = {"methods": {"session": {"description": "x"}}}
+    assert Redactor().description(plain) == (plain, 0)
+    assert Redactor().value(plain)[0] == {"methods": {"session": MARKER}}
+
+
 def test_marked_paths() -> None:
     assert marked({"a": {"b": MARKER}, "c": [1, MARKER], "d": "x"}, "params") == [
         "params.a.b",

@@ -197,6 +197,23 @@ class Redactor:
             return value, 0
         return self._walk(value)
 
+    def description(self, value: Any) -> tuple[Any, int]:
+        """:meth:`value` of a ``nuropb_describe`` answer, whose ``methods`` are keyed by
+        method names: a method called ``secret`` or ``token`` is a name, not a key whose value
+        is a credential (its description is still walked)."""
+        methods = value.get("methods") if isinstance(value, dict) else None
+        if not self.enabled or not isinstance(methods, dict):
+            return self.value(value)
+        count = 0
+        walked = {}
+        for name, spec in methods.items():
+            walked[name], n = self.value(spec)
+            count += n
+        rest, n = self.value({k: v for k, v in value.items() if k != "methods"})
+        if not count and not n:
+            return value, 0
+        return {**rest, "methods": walked}, count + n
+
     def raw(self, raw: bytes | str, decoded: Any) -> tuple[Any, int]:
         """:meth:`value` of ``decoded``, skipped when its ``raw`` form holds nothing to redact."""
         if not self.may_hold(raw):

@@ -95,6 +95,7 @@ _DECODE = codec.DecodeLimits(TAP_DECODE_BYTES, DECODE_DEPTH)
 #: bodies up to this size have what a row keeps walked for redaction straight away; a larger
 #: one is looked through as bytes first (redact.py), and walked only when something may match
 WALK_BYTES = 512
+DESCRIBE = "nuropb_describe"  # its answer's method names are not keys to redact
 
 _labels: dict[str, str] = {}
 
@@ -404,7 +405,8 @@ class Capture:
                     method = decoded.get("method")
                 redact = self.redactor  # before anything is kept or cut to a preview
                 if redact.enabled and (size <= WALK_BYTES or redact.may_hold(body)):
-                    payload, n = redact.value(payload)
+                    describe = call is not None and call.method == DESCRIBE
+                    payload, n = (redact.description if describe else redact.value)(payload)
                     context, m = redact.value(context)
                     error, k = (None, 0) if error is None else redact.text(error)
                     self.redacted += n + m + k

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..redact import Redactor, redactor
+from .capture import DESCRIBE
 from .store import read
 from .tables import TapData, calls_frame
 
@@ -28,10 +29,12 @@ class LoadedTap(TapData):
         self.redacted = 0
         if self.redactor.enabled:  # a file saved without redaction, or by someone else
             df = df.copy()
+            describing = df["method"].eq(DESCRIBE).tolist()
             for column in ("payload", "context", "error"):
                 values = []
-                for value in df[column]:
-                    new, n = self.redactor.value(value)
+                for value, describe in zip(df[column], describing, strict=True):
+                    walk = self.redactor.description if describe else self.redactor.value
+                    new, n = walk(value)
                     values.append(new)
                     self.redacted += n
                 df[column] = pd.Series(values, index=df.index, dtype=object)
