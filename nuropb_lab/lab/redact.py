@@ -9,11 +9,13 @@ replay, the history, the call form's results, error lines that echo a payload):
   credential, or a JWT (three base64url parts, the first a JSON header). A whole value of
   that shape becomes the marker; within longer text (an error line) only that part does.
 
-Empty values (None, "") are left as they are: nothing is hidden there. Walking is skipped when
-a cheap look at the raw bytes or text shows that no key and no credential can be in them
-(:meth:`Redactor.may_hold`), so a tap's ingest pays one pass of a few substring searches
-for messages that hold nothing to redact. The anchors are Sentry's default scrubbing (keys)
-and the OpenTelemetry Collector's redaction processor (keys, value patterns, a count).
+Empty values (None, "") are left as they are: nothing is hidden there. Kept cheap for a tap's
+ingest: a key's verdict is cached, plain leaves (numbers, short strings) are passed over
+inline, a string is searched only when it may hold a credential, and a caller can skip the
+walk when a look at the raw bytes shows that nothing can match (:meth:`Redactor.may_hold`:
+one regex, its alternatives grouped by first byte). The anchors are Sentry's default
+scrubbing (keys) and the OpenTelemetry Collector's redaction processor (keys, value patterns,
+a count).
 """
 
 from __future__ import annotations
@@ -26,15 +28,12 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import RedactedReplay
-
 if TYPE_CHECKING:
     from .settings import Settings
 
 __all__ = [
     "DEFAULT_KEYS",
     "MARKER",
-    "RedactedReplay",
     "Redaction",
     "Redactor",
     "marked",

@@ -14,8 +14,8 @@ from ...mesh.errors import NuropbMessageError
 from ..calls import Calls
 from ..connections import Connections
 from ..dead_letters import dead_letter_queue, read_dead_letters
-from ..errors import LabError
-from ..redact import RedactedReplay, Redaction, Redactor, marked
+from ..errors import LabError, RedactedReplay
+from ..redact import Redaction, Redactor, marked
 from .capture import COLUMNS
 from .taps import Taps
 
