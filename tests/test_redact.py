@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from nuropb_lab.lab import Lab, LabError, RedactedReplay
-from nuropb_lab.lab.history import CallRecord
+from nuropb_lab.lab.history import CallRecord, History
 from nuropb_lab.lab.redact import (
     MARKER,
     Redactor,
@@ -151,6 +151,9 @@ def test_history_keeps_params_redacted() -> None:
     )  # fmt: skip
     assert "hunter2" not in record.params and "u-42" in record.params
     assert record.description is not None and JWT not in record.description
+    history = History()
+    history.add(record)
+    assert history.frame().attrs["redacted"] == 2
 
 
 def test_the_lab_settings() -> None:
