@@ -19,7 +19,7 @@ from nuropb_lab.lab.redact import (
     redactor,
 )
 from nuropb_lab.lab.tap import load_tap
-from nuropb_lab.lab.tap.capture import COLUMNS
+from nuropb_lab.lab.tap.capture import COLUMNS, Capture
 from nuropb_lab.lab.tap.replay import Replayable, _refuse_redacted
 
 
@@ -213,3 +213,35 @@ def test_a_replay_with_redacted_values_is_refused_naming_them() -> None:
     assert "\n" not in message and "context={...}" in message and "password=..." in message
     # given anew, it goes
     _refuse_redacted(found, {**found.params, "password": "mine"}, {"Authorization": "mine"})
+
+
+def _capture(redact: Redactor) -> Capture:
+    return Capture(100, 100, 100, 60.0, 64 * 1024, None, True, 10**7, redact=redact)
+
+
+def _take(capture: Capture, kind: str, cid: str, body: dict[str, object]) -> None:
+    routing = "svc" if kind == "request" else "nuropb-client-1-rq"
+    raw = json.dumps(body).encode()
+    capture._message(0.0, kind, routing, cid, "nuropb-client-1-rq", None, False, raw, None, None)
+
+
+@pytest.mark.parametrize("padding", [0, 4000])  # walked at once; looked through as bytes first
+def test_a_capture_keeps_no_credential(padding: int) -> None:
+    capture = _capture(Redactor())
+    filler = "x" * padding
+    _take(
+        capture,
+        "request",
+        "c1",
+        {"method": "login", "params": {"user_id": "u-42", "password": "hunter2", "pad": filler},
+         "context": {"Authorization": f"Bearer {JWT}"}},
+    )  # fmt: skip
+    failure = {"error": f"Bearer {JWT}", "description": f"refused {BASIC} for u-42"}
+    _take(capture, "response", "c1", {"result": None, "error": failure, "context": {}})
+    _take(capture, "response", "c2", {"result": {"user_id": "u-42", "pad": filler}})
+    rows = repr(capture.snapshot()) + repr(capture.calls.rows())
+    assert "hunter2" not in rows and JWT not in rows and BASIC not in rows
+    assert "u-42" in rows and capture.redacted == 4
+    off = _capture(Redactor(enabled=False))
+    _take(off, "request", "c1", {"method": "login", "params": {"password": "hunter2"}})
+    assert "hunter2" in repr(off.snapshot()) and off.redacted == 0

@@ -409,6 +409,8 @@ class Capture:
                     payload, n = (redact.description if describe else redact.value)(payload)
                     context, m = redact.value(context)
                     error, k = (None, 0) if error is None else redact.text(error)
+                    if k and call is not None and call.error:  # the class, as a peer named it
+                        call.error = redact.text(call.error)[0]
                     self.redacted += n + m + k
                 if size > TEXT_BYTES:  # else no field of it can be over its limit
                     method, cut_method = clip_value(method, TEXT_BYTES)
