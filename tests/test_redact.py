@@ -168,6 +168,7 @@ def test_the_lab_settings() -> None:
         with pytest.raises(LabError, match="redact_keys must be a list"):
             lab.redact_keys = [""]  # type: ignore[assignment]
         assert Lab(redact=False).redactor.describe() == "off"
+        assert Lab(redact="tenant, region").redact_keys == ("tenant", "region")
     finally:
         lab.close()
 

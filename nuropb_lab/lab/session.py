@@ -87,7 +87,8 @@ class Lab(Composed):
             timeout, describe_timeout, tail_max_rows, management_url, failover_strategy
         )
         if not isinstance(redact, bool):
-            settings.redact_keys = tuple(redact)  # checked there
+            # checked there (a string is comma-separated keys)
+            settings.redact_keys = redact if isinstance(redact, str) else tuple(redact)  # type: ignore[assignment]
         settings.redact = redact is not False
         redaction = Redaction(settings)
         self._redaction = redaction
@@ -180,7 +181,7 @@ class Lab(Composed):
         and which of several; served services on another node), mesh, state, reconnects,
         calls in flight, served services (mocks marked so), tails, the last connection error,
         taps, and the mesh's firehose (on, off, or left on by a lab that is gone: then
-        ``attrs["notice"]`` says so)."""
+        ``attrs["notice"]`` says so); ``attrs["redaction"]``: the redaction in force."""
         rows = []
         firehoses = {}
         current = self._connections.current

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..redact import Redactor, redactor
+from ..settings import Settings
 from .capture import DESCRIBE
 from .store import read
 from .tables import TapData, calls_frame
@@ -76,5 +77,5 @@ def load_tap(path: str | Path, redact: bool | Iterable[str] = True) -> LoadedTap
     (``redact``: True, keys to add to the default ones, or False; redact.py): a file saved
     without redaction, or by another lab, shows no credential either."""
     df, calls = read(path)
-    keys = () if isinstance(redact, bool) else tuple(redact)
+    keys = () if isinstance(redact, bool) else Settings.check("redact_keys", redact)
     return LoadedTap(df, calls_frame(calls), str(path), redactor(redact is not False, keys))
