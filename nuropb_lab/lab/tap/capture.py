@@ -405,13 +405,19 @@ class Capture:
                     method = decoded.get("method")
                 redact = self.redactor  # before anything is kept or cut to a preview
                 if redact.enabled and (size <= WALK_BYTES or redact.may_hold(body)):
-                    describe = call is not None and call.method == DESCRIBE
-                    payload, n = (redact.description if describe else redact.value)(payload)
-                    context, m = redact.value(context)
-                    error, k = (None, 0) if error is None else redact.text(error)
-                    if k and call is not None and call.error:  # the class, as a peer named it
-                        call.error = redact.text(call.error)[0]
-                    self.redacted += n + m + k
+                    n = m = k = 0  # no call for what is empty (a context is mostly {})
+                    if payload:
+                        describe = call is not None and call.method == DESCRIBE
+                        walk = redact.description if describe else redact.value
+                        payload, n = walk(payload)
+                    if context:
+                        context, m = redact.value(context)
+                    if error:
+                        error, k = redact.text(error)
+                        if k and call is not None and call.error:  # the class a peer named
+                            call.error = redact.text(call.error)[0]
+                    if n or m or k:
+                        self.redacted += n + m + k
                 if size > TEXT_BYTES:  # else no field of it can be over its limit
                     method, cut_method = clip_value(method, TEXT_BYTES)
                     topic, cut_topic = clip_value(topic, TEXT_BYTES)
