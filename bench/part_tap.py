@@ -11,7 +11,11 @@
   rows (every 10th request never answered, so the pending-pair map fills, is bounded and
   expires);
 - cost to the mesh: lab->lab concurrent round trips with a tap running (firehose on) and
-  without, alternated round by round.
+  without, alternated round by round;
+- redaction's cost on ingest: the recorded drain fed through the tap's own path with
+  redaction on and off (lab/redact.py), alternated; on traffic with nothing to redact (the
+  pre-check on each body) and on traffic whose every message holds a bearer token in its
+  context (each body walked and a copy made).
 
 Sizes follow the run's tail settings (``--quick`` makes them tiny). The firehose is switched
 off again when the part ends, as the tap stops.
@@ -25,6 +29,7 @@ import time
 from typing import Any
 
 from nuropb_lab.lab import Lab
+from nuropb_lab.lab.redact import Redactor, redactor
 from nuropb_lab.lab.tap import Tap
 from nuropb_lab.lab.tap.capture import Capture
 from nuropb_lab.mesh.amqp.reader import Delivery, FrameReader
@@ -39,6 +44,9 @@ __all__ = ["bench_tap", "table"]
 
 BACKLOG_MAX = 40_000  # trace records in the backlog
 PENDING_TTL = 5.0  # s, in the memory run: unanswered requests expire within the run
+REDACTION_PAIRS = 9  # replays with redaction off and on, alternated
+# what every message of the second recorded drain carries: something to redact
+CREDENTIAL_CONTEXT = {"Authorization": "Bearer bench0token1abcdef234567", "user_id": "u-1"}
 
 
 class _Counter:
@@ -168,6 +176,21 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
             file=sys.stderr,
             flush=True,
         )
+        with_credentials = await _record_drain(
+            lab, tap, flood, records_backlog, context=CREDENTIAL_CONTEXT
+        )
+        redaction = {
+            "plain": _redaction_cost(recorded, tap),
+            "credentials": _redaction_cost(with_credentials, tap),
+        }
+        for name, cost in redaction.items():
+            print(
+                f"  tap, {name} traffic: redaction on {cost['on_per_s']:,.0f} records per CPU s,"
+                f" off {cost['off_per_s']:,.0f} ({cost['slowdown']:.3f}x the time;"
+                f" {cost['redacted']:,} values redacted)",
+                file=sys.stderr,
+                flush=True,
+            )
         tap.remove_listener(arrivals)
         await tap.astop()
 
@@ -260,6 +283,7 @@ async def bench_tap(mesh: Mesh) -> dict[str, Any]:
             "backlog": records_backlog,
             "paired": paired,
             "runs": runs,
+            "redaction": redaction,
             "memory": memory,
             "rpc": {
                 "concurrency": s.concurrency,
@@ -318,11 +342,16 @@ class _TeeReader(FrameReader):
         return super().feed(data)
 
 
-async def _record_drain(lab: Lab, tap: Any, flood: Peer, records: int) -> list[bytes]:
-    """One more backlog drained, with the events connection's bytes recorded."""
+async def _record_drain(
+    lab: Lab, tap: Any, flood: Peer, records: int, context: dict[str, Any] | None = None
+) -> list[bytes]:
+    """One more backlog drained, with the events connection's bytes recorded; ``context``:
+    every message's."""
     events = _events(lab)
     await lab.runner.run_async(_consuming(lab, tap, False))
-    await flood.ask({"op": "calls", "service": "bench-tap-sink", "n": records // 2})
+    await flood.ask(
+        {"op": "calls", "service": "bench-tap-sink", "n": records // 2, "context": context or {}}
+    )
     await _backlog(lab, tap, records)
     plain = events._reader
     tee = _TeeReader(plain)
@@ -338,8 +367,16 @@ async def _record_drain(lab: Lab, tap: Any, flood: Peer, records: int) -> list[b
     return tee.chunks
 
 
-def _replay(chunks: list[bytes], tap: Any) -> float:
-    """Records/s from ``chunks`` (socket reads) to rows and calls, in this thread."""
+def _replay(chunks: list[bytes], tap: Any, redact: Redactor | None = None) -> float:
+    """Records/s from ``chunks`` (socket reads) to rows and calls, in this thread, redacting
+    with ``redact`` (default: the default redaction)."""
+    return _replayed(chunks, tap, redact)[0]
+
+
+def _replayed(
+    chunks: list[bytes], tap: Any, redact: Redactor | None
+) -> tuple[float, float, Capture]:
+    """(records/s by the clock, records per CPU second of this thread, the capture)."""
     reader = FrameReader()
     reader.raw_headers.add(tap.subscription.queue)
     capture = Capture(
@@ -351,13 +388,41 @@ def _replay(chunks: list[bytes], tap: Any) -> float:
         services=None,
         events=True,
         max_bytes=tap.capture.rows.max_bytes,
+        redact=redact,
     )
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
     for chunk in chunks:
         deliveries = [d for d in reader.feed(chunk) if isinstance(d, Delivery)]
         if deliveries:
             capture.take_firehose(deliveries)
-    return capture.received / (time.perf_counter() - started)
+    cpu = max(time.thread_time() - cpu, 1e-9)
+    return capture.received / (time.perf_counter() - started), capture.received / cpu, capture
+
+
+def _redaction_cost(chunks: list[bytes], tap: Any) -> dict[str, Any]:
+    """The same bytes through the tap's path with redaction off and on, alternated (ABBA):
+    records per CPU second of each (medians; this thread's CPU time, which other work on a
+    busy machine disturbs less than the clock), the time with it on over the time without
+    (the median of the pairs' ratios) and the values one pass redacted."""
+    on, off = redactor(True), redactor(False)
+    rates: dict[str, list[float]] = {"on": [], "off": []}
+    ratios = []
+    redacted = 0
+    for i in range(REDACTION_PAIRS):
+        pair = {}
+        for side in ("off", "on") if i % 2 == 0 else ("on", "off"):
+            _, rate, capture = _replayed(chunks, tap, on if side == "on" else off)
+            pair[side] = rate
+            rates[side].append(rate)
+            redacted = capture.redacted if side == "on" else redacted
+        ratios.append(pair["off"] / pair["on"])
+    return {
+        "on_per_s": median(rates["on"]),
+        "off_per_s": median(rates["off"]),
+        "slowdown": median(ratios),
+        "redacted": redacted,
+        "pairs": REDACTION_PAIRS,
+    }
 
 
 def table(results: dict[str, Any]) -> list[str]:
@@ -379,5 +444,21 @@ def table(results: dict[str, Any]) -> list[str]:
         f"  lab->lab concurrent ({rpc['concurrency']} in flight): {rpc['without_rps']:,.0f} rt/s"
         f" without a tap, {rpc['with_rps']:,.0f} rt/s with one on the firehose"
         f" ({rpc['ratio']:.2f}x)",
+        *_redaction_lines(tap.get("redaction")),
         "",
+    ]
+
+
+def _redaction_lines(redaction: dict[str, Any] | None) -> list[str]:
+    if not redaction:
+        return []
+    plain, tokens = redaction["plain"], redaction["credentials"]
+    return [
+        "  redaction on vs off, the same bytes through the tap's own path"
+        f" ({plain['pairs']} pairs alternated, CPU time):",
+        f"    nothing to redact: {plain['slowdown']:.3f}x the time (goal <= 1.10;"
+        f" {plain['on_per_s']:,.0f} vs {plain['off_per_s']:,.0f} records per CPU s)",
+        f"    a bearer token in every message: {tokens['slowdown']:.3f}x the time"
+        f" ({tokens['on_per_s']:,.0f} vs {tokens['off_per_s']:,.0f} records per CPU s,"
+        f" {tokens['redacted']:,} values redacted)",
     ]

@@ -138,7 +138,9 @@ def test_settings_are_the_labs_own(ip: InteractiveShell) -> None:
     traits = NuropbMagics.class_traits(config=True)
     for field in setting_fields():
         trait = traits[field.name]
-        assert trait.default_value == field.default and trait.help == field.metadata["help"]
+        default = trait.default()  # a list trait's (redact_keys) is a list, the setting's a tuple
+        assert (tuple(default) if isinstance(default, list) else default) == field.default
+        assert trait.help == field.metadata["help"]
     assert set(traits) == {f.name for f in setting_fields()}
 
 
@@ -403,6 +405,20 @@ def test_settings_are_validated_traitlets(
     connected.run_cell("%config NuropbMagics.tail_max_rows = 500")
     assert get_lab().tail_max_rows == 500
     connected.run_cell("%config NuropbMagics.timeout = 30")
+
+
+def test_redaction_settings(connected: InteractiveShell) -> None:
+    connected.run_cell('%config NuropbMagics.redact_keys = ["tenant"]')
+    assert get_lab().redact_keys == ("tenant",)
+    assert get_lab().redactor.value({"Tenant": "acme"})[0] == {"Tenant": "[redacted]"}
+    _, out, _ = run(connected, "status")
+    assert "redaction: on (default keys + tenant," in out
+    connected.run_cell("%config NuropbMagics.redact = False")
+    _, out, _ = run(connected, "status")
+    assert "redaction: off" in out
+    connected.run_cell("%config NuropbMagics.redact = True")
+    connected.run_cell("%config NuropbMagics.redact_keys = []")
+    assert get_lab().redactor.describe().startswith("on (default keys,")
 
 
 @pytest.mark.filterwarnings("ignore:`Completer.complete` is pending deprecation")

@@ -54,6 +54,9 @@ class Orders:
     def card(self, number: str) -> str:
         return number[-4:]
 
+    def login(self, user_id: str, password: str) -> dict[str, Any]:
+        return {"user_id": user_id, "session_token": f"tok-{password[::-1]}"}
+
 
 @pytest.fixture(scope="module")
 def lab_setup() -> LabSetup:
@@ -71,7 +74,7 @@ def test_browser_lists_services_and_opens_a_call_form(lab: Lab) -> None:
         )
         form = browser.select("orders", "place")
         assert "Orders and their lines." in browser.detail.value
-        assert set(browser.methods.options) == {"card", "lines", "place", "refuse"}
+        assert set(browser.methods.options) == {"card", "lines", "login", "place", "refuse"}
         assert isinstance(form, CallForm) and browser.form_box.children == (form,)
         # a service that appears shows up without user action
         lab.serve(Orders(), name="late-orders")
@@ -151,6 +154,25 @@ def test_call_form_calls_and_shows_result_and_history(lab: Lab) -> None:
     )
     form.code_button.click()
     assert form.code.value.splitlines() == [magic, python]
+
+
+def test_call_form_keeps_and_shows_no_credential(lab: Lab) -> None:
+    form = CallForm(lab, "orders", "login", lab.description("orders")["methods"]["login"])
+    inputs = {i.name: i.widget for i in form.inputs}
+    assert isinstance(inputs["password"], w.Password) and isinstance(inputs["user_id"], w.Text)
+    inputs["user_id"].value = "u-77"
+    inputs["password"].value = "pw-form-secret"
+    form.context.value = '{"Authorization": "Bearer form0token1234"}'
+    form.call_button.click()
+    assert form.pending is not None
+    form.pending.result(10)
+    wait_for(lambda: not form.call_button.disabled, what="the button to come back")
+    assert form.last_result == {"user_id": "u-77", "session_token": "[redacted]"}
+    form.code_button.click()
+    shown = form.result.value + form.code.value + lab.history().to_string()
+    assert "u-77" in shown
+    for secret in ("terces-mrof-wp", "pw-form-secret", "form0token1234"):
+        assert secret not in shown
 
 
 def test_call_form_invalid_input_calls_nothing(lab: Lab) -> None:

@@ -3,10 +3,11 @@ by the nuropb 0.1.8 venv's python, where pika is).
 
     python trace_flood_peer.py URL
 
-Op ``calls`` {n, service, unanswered_every, error_every}: publishes ``n`` requests to the RPC
-exchange with routing key ``service`` and, for all but every ``unanswered_every``-th, the
+Op ``calls`` {n, service, unanswered_every, error_every, context}: publishes ``n`` requests to
+the RPC exchange with routing key ``service`` and, for all but every ``unanswered_every``-th, the
 response to the default exchange with routing key = the request's reply_to, as a nuropb peer
-would (every ``error_every``-th an error response). Nothing is bound for them, so the broker
+would (every ``error_every``-th an error response), each with ``context`` (default {}).
+Nothing is bound for them, so the broker
 drops them after routing: with the firehose on, each is a ``publish.`` trace record (2 per
 answered call), and nothing else is stored. Answers with the seconds it took.
 """
@@ -42,6 +43,7 @@ async def main() -> int:
         n, service = int(command["n"]), str(command["service"])
         unanswered = int(command.get("unanswered_every") or 0)
         error_every = int(command.get("error_every") or 0)
+        context = dict(command.get("context") or {})
         started = time.perf_counter()
         for i in range(n):
             correlation_id = uuid.uuid4().hex
@@ -52,7 +54,7 @@ async def main() -> int:
                 "method": "echo",
                 "params": {"i": i, "text": "hello"},
                 "correlation_id": correlation_id,
-                "context": {},
+                "context": context,
                 "trace_id": trace_id,
             }
             channel.basic_publish(
@@ -74,7 +76,7 @@ async def main() -> int:
             response = {
                 "tag": "response",
                 "correlation_id": correlation_id,
-                "context": {},
+                "context": context,
                 "trace_id": trace_id,
                 "result": None if failed else {"i": i, "text": "hello"},
                 "error": error if failed else None,

@@ -8,7 +8,15 @@ from .bench_result import BenchResult
 from .capacity import CapacityResult, CapacitySweep
 from .connections import DEFAULT_URL, Connection
 from .discovery import ServiceInfo
-from .errors import BenchError, CheckError, FirehoseRefused, LabError, OptionError, ParamError
+from .errors import (
+    BenchError,
+    CheckError,
+    FirehoseRefused,
+    LabError,
+    OptionError,
+    ParamError,
+    RedactedReplay,
+)
 from .history import CallRecord
 from .mock import Mock
 from .progress import Progress, ProgressRun
@@ -37,6 +45,7 @@ __all__ = [
     "ParamError",
     "Progress",
     "ProgressRun",
+    "RedactedReplay",
     "ServiceInfo",
     "Settings",
     "Tail",

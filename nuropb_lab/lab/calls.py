@@ -12,6 +12,7 @@ from .describing import Describing
 from .errors import LabError
 from .history import CallRecord, History
 from .params import check_params
+from .redact import Redaction
 from .settings import Settings, positive_seconds
 
 __all__ = ["Calls"]
@@ -29,11 +30,13 @@ class Calls:
         describing: Describing,
         settings: Settings,
         history: History,
+        redaction: Redaction,
     ) -> None:
         self._connections = connections
         self._describing = describing
         self._settings = settings
         self._history = history
+        self._redaction = redaction
 
     async def _send(
         self,
@@ -121,6 +124,7 @@ class Calls:
                     trace_id,
                     correlation_id,
                     note,
+                    self._redaction.current,
                 )
             )
 

@@ -24,6 +24,7 @@ from ..mesh.limits import DEAD_LETTER_BODY, clip_text
 from .connections import Connections
 from .errors import OptionError
 from .history import CallRecord, History
+from .redact import Redaction, Redactor, redactor
 
 __all__ = [
     "DLQ_COLUMNS",
@@ -98,7 +99,13 @@ def _first_death(headers: Mapping[str, Any]) -> dict[str, Any]:
     return dict(deaths[0]) if deaths and isinstance(deaths[0], Mapping) else {}
 
 
-def dead_letter_rows(messages: list[DeliveredMessage], history: list[CallRecord]) -> pd.DataFrame:
+def dead_letter_rows(
+    messages: list[DeliveredMessage], history: list[CallRecord], redact: Redactor | None = None
+) -> pd.DataFrame:
+    """A row per dead letter, what is sensitive in its body redacted (``redact``; default:
+    the default redaction, redact.py): ``attrs["redacted"]`` counts the values."""
+    redact = redactor() if redact is None else redact
+    redacted = 0
     errors = {
         r.correlation_id: f"{r.error}: {r.description}"
         for r in history
@@ -116,7 +123,11 @@ def dead_letter_rows(messages: list[DeliveredMessage], history: list[CallRecord]
                 decoded = codec.decode_json(message.body)
             except NuropbMessageError as exc:
                 shown = f"(not decoded: {exc.description}) {message.body[:DEAD_LETTER_BODY]!r}"
+                shown, n = redact.text(shown)
+                redacted += n
             else:
+                decoded, n = redact.raw(message.body, decoded)
+                redacted += n
                 method = decoded.get("method") if isinstance(decoded, dict) else None
                 method = clip_text(method) if isinstance(method, str) else None
                 shown = json.dumps(decoded, default=str)[:DEAD_LETTER_BODY]
@@ -139,15 +150,19 @@ def dead_letter_rows(messages: list[DeliveredMessage], history: list[CallRecord]
                 shown,
             ]
         )
-    return pd.DataFrame(rows, columns=DLQ_COLUMNS)
+    frame = pd.DataFrame(rows, columns=DLQ_COLUMNS)
+    frame.attrs["redaction"] = redact.describe()
+    frame.attrs["redacted"] = redacted
+    return frame
 
 
 class DeadLetters:
     """The mesh's dead-letter queue, read (and, when asked, consumed)."""
 
-    def __init__(self, connections: Connections, history: History) -> None:
+    def __init__(self, connections: Connections, history: History, redaction: Redaction) -> None:
         self._connections = connections
         self._history = history
+        self._redaction = redaction
 
     async def dead_letters(
         self,
@@ -164,6 +179,6 @@ class DeadLetters:
             self._connections.may_send(connection, "consuming dead letters")
         queue = queue or await dead_letter_queue(connection.api, connection.management)
         messages = await read_dead_letters(connection.api, queue, limit, consume)
-        frame = dead_letter_rows(messages, self._history.records())
+        frame = dead_letter_rows(messages, self._history.records(), self._redaction.current)
         frame.attrs["queue"] = queue
         return frame

@@ -8,7 +8,15 @@ here is one line that says what to change. A leaf module: every part of the Lab 
 
 from __future__ import annotations
 
-__all__ = ["BenchError", "CheckError", "FirehoseRefused", "LabError", "OptionError", "ParamError"]
+__all__ = [
+    "BenchError",
+    "CheckError",
+    "FirehoseRefused",
+    "LabError",
+    "OptionError",
+    "ParamError",
+    "RedactedReplay",
+]
 
 
 class LabError(Exception):
@@ -35,3 +43,8 @@ class CheckError(LabError):
 
 class FirehoseRefused(LabError):
     """The firehose cannot be had (not an administrator, no management API ...)."""
+
+
+class RedactedReplay(LabError):
+    """A replay would send values that were redacted (someone's credentials, redact.py); the
+    message names them and asks for the user's own."""

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..mesh.errors import error_name
 from ..mesh.limits import ERROR_BYTES, HISTORY_PARAMS, clip_text
+from .redact import MARKER, Redactor, redactor
 
 __all__ = ["CallRecord", "History"]
 
@@ -59,11 +60,16 @@ class CallRecord:
         trace_id: str | None,
         correlation_id: str | None,
         note: str | None = None,
+        redact: Redactor | None = None,
     ) -> CallRecord:
+        """The record of a call; ``redact``: what it redacts in the params and the error's
+        description before they are kept (default: the default redaction, redact.py)."""
+        redact = redactor() if redact is None else redact
+        params = redact.value(params)[0]
         name = description = None
         if error is not None:
             name = error_name(error)
-            description = clip_text(str(error), ERROR_BYTES)
+            description = clip_text(redact.text(str(error))[0], ERROR_BYTES)
         return cls(
             time=datetime.datetime.now(datetime.UTC),
             alias=alias,
@@ -105,11 +111,17 @@ class History:
         return len(self._rows)
 
     def frame(self, n: int | None = None) -> pd.DataFrame:
-        """The calls made in this session (the last ``n``; newest last)."""
+        """The calls made in this session (the last ``n``; newest last); ``attrs["redacted"]``:
+        the values redacted in it."""
         rows = self.records()
         if n is not None:
             rows = rows[-n:] if n > 0 else []
-        return pd.DataFrame([_as_row(r) for r in rows], columns=COLUMNS)
+        frame = pd.DataFrame([_as_row(r) for r in rows], columns=COLUMNS)
+        # values redacted in what the table shows (params and error text, redact.py)
+        frame.attrs["redacted"] = sum(
+            r.params.count(MARKER) + (r.description or "").count(MARKER) for r in rows
+        )
+        return frame
 
     def clear(self) -> None:
         with self._lock:

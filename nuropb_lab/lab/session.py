@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -30,6 +31,7 @@ from .faces import Composed, awaitable, background, blocking, delegate
 from .history import CallRecord, History
 from .keys import Keys
 from .mocking import Mocking
+from .redact import Redaction, Redactor
 from .runner import LoopRunner
 from .served import Serving
 from .settings import Setting, Settings
@@ -67,7 +69,9 @@ class Lab(Composed):
     ``failover_strategy``, ``read_only``, ``live_idle_timeout``: see settings.py) are keyword
     arguments and attributes; ``history_size`` calls are kept; ``known_keys`` is the file (or
     :class:`KnownKeys`) the keys seen are pinned in (default: $NUROPB_LAB_KNOWN_KEYS, else the
-    user's config folder).
+    user's config folder). ``redact``: credentials in what is shown or kept of messages become
+    ``"[redacted]"`` (redact.py): True (the default keys and values), keys to add, or False
+    (off).
     """
 
     def __init__(
@@ -82,11 +86,18 @@ class Lab(Composed):
         read_only: bool = Settings.read_only,
         live_idle_timeout: float = Settings.live_idle_timeout,
         known_keys: str | os.PathLike[str] | KnownKeys | None = None,
+        redact: bool | Iterable[str] = True,
     ) -> None:
         settings = Settings(
             timeout, describe_timeout, tail_max_rows, management_url, failover_strategy, read_only
         )
         settings.live_idle_timeout = live_idle_timeout
+        if not isinstance(redact, bool):
+            # checked there (a string is comma-separated keys)
+            settings.redact_keys = redact if isinstance(redact, str) else tuple(redact)  # type: ignore[assignment]
+        settings.redact = redact is not False
+        redaction = Redaction(settings)
+        self._redaction = redaction
         self.known_keys = (
             known_keys
             if isinstance(known_keys, KnownKeys)
@@ -96,11 +107,11 @@ class Lab(Composed):
         history = History(history_size)
         connections = Connections(settings, self.known_keys)
         describing = Describing(connections, settings)
-        calls = Calls(connections, describing, settings, history)
+        calls = Calls(connections, describing, settings, history, redaction)
         self._connections = connections
         self._history = history
-        self._tails = Tails(connections, settings, runner)
-        self._taps = Taps(connections, settings, runner)
+        self._tails = Tails(connections, settings, runner, redaction)
+        self._taps = Taps(connections, settings, runner, redaction)
         self._served = Serving(connections, self.known_keys, runner)
         self._benching = Benching(connections, settings, runner, self._taps.all)
         self._mocking = Mocking(connections, self._served, self._taps, runner)
@@ -112,12 +123,12 @@ class Lab(Composed):
             history,
             self._tails,
             self._taps,
-            Replay(connections, calls, self._taps),
+            Replay(connections, calls, self._taps, redaction),
             self._benching,
             Checking(connections, settings, runner),
             self._served,
             self._mocking,
-            DeadLetters(connections, history),
+            DeadLetters(connections, history, redaction),
         ]
         super().__init__(runner, settings, parts)
 
@@ -133,6 +144,13 @@ class Lab(Composed):
     failover_strategy: Setting[str] = Setting()
     read_only: Setting[bool] = Setting()
     live_idle_timeout: Setting[float] = Setting()
+    redact: Setting[bool] = Setting()
+    redact_keys: Setting[tuple[str, ...]] = Setting()
+
+    @property
+    def redactor(self) -> Redactor:
+        """The redaction in force (redact.py): ``lab.redactor.value(x)`` redacts ``x``."""
+        return self._redaction.current
 
     # --- connections (connections.py) ---------------------------------------------------------
 
@@ -172,7 +190,8 @@ class Lab(Composed):
         or read-write), reconnects, calls in flight, served services (mocks marked so), tails,
         the last connection error, taps, the mesh's firehose (on, off, or left on by a lab
         that is gone: then ``attrs["notice"]`` says so), and each running tap of this Lab on
-        the firehose with its age and time left."""
+        the firehose with its age and time left; ``attrs["redaction"]``: the redaction in
+        force."""
         rows = []
         firehoses = {}
         current = self._connections.current
@@ -199,6 +218,7 @@ class Lab(Composed):
                 ]
             )
         frame = pd.DataFrame(rows, columns=STATUS_COLUMNS)
+        frame.attrs["redaction"] = self._redaction.describe()
         orphaned = [f"{a}: firehose {f}" for a, f in firehoses.items() if "ORPHANED" in f]
         if orphaned:
             frame.attrs["notice"] = "; ".join(orphaned)

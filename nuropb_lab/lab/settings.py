@@ -55,6 +55,17 @@ def _flag(name: str, value: Any) -> bool:
     return value
 
 
+def _keys(name: str, value: Any) -> tuple[str, ...]:
+    """Keys as a tuple of non-empty strings (a comma-separated string is taken too)."""
+    if isinstance(value, str):
+        value = [k.strip() for k in value.split(",") if k.strip()]
+    if not isinstance(value, (list, tuple, set, frozenset)) or not all(
+        isinstance(k, str) and k.strip() for k in value
+    ):
+        raise OptionError(f"{name} must be a list of non-empty strings, got {value!r}")
+    return tuple(k.strip() for k in value)
+
+
 def _setting(default: Any, help: str, check: Callable[[str, Any], Any], **more: Any) -> Any:
     return dataclasses.field(default=default, metadata={"help": help, "check": check, **more})
 
@@ -90,6 +101,17 @@ class Settings:
         600.0,
         "Seconds without interaction after which a live view stops redrawing (Resume restarts it).",
         positive_seconds,
+    )
+    redact: bool = _setting(
+        True,
+        "Redact credentials in what is shown or kept of messages (taps, tails, dead letters,"
+        " history): see redact.py.",
+        _flag,
+    )
+    redact_keys: tuple[str, ...] = _setting(
+        (),
+        "Keys redacted besides the default ones (a key that is or contains one, any case).",
+        _keys,
     )
 
     def __setattr__(self, name: str, value: Any) -> None:

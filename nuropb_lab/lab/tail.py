@@ -30,6 +30,7 @@ from ..mesh.limits import (
 from ..views import view_of
 from .handles import Releasable
 from .markup import frame, output, tag
+from .redact import Redactor, redactor
 from .rows import Rows
 from .runner import LoopRunner
 
@@ -147,6 +148,7 @@ class Tail(Releasable):
         release: Callable[[Tail], Coroutine[Any, Any, None]],
         runner: LoopRunner,
         max_bytes: int = TAIL_BYTES,
+        redact: Redactor | None = None,
     ) -> None:
         super().__init__(release, runner)
         self.patterns = list(patterns)
@@ -154,6 +156,10 @@ class Tail(Releasable):
         self.alias = alias
         self.received = 0  # every event that arrived
         self.skipped = 0  # arrived while paused
+        # redacted before an event is kept (redact.py): the redactor in force when the tail
+        # began, and how many values it redacted
+        self.redactor = redactor() if redact is None else redact
+        self.redacted = 0
         self.subscription: Subscription | None = None
         self._rows: Rows[MeshEvent] = Rows(max_rows, max_bytes)
         self._rates = RateCounter()
@@ -163,6 +169,12 @@ class Tail(Releasable):
 
     # called in the Lab loop thread, once per event
     def on_event(self, event: MeshEvent) -> None:
+        if self.redactor.enabled:
+            payload, n = self.redactor.value(event.event)
+            context, m = self.redactor.value(event.context)
+            if n or m:
+                event = event._replace(event=payload, context=context)
+                self.redacted += n + m
         event, cost = bounded(event)
         with self._lock:
             self.received += 1
@@ -191,7 +203,12 @@ class Tail(Releasable):
 
     @property
     def df(self) -> pd.DataFrame:
-        return events_frame(self.snapshot())
+        """The events kept; ``attrs["redacted"]``: values redacted (``attrs["redaction"]``
+        says which redaction was in force)."""
+        frame = events_frame(self.snapshot())
+        frame.attrs["redaction"] = self.redactor.describe()
+        frame.attrs["redacted"] = self.redacted
+        return frame
 
     def rates(self) -> pd.DataFrame:
         with self._lock:
@@ -241,6 +258,8 @@ class Tail(Releasable):
             "skipped": self.skipped,
             "undecodable": self.subscription.undecodable if self.subscription else 0,
             "gaps": len(self.gaps),
+            "redacted": self.redacted,  # values redacted (redact.py)
+            "redaction": "on" if self.redactor.enabled else "off",
             "alias": self.alias,
         }
 
@@ -254,5 +273,6 @@ class Tail(Releasable):
     def __repr__(self) -> str:
         s = self.status()
         gaps = f", {s['gaps']} gap(s)" if s["gaps"] else ""
-        counts = f"{s['rows']}/{self.max_rows} rows, {s['received']} received{gaps}"
+        redacted = f"{s['redacted']} redacted" if s["redaction"] == "on" else "redaction off"
+        counts = f"{s['rows']}/{self.max_rows} rows, {s['received']} received{gaps}, {redacted}"
         return f"<Tail {s['patterns']!r} on {self.alias}: {s['state']}, {counts}>"

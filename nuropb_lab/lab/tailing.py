@@ -8,6 +8,7 @@ from ..mesh.errors import NuropbException
 from ..mesh.limits import TAIL_BYTES
 from .connections import Connection, Connections
 from .handles import replace_earlier
+from .redact import Redaction
 from .runner import LoopRunner
 from .settings import Settings
 from .tail import Tail
@@ -20,10 +21,17 @@ log = logging.getLogger(__name__)
 class Tails:
     """Live tails of mesh events into bounded buffers, per connection."""
 
-    def __init__(self, connections: Connections, settings: Settings, runner: LoopRunner) -> None:
+    def __init__(
+        self,
+        connections: Connections,
+        settings: Settings,
+        runner: LoopRunner,
+        redaction: Redaction,
+    ) -> None:
         self._connections = connections
         self._settings = settings
         self._runner = runner
+        self._redaction = redaction
 
     async def tail(
         self,
@@ -47,6 +55,7 @@ class Tails:
             release=lambda t: self._release(connection, t),
             runner=self._runner,
             max_bytes=max_bytes,
+            redact=self._redaction.current,
         )
         tail.subscription = await connection.api.subscribe(
             tail.patterns, tail.on_event, max_length=backlog or max(tail.max_rows, 1000)

@@ -13,7 +13,18 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Bool, Enum, Float, Int, TraitError, TraitType, Unicode, observe, validate
+from traitlets import (
+    Bool,
+    Enum,
+    Float,
+    Int,
+    List,
+    TraitError,
+    TraitType,
+    Unicode,
+    observe,
+    validate,
+)
 
 from ..lab import Lab, LabError, get_lab
 from ..lab.settings import Settings, setting_fields
@@ -41,6 +52,8 @@ def _trait(name: str) -> TraitType[Any, Any]:
         trait = Enum(field.metadata["choices"], default, help=help)
     elif isinstance(default, bool):
         trait = Bool(default, help=help)
+    elif isinstance(default, tuple):
+        trait = List(Unicode(), list(default), help=help)
     elif isinstance(default, float):
         trait = Float(default, help=help)
     elif isinstance(default, int):
@@ -61,6 +74,8 @@ class NuropbMagics(Magics):
     failover_strategy = _trait("failover_strategy")
     read_only = _trait("read_only")
     live_idle_timeout = _trait("live_idle_timeout")
+    redact = _trait("redact")
+    redact_keys = _trait("redact_keys")
 
     def __init__(self, shell: Any = None, lab: Lab | None = None, **kwargs: Any) -> None:
         self.lab = lab or get_lab()  # first: loading the shell's config applies settings
@@ -90,7 +105,8 @@ class NuropbMagics(Magics):
         try:
             return command.run(Context(self.lab, self.shell), rest, cell)
         except ONE_LINE_ERRORS as exc:
-            say(limits.clip_text(f"{error_name(exc)}: {exc}", limits.ERROR_BYTES), error=True)
+            line = self.lab.redactor.text(f"{error_name(exc)}: {exc}")[0]  # may echo a payload
+            say(limits.clip_text(line, limits.ERROR_BYTES), error=True)
             return None
 
     def complete(self, event: Any) -> list[str]:

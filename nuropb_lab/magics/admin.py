@@ -58,6 +58,7 @@ def status(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | 
 
         return ConnectionStatus(ctx.lab)
     frame = ctx.lab.status()
+    say(f"redaction: {frame.attrs['redaction']}")
     if frame.attrs.get("notice"):
         say(f"note: {frame.attrs['notice']}", error=True)
     return frame
@@ -105,9 +106,12 @@ def serve(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | N
 @argument("--alias", help="the connection (default: the current)")
 def dlq(ctx: Context, args: argparse.Namespace, rest: list[str], cell: str | None) -> Any:
     """The dead-letter queue, and why each message is there (read, not consumed)."""
-    return ctx.lab.dead_letters(
+    frame = ctx.lab.dead_letters(
         args.limit, consume=args.consume, alias=args.alias, queue=args.queue
     )
+    if frame.attrs.get("redacted"):
+        say(f"{frame.attrs['redacted']} value(s) redacted")
+    return frame
 
 
 @subcommand("firehose")

@@ -33,7 +33,9 @@ def _magic_value(value: Any) -> str:
 class ParamInput:
     """One parameter's input widget, typed by its annotation."""
 
-    def __init__(self, name: str, spec: dict[str, Any], required: bool) -> None:
+    def __init__(
+        self, name: str, spec: dict[str, Any], required: bool, secret: bool = False
+    ) -> None:
         self.name = name
         self.type = str(spec.get("type") or "")
         self.required = required
@@ -56,7 +58,9 @@ class ParamInput:
             )
         elif self.type == "str" and (required or isinstance(default, str)):
             self.kind = "text"
-            self.widget = w.Text(value=default or "", description=label, tooltip=tip, style=style)
+            # a credential's name (redact.py): typed, not shown
+            text = w.Password if secret else w.Text
+            self.widget = text(value=default or "", description=label, tooltip=tip, style=style)
         else:  # dict, list, unannotated, optional: JSON text
             self.kind = "json"
             text = "" if default is None else json.dumps(default)
@@ -105,7 +109,11 @@ class CallForm(w.VBox):
         self.alias = alias
         self.spec = spec
         properties, required = parameters_of(spec)
-        self.inputs = [ParamInput(name, p, name in required) for name, p in properties]
+        secret = lab.redactor.sensitive_key
+        self.inputs = [
+            ParamInput(name, p, name in required, lab.redactor.enabled and secret(name))
+            for name, p in properties
+        ]
         self.requires_encryption = bool(spec.get("requires_encryption"))
         self.context = w.Textarea(
             value="{}", description="context", rows=1, style={"description_width": "140px"}
@@ -188,9 +196,11 @@ class CallForm(w.VBox):
         return value
 
     def code_lines(self) -> tuple[str, str]:
-        """The same call as a ``%nuropb call`` line and as a ``lab.call(...)`` line."""
-        params = self.params()
-        context = self.context_value()
+        """The same call as a ``%nuropb call`` line and as a ``lab.call(...)`` line; credentials
+        in it redacted (redact.py), so that no copy of it holds one."""
+        redact = self.lab.redactor.value
+        params = redact(self.params())[0]
+        context = redact(self.context_value())[0]
         target = f"{self.service}.{self.method}"
         magic = ["%nuropb call", target, *(f"{k}={_magic_value(v)}" for k, v in params.items())]
         python = [
@@ -255,7 +265,8 @@ class CallForm(w.VBox):
     def _on_done(self, future: concurrent.futures.Future[Any]) -> None:
         # Runs in the Lab loop thread: only set trait values here.
         try:
-            self.last_result, self.last_error = future.result(), None
+            # shown and kept redacted (redact.py), like everything the lab shows
+            self.last_result, self.last_error = self.lab.redactor.value(future.result())[0], None
             self.result.value = result_html(self.last_result)
         except concurrent.futures.CancelledError:
             self.last_error = None
@@ -263,6 +274,7 @@ class CallForm(w.VBox):
         except BaseException as exc:
             self.last_error = exc
             description = exc.description if isinstance(exc, NuropbException) else str(exc)
+            description = self.lab.redactor.text(description)[0]
             self.result.value = error_html(error_name(exc), clip_text(description, ERROR_BYTES))
         finally:
             self.call_button.disabled = False

@@ -69,6 +69,9 @@ class TailView(w.VBox):
             [
                 tag("b", status["state"]),
                 f" · {status['rows']} kept of {status['received']} received{gaps}",
+                f" · {status['redacted']} redacted"
+                if status["redaction"] == "on"
+                else " · redaction off",
                 f" · {top or 'no events yet'}",
             ]
         )

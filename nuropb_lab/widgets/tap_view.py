@@ -212,6 +212,7 @@ class TapView(w.HBox):
         ]
         parts += [f"{s['unpaired']} unpaired"] if s["unpaired"] else []
         parts += [f"{s['gaps']} gap(s)"] if s["gaps"] else []
+        parts += [f"{s['redacted']} redacted" if s["redaction"] == "on" else "redaction off"]
         self.status.value = join(parts, " · ")
         head = (tag("th", h, style=CELL) for h in ("time", "kind", "message", "trace", "payload"))
         self.table.value = tag(

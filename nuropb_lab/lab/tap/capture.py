@@ -44,6 +44,7 @@ from ...mesh.limits import (
     clip_value,
 )
 from ..errors import OptionError
+from ..redact import Redactor, redactor
 from ..rows import Rows
 from .calls import Call, Calls
 from .records import read_trace
@@ -91,6 +92,10 @@ COLUMNS = (
 KINDS = ("request", "response", "command", "event")
 UNKNOWN_KIND = "unknown"
 _DECODE = codec.DecodeLimits(TAP_DECODE_BYTES, DECODE_DEPTH)
+#: bodies up to this size have what a row keeps walked for redaction straight away; a larger
+#: one is looked through as bytes first (redact.py), and walked only when something may match
+WALK_BYTES = 512
+DESCRIBE = "nuropb_describe"  # its answer's method names are not keys to redact
 
 _labels: dict[str, str] = {}
 
@@ -196,6 +201,7 @@ class Capture:
         services: frozenset[str] | None,
         events: bool,
         max_bytes: int,
+        redact: Redactor | None = None,
     ) -> None:
         if max_rows < 1 or max_calls < 1 or max_pending < 1:
             raise OptionError("max_rows, max_calls and max_pending must be at least 1")
@@ -214,6 +220,10 @@ class Capture:
         self.skipped = 0  # arrived while paused
         self.other = 0  # not nuropb messages, or filtered out
         self.undecodable = 0
+        # what is redacted before a row is kept (redact.py): the redactor in force when the
+        # tap began, and how many values it redacted
+        self.redactor = redactor() if redact is None else redact
+        self.redacted = 0
         # firehose: connection name (as the broker shows it) -> who uses it, learnt from the
         # queues it consumes and the reply_to of what it publishes (names event publishers)
         self.connections: dict[str, str] = {}
@@ -371,7 +381,8 @@ class Capture:
                 decoded = codec.decode_json(body, _DECODE)
             except NuropbMessageError as exc:
                 decoded = None
-                error = f"undecodable: {exc.description}"
+                error, n = self.redactor.text(f"undecodable: {exc.description}")
+                self.redacted += n
                 self.undecodable += 1
             if isinstance(decoded, dict):
                 context = decoded.get("context")
@@ -392,6 +403,21 @@ class Capture:
                 else:
                     payload = decoded.get("params")
                     method = decoded.get("method")
+                redact = self.redactor  # before anything is kept or cut to a preview
+                if redact.enabled and (size <= WALK_BYTES or redact.may_hold(body)):
+                    n = m = k = 0  # no call for what is empty (a context is mostly {})
+                    if payload:
+                        describe = call is not None and call.method == DESCRIBE
+                        walk = redact.description if describe else redact.value
+                        payload, n = walk(payload)
+                    if context:
+                        context, m = redact.value(context)
+                    if error:
+                        error, k = redact.text(error)
+                        if k and call is not None and call.error:  # the class a peer named
+                            call.error = redact.text(call.error)[0]
+                    if n or m or k:
+                        self.redacted += n + m + k
                 if size > TEXT_BYTES:  # else no field of it can be over its limit
                     method, cut_method = clip_value(method, TEXT_BYTES)
                     topic, cut_topic = clip_value(topic, TEXT_BYTES)

@@ -14,7 +14,8 @@ from ...mesh.errors import NuropbMessageError
 from ..calls import Calls
 from ..connections import Connections
 from ..dead_letters import dead_letter_queue, read_dead_letters
-from ..errors import LabError
+from ..errors import LabError, RedactedReplay
+from ..redact import Redaction, Redactor, marked
 from .capture import COLUMNS
 from .taps import Taps
 
@@ -76,7 +77,7 @@ def _in_taps(taps: Taps, correlation_id: str) -> Replayable | None:
 
 
 async def _in_dead_letters(
-    connections: Connections, correlation_id: str, alias: str | None
+    connections: Connections, correlation_id: str, alias: str | None, redact: Redactor
 ) -> Replayable:
     connection = connections.connection(alias)
     queue = await dead_letter_queue(connection.api, connection.management)
@@ -94,6 +95,7 @@ async def _in_dead_letters(
             raise LabError(f"that dead letter cannot be replayed: {exc.description}") from None
         if not isinstance(body, dict):
             raise LabError("that dead letter's body is not a request")
+        body = redact.raw(message.body, body)[0]  # as lab.dead_letters() shows it
         delivery = message.delivery
         service = body.get("service") or (
             delivery.routing_key if isinstance(delivery, spec.Basic.GetOk) else None
@@ -118,18 +120,24 @@ async def _in_dead_letters(
 class Replay:
     """Sending again what a tap captured or the dead-letter queue holds, edited."""
 
-    def __init__(self, connections: Connections, calls: Calls, taps: Taps) -> None:
+    def __init__(
+        self, connections: Connections, calls: Calls, taps: Taps, redaction: Redaction
+    ) -> None:
         self._connections = connections
         self._calls = calls
         self._taps = taps
+        self._redaction = redaction
+
+    async def _dead_letter(self, correlation_id: str, alias: str | None) -> Replayable:
+        return await _in_dead_letters(
+            self._connections, correlation_id, alias, self._redaction.current
+        )
 
     async def find(self, row: Any, alias: str | None) -> Replayable:
         """The request ``row`` stands for: a row of ``tap.df``, ``tap.calls`` or
         ``lab.dead_letters()`` (a pandas Series or a dict), or a correlation id."""
         if isinstance(row, str):
-            return _in_taps(self._taps, row) or await _in_dead_letters(
-                self._connections, row, alias
-            )
+            return _in_taps(self._taps, row) or await self._dead_letter(row, alias)
         if hasattr(row, "to_dict"):
             row = row.to_dict()
         if not isinstance(row, Mapping):
@@ -140,9 +148,9 @@ class Replay:
         if not isinstance(correlation_id, str):
             raise LabError("that row has no correlation id to find its request by")
         if "nuropb_type" in row:  # a dead letter: its body in the row is cut short, so read it
-            return await _in_dead_letters(self._connections, correlation_id, alias)
-        return _in_taps(self._taps, correlation_id) or await _in_dead_letters(
-            self._connections, correlation_id, alias
+            return await self._dead_letter(correlation_id, alias)
+        return _in_taps(self._taps, correlation_id) or await self._dead_letter(
+            correlation_id, alias
         )
 
     async def replay(
@@ -162,10 +170,13 @@ class Replay:
         ``lab.dead_letters()``, or a correlation id) again, its params updated with ``edits`` and
         keyword arguments, and return the answer (None for a command). ``target``
         ("service.method"), ``context`` and ``trace_id`` replace the original's. Encrypted
-        requests cannot be replayed: their params were never seen."""
+        requests cannot be replayed: their params were never seen. Nor is a redacted value sent
+        (it was someone's credential, redact.py): a request with one is refused unless
+        ``context`` and the params redacted are given anew."""
         self._connections.may_send(self._connections.connection(alias), "a replay")
         found = await self.find(row, alias)
         merged = {**found.params, **(edits or {}), **params}
+        _refuse_redacted(found, merged, context)
         where = target or f"{found.service}.{found.method}"
         ctx = found.context if context is None else context
         tid = found.trace_id if trace_id is None else trace_id
@@ -177,3 +188,24 @@ class Replay:
         return await self._calls.call(
             where, merged, timeout=timeout, context=ctx, trace_id=tid, alias=alias
         )
+
+
+def _refuse_redacted(
+    found: Replayable, merged: dict[str, Any], context: dict[str, Any] | None
+) -> None:
+    """RedactedReplay, naming the fields, when the request would go out with the marker in
+    place of a credential: in a param not given anew, or in a context not replaced."""
+    fields = marked(merged, "params")
+    if context is None:
+        fields += marked(found.context, "context")
+    if not fields:
+        return
+    asks = []
+    if any(f.startswith("context") for f in fields):
+        asks.append("context={...}")
+    names = sorted({f.split(".")[1].split("[")[0] for f in fields if f.startswith("params.")})
+    asks += [f"{name}=..." for name in names]
+    raise RedactedReplay(
+        f"that request's {', '.join(fields)} were redacted (someone's credentials): replay it"
+        f" with your own, e.g. lab.replay(row, {', '.join(asks)})"
+    )

@@ -84,6 +84,7 @@ class Tap(TapData, Releasable):
     @property
     def df(self) -> pd.DataFrame:
         frame = messages_frame(self.capture.snapshot())
+        self._say_redacted(frame)
         unnamed = frame["caller"].isna() & frame["connection"].notna()
         if unnamed.any():  # e.g. events published before their connection was seen in a call
             names = self._connection_labels(set(frame.loc[unnamed, "connection"]))
@@ -131,7 +132,13 @@ class Tap(TapData, Releasable):
         with capture.lock:
             capture.calls.expire(time.time())  # also when no traffic came to do it
             rows = capture.calls.rows()
-        return calls_frame(rows)
+        return self._say_redacted(calls_frame(rows))
+
+    def _say_redacted(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Which redaction was in force and how many values it redacted, on a table's attrs."""
+        frame.attrs["redaction"] = self.capture.redactor.describe()
+        frame.attrs["redacted"] = self.capture.redacted
+        return frame
 
     def snapshot(self, last: int | None = None) -> list[tuple[Any, ...]]:
         """The newest ``last`` rows (all kept if None), as tuples in ``df``'s column order."""
@@ -246,6 +253,8 @@ class Tap(TapData, Releasable):
             "expired": calls.expired + calls.evicted,
             "undecodable": capture.undecodable + self.subscription.undecodable,
             "gaps": len(self.subscription.gaps),
+            "redacted": capture.redacted,  # values redacted (redact.py)
+            "redaction": "on" if capture.redactor.enabled else "off",
             "alias": self.alias,
             "bounds": self.bounds_text(),
         }
@@ -261,10 +270,11 @@ class Tap(TapData, Releasable):
         s = self.status()
         gaps = f", {s['gaps']} gap(s)" if s["gaps"] else ""
         bounds = f", {s['bounds']}" if s["bounds"] else ""
+        redacted = f"{s['redacted']} redacted" if s["redaction"] == "on" else "redaction off"
         return (
             f"<Tap {s['services']} on {self.alias} ({s['mode']}): {s['state']},"
             f" {s['rows']}/{s['max_rows']} rows, {s['calls']} calls ({s['waiting']} waiting)"
-            f"{gaps}{bounds}>"
+            f"{gaps}{bounds}, {redacted}>"
         )
 
     def _repr_html_(self) -> str:

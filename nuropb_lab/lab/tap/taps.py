@@ -13,6 +13,7 @@ from ...mesh.limits import PAYLOAD_BYTES, TAP_BYTES
 from ..connections import Connection, Connections
 from ..errors import FirehoseRefused, LabError
 from ..handles import replace_earlier
+from ..redact import Redaction
 from ..runner import LoopRunner
 from ..settings import Settings
 from .bounds import DEFAULT_MAX_DURATION, TapBounds
@@ -36,10 +37,17 @@ class Taps:
     """Wire taps per connection (through the firehose, or a queue of their own), and the
     mesh's firehose switch."""
 
-    def __init__(self, connections: Connections, settings: Settings, runner: LoopRunner) -> None:
+    def __init__(
+        self,
+        connections: Connections,
+        settings: Settings,
+        runner: LoopRunner,
+        redaction: Redaction,
+    ) -> None:
         self._connections = connections
         self._settings = settings
         self._runner = runner
+        self._redaction = redaction
         # every tap made, stopped ones too while they are referenced (replay finds rows there)
         self._made: weakref.WeakSet[Tap] = weakref.WeakSet()
 
@@ -92,6 +100,7 @@ class Taps:
             services=frozenset(names) if names else None,
             events=(not names) if events is None else events,
             max_bytes=max_bytes,
+            redact=self._redaction.current,
         )
         length = backlog or max(2 * rows, 10_000)
         why: str | None = None
