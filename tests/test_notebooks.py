@@ -209,7 +209,9 @@ def test_load(demo_url: str, management: ManagementAPI) -> None:
     assert re.search(r"^count +2000$", summary, re.M) and re.search(r"^errors +0$", summary, re.M)
     assert "image/svg+xml" in kinds(outputs(nb, "closed.plot()"))
     opened = text(outputs(nb, "%nuropb bench inventory.stock sku=B200"))
-    assert "open rate=200/s): 600 calls" in opened
+    # 3 s at 200/s: 600 intended sends, of which a loaded machine may leave a few unsent
+    sent = re.search(r"open rate=200/s\): ([\d,]+) calls", opened)
+    assert sent and 500 <= int(sent[1].replace(",", "")) <= 600, opened
     assert "Name: rotating skus" in text(outputs(nb, "skus = "))
     refused = text(outputs(nb, "%nuropb bench orders.place_order"), "stderr").splitlines()
     assert refused == [
