@@ -67,6 +67,26 @@ def nuropb_made_mesh(
         management.call_blocking("DELETE", f"vhosts/{vhost}")
 
 
+def vhost_of(url: str) -> str:
+    return url.rsplit("/", 1)[-1]
+
+
+def nuropb_made_mesh_with_firehose(
+    python: Path, management: ManagementAPI, label: str
+) -> Iterator[str]:
+    """A mesh nuropb 0.1.8's configure_mesh set up, for tests that switch its firehose: at
+    the end the firehose is off and the lab's marker of who switched it on is gone."""
+    from nuropb_lab.lab.tap.firehose import marker_name
+
+    for url in nuropb_made_mesh(python, management, label, "configure_mesh"):
+        try:
+            yield url
+        finally:
+            with contextlib.suppress(Exception):
+                management.call_blocking("PUT", f"vhosts/{vhost_of(url)}", {"tracing": False})
+            management.call_blocking("DELETE", f"global-parameters/{marker_name(vhost_of(url))}")
+
+
 async def mesh_objects(management: ManagementAPI, vhost: str) -> dict[str, Any]:
     """The mesh's exchanges, queues and bindings with their flags, as the broker has them
     (response, tail and tap queues left out: they come and go with their connections)."""

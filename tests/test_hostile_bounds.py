@@ -302,7 +302,7 @@ def test_a_tap_and_a_tail_flooded_with_huge_fields_keep_bounded_bytes(
 
 
 def test_distinct_topics_are_capped(lab: Lab, mesh_url: str) -> None:
-    n = 100_000
+    n = 20 * limits.RATE_TOPICS  # every one a topic of its own
     tail = lab.tail("spray.#", max_rows=1000, backlog=2 * n)
     tap = lab.tap(firehose=False, max_rows=1000, backlog=2 * n)
     try:

@@ -9,7 +9,6 @@ it was. Every reading operation works.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,19 +17,19 @@ from typing import Any
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
-from support import nuropb_made_mesh, peer_process, wait_for
+from support import (
+    nuropb_made_mesh_with_firehose,
+    peer_process,
+    vhost_of,
+    wait_for,
+)
 
 import nuropb_lab as nl
 from nuropb_lab.lab import Lab, LabError, OptionError, get_lab
-from nuropb_lab.lab.tap.firehose import marker_name
 from nuropb_lab.mesh import ManagementAPI
 from nuropb_lab.widgets import CallForm, ConnectionStatus
 
 WAIT = 15.0
-
-
-def vhost_of(url: str) -> str:
-    return url.rsplit("/", 1)[-1]
 
 
 class Counter:
@@ -57,13 +56,7 @@ class Counter:
 
 @pytest.fixture(scope="module")
 def mesh(nuropb_python: Path, management: ManagementAPI) -> Iterator[str]:
-    for url in nuropb_made_mesh(nuropb_python, management, "readonly", "configure_mesh"):
-        try:
-            yield url
-        finally:
-            with contextlib.suppress(Exception):
-                management.call_blocking("PUT", f"vhosts/{vhost_of(url)}", {"tracing": False})
-            management.call_blocking("DELETE", f"global-parameters/{marker_name(vhost_of(url))}")
+    yield from nuropb_made_mesh_with_firehose(nuropb_python, management, "readonly")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ readable. On a mesh that nuropb 0.1.8's own configure_mesh set up, traffic from 
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,13 @@ from typing import Any
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
-from support import LabSetup, nuropb_made_mesh, peer_process, wait_for
+from support import (
+    LabSetup,
+    nuropb_made_mesh_with_firehose,
+    peer_process,
+    vhost_of,
+    wait_for,
+)
 
 from nuropb_lab.lab import Lab, OptionError, get_lab
 from nuropb_lab.lab.tap.bounds import DEFAULT_MAX_DURATION, TapBounds
@@ -24,19 +29,9 @@ from nuropb_lab.mesh import ManagementAPI
 WAIT = 15.0
 
 
-def vhost_of(url: str) -> str:
-    return url.rsplit("/", 1)[-1]
-
-
 @pytest.fixture(scope="module")
 def mesh(nuropb_python: Path, management: ManagementAPI) -> Iterator[str]:
-    for url in nuropb_made_mesh(nuropb_python, management, "taplimits", "configure_mesh"):
-        try:
-            yield url
-        finally:
-            with contextlib.suppress(Exception):
-                management.call_blocking("PUT", f"vhosts/{vhost_of(url)}", {"tracing": False})
-            management.call_blocking("DELETE", f"global-parameters/{marker_name(vhost_of(url))}")
+    yield from nuropb_made_mesh_with_firehose(nuropb_python, management, "taplimits")
 
 
 @pytest.fixture(scope="module")
